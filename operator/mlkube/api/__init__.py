@@ -1,0 +1,1 @@
+"""The base layer: API names, typed specs and conditions shared by the controller and runtime."""

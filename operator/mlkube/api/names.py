@@ -1,0 +1,87 @@
+"""Names of the mlkube API and of the objects the operator derives from it.
+
+Every child object has a deterministic name computed here, so a restarted operator
+finds what it made instead of making it twice, and the drift checker (which runs in
+another pod) computes the same TrainingJob names the operator would.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+GROUP: Final = "mlkube.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "mlkube"
+
+MODEL: Final = "Model"
+TRAINING_JOB: Final = "TrainingJob"
+MONITOR: Final = "Monitor"
+
+PLURALS: Final[dict[str, str]] = {
+    MODEL: "models",
+    TRAINING_JOB: "trainingjobs",
+    MONITOR: "monitors",
+}
+SHORT_NAMES: Final[dict[str, str]] = {MODEL: "mlm", TRAINING_JOB: "tj", MONITOR: "mon"}
+
+# Labels the operator puts on every child; selectors use them, so they never change.
+LABEL_MODEL: Final = f"{GROUP}/model"
+LABEL_COMPONENT: Final = f"{GROUP}/component"
+LABEL_VERSION: Final = f"{GROUP}/version"
+LABEL_TRAINING_JOB: Final = f"{GROUP}/training-job"
+LABEL_MONITOR: Final = f"{GROUP}/monitor"
+LABEL_TRIGGER: Final = f"{GROUP}/trigger"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "mlkube"
+
+# A DNS-1123 label: what Kubernetes accepts for Service names, and what we accept for
+# model names so that every derived child name is valid too.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_MODEL_NAME: Final = 40
+
+
+def is_valid_model_name(name: str) -> bool:
+    """True when ``name`` is a DNS label short enough for every derived child name."""
+    return len(name) <= MAX_MODEL_NAME and bool(_DNS_LABEL.match(name))
+
+
+def training_job_name(model: str, version: int) -> str:
+    """The TrainingJob that produces ``version`` of ``model``: ``churn-v3``."""
+    return f"{model}-v{version}"
+
+
+def job_name(training_job: str) -> str:
+    """The batch/v1 Job that runs a TrainingJob's trainer."""
+    return f"{training_job}-train"
+
+
+def predictor_name(model: str) -> str:
+    """The Deployment, Service, HPA and PDB that serve a Model."""
+    return f"{model}-predictor"
+
+
+def drift_cronjob_name(monitor: str) -> str:
+    """The CronJob that runs a Monitor's drift check."""
+    return f"{monitor}-drift"
+
+
+def drift_service_account_name(monitor: str) -> str:
+    """The ServiceAccount (and Role, RoleBinding) the drift check runs under."""
+    return f"{monitor}-drift"
+
+
+def version_dir(namespace: str, model: str, version: int) -> str:
+    """The store-relative directory of one version: ``<ns>/<model>/v<N>``."""
+    return f"{namespace}/{model}/v{version}"
+
+
+def inference_dir(namespace: str, model: str) -> str:
+    """The store-relative directory the predictor logs sampled inferences to."""
+    return f"{namespace}/{model}/inference"
+
+
+def drift_reports_dir(namespace: str, model: str) -> str:
+    """The store-relative directory drift reports are written to."""
+    return f"{namespace}/{model}/drift"

@@ -1,0 +1,190 @@
+"""The model store's on-disk contract, shared by the trainer, the server and the drift checker.
+
+A version lives at ``<store>/<namespace>/<model>/v<N>/`` and holds:
+
+- ``model.skops``: the fitted scikit-learn Pipeline, saved with skops (no raw pickle);
+- ``metadata.json``: metrics, feature schema, reference profile, lineage, and the
+  artifact's sha256 (see ``Metadata``; the format is versioned by ``format``).
+
+Versions are written into a temporary sibling directory and renamed into place, so a
+reader sees a whole version or none, and an existing version is never overwritten.
+Loading goes through ``load_pipeline``: the sha256 is checked first, then every type the
+file would construct must come from an allowed module prefix before skops builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, NotRequired, TypedDict
+
+METADATA_FORMAT: Final = "mlkube.model/v1"
+MODEL_FILE: Final = "model.skops"
+METADATA_FILE: Final = "metadata.json"
+
+# Types a model file may construct. skops itself trusts a small set of primitives; any
+# other type must start with one of these prefixes or the load is refused.
+TRUSTED_TYPE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+class ArtifactError(Exception):
+    """The store or an artifact in it cannot be used; the message says why."""
+
+
+class FeatureSchema(TypedDict):
+    """One input feature, in the order the pipeline expects."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    dtype: str  # "float64", "int64", "bool" or "string"
+    nullable: bool
+    categories: NotRequired[list[str]]  # categorical only: values seen in training
+
+
+class TargetSchema(TypedDict):
+    name: str
+    classes: NotRequired[list[Any]]  # classification only, in predict_proba column order
+
+
+class ArtifactInfo(TypedDict):
+    file: str
+    sha256: str
+    bytes: int
+
+
+class Metadata(TypedDict):
+    """``metadata.json``. Producers fill every key; readers may rely on them."""
+
+    format: str
+    name: str
+    namespace: str
+    version: int
+    task: Literal["classification", "regression"]
+    artifact: ArtifactInfo
+    estimator: dict[str, Any]  # {"class": import path, "params": {...}}
+    features: list[FeatureSchema]
+    target: TargetSchema
+    metric: str
+    score: float
+    metrics: dict[str, float]
+    crossValidation: NotRequired[dict[str, Any]]
+    slices: list[dict[str, Any]]
+    profile: dict[str, Any]  # reference profile for drift: see mlkube.runtime.profile
+    data: dict[str, Any]  # uri, sha256, rows, trainRows, testRows
+    lineage: dict[str, Any]  # trigger, reason, trainingJob
+    libraries: dict[str, str]
+    trainedAt: str
+    durationSeconds: float
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_metadata(model_dir: Path) -> Metadata:
+    """Reads ``metadata.json`` of one version, with a clear error when it is absent or bad."""
+    path = model_dir / METADATA_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"no {METADATA_FILE} in {model_dir}: not a model version") from None
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise ArtifactError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != METADATA_FORMAT:
+        raise ArtifactError(f"{path} is not an {METADATA_FORMAT} document")
+    return data  # type: ignore[return-value]
+
+
+def untrusted_types(types: Iterable[str]) -> list[str]:
+    """The types among ``types`` that no trusted prefix covers."""
+    return sorted(t for t in types if not t.startswith(TRUSTED_TYPE_PREFIXES))
+
+
+def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
+    """Loads the fitted pipeline of one version after checking its hash and its types.
+
+    ``expected_sha256`` (from the operator) wins over the one in ``metadata.json``; the
+    artifact must match whichever is given, so a tampered file never loads.
+    """
+    import skops.io as sio
+
+    metadata = read_metadata(model_dir)
+    path = model_dir / metadata["artifact"]["file"]
+    expected = (expected_sha256 or metadata["artifact"]["sha256"]).lower()
+    try:
+        actual = sha256_file(path)
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
+    if actual != expected:
+        raise ArtifactError(
+            f"sha256 mismatch for {path}: expected {expected}, file has {actual}; refusing to load"
+        )
+    try:
+        found = sio.get_untrusted_types(file=path)
+    except Exception as error:
+        raise ArtifactError(f"{path} is not a readable skops file: {error}") from None
+    refused = untrusted_types(found)
+    if refused:
+        raise ArtifactError(f"{path} would construct untrusted types: {', '.join(refused)}")
+    try:
+        return sio.load(path, trusted=list(found))
+    except Exception as error:
+        raise ArtifactError(f"cannot load {path}: {type(error).__name__}: {error}") from None
+
+
+def write_version(
+    version_dir: Path, pipeline: Any, metadata_without_artifact: Mapping[str, Any]
+) -> Metadata:
+    """Writes a version atomically: temp dir beside the target, then a rename.
+
+    Raises ``ArtifactError`` if the version directory already exists; never overwrites.
+    Returns the metadata as written (with ``artifact`` filled in).
+    """
+    import skops.io as sio
+
+    if version_dir.exists():
+        raise ArtifactError(f"{version_dir} already exists; versions are never overwritten")
+    parent = version_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version_dir.name}.", dir=parent))
+    except OSError as error:
+        raise ArtifactError(f"cannot write to the store at {parent}: {error.strerror}") from None
+    try:
+        model_path = staging / MODEL_FILE
+        sio.dump(pipeline, model_path)
+        metadata = dict(metadata_without_artifact)
+        metadata["format"] = METADATA_FORMAT
+        metadata["artifact"] = ArtifactInfo(
+            file=MODEL_FILE, sha256=sha256_file(model_path), bytes=model_path.stat().st_size
+        )
+        with (staging / METADATA_FILE).open("w", encoding="utf-8") as handle:
+            json.dump(metadata, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(staging, 0o755)
+        try:
+            # rename(2) onto an existing non-empty directory fails, so a concurrent
+            # writer of the same version cannot be overwritten either.
+            os.rename(staging, version_dir)
+        except OSError:
+            raise ArtifactError(
+                f"{version_dir} already exists; versions are never overwritten"
+            ) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return metadata  # type: ignore[return-value]
