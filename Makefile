@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make demo` (coming with the end-to-end issue) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/tests
+
+.PHONY: help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean
+
+help:
+	@echo "make test               venv + control plane + lint + every test tier"
+	@echo "make controlplane       build (or reuse) the cached etcd/kube-apiserver/... binaries"
+	@echo "make controlplane-up    start a control plane in the background (.controlplane/kubeconfig)"
+	@echo "make controlplane-down  stop it"
+	@echo "make crds               regenerate crds/ from operator/mlkube/api"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,s3,plot]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+controlplane:
+	@bash tests/controlplane/build.sh
+
+controlplane-up: venv controlplane
+	$(BIN)/python -m harness.controlplane up --dir .controlplane
+
+controlplane-down:
+	@test -x $(BIN)/python && $(BIN)/python -m harness.controlplane down --dir .controlplane || true
+
+crds: venv
+	$(BIN)/python -m mlkube.api.crds --write crds
+
+lint: venv
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m mlkube.api.crds --check crds
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv controlplane
+	$(BIN)/pytest tests/integration -q
+
+test: venv controlplane lint
+	$(BIN)/pytest tests -q --durations=15
+
+clean: controlplane-down
+	rm -rf $(VENV) .controlplane

@@ -1,0 +1,172 @@
+"""Schema pieces shared by the three CRDs: resources, placement, conditions, status parts."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from mlkube.api.openapi import (
+    Schema,
+    array,
+    boolean,
+    int_or_string,
+    integer,
+    map_of,
+    number,
+    obj,
+    rule,
+    string,
+)
+
+CLASSIFICATION_METRICS: Final = (
+    "accuracy",
+    "f1",
+    "f1_macro",
+    "roc_auc",
+    "log_loss",
+    "precision",
+    "recall",
+)
+REGRESSION_METRICS: Final = ("r2", "rmse", "mae")
+DATA_URI_SCHEMES: Final = ("pvc", "s3", "https", "sklearn")
+DURATION_PATTERN: Final = r"^([0-9]+(s|m|h|d))+$"
+CRON = (
+    r"^(@(yearly|annually|monthly|weekly|daily|hourly)"
+    r"|([0-9*/,?LW#A-Za-z-]+\s+){4}[0-9*/,?LW#A-Za-z-]+)$"
+)
+QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+
+CRON_RULE = "!has(self.schedule) || self.schedule.matches('" + CRON.replace("\\", "\\\\") + "')"
+
+
+def cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def quantity(description: str) -> Schema:
+    schema = int_or_string(description)
+    schema["pattern"] = QUANTITY
+    return schema
+
+
+def resources_schema(what: str) -> Schema:
+    return obj(
+        f"Compute resources of the {what} container, as in a Pod's "
+        "resources (for example nvidia.com/gpu under limits).",
+        {
+            "requests": map_of(
+                "Minimum resources the scheduler reserves.",
+                quantity("A quantity such as 500m or 1Gi."),
+                max_properties=16,
+            ),
+            "limits": map_of(
+                "Maximum resources the container may use.",
+                quantity("A quantity such as 2 or 4Gi."),
+                max_properties=16,
+            ),
+        },
+    )
+
+
+def placement_schemas(what: str) -> dict[str, Schema]:
+    return {
+        "nodeSelector": map_of(
+            f"Labels a node must have to run the {what} pods.",
+            string("Label value.", max_length=63),
+            max_properties=32,
+        ),
+        "tolerations": array(
+            f"Tolerations of the {what} pods, passed through to the Pod spec.",
+            obj(
+                "One toleration.",
+                {
+                    "key": string("Taint key the toleration applies to."),
+                    "operator": string("How key and value are compared.", enum=["Exists", "Equal"]),
+                    "value": string("Taint value to match (operator Equal).", max_length=63),
+                    "effect": string(
+                        "Taint effect to match; empty matches all.",
+                        enum=["NoSchedule", "PreferNoSchedule", "NoExecute"],
+                    ),
+                    "tolerationSeconds": integer(
+                        "How long a NoExecute taint is tolerated.", minimum=0, fmt="int64"
+                    ),
+                },
+            ),
+            max_items=16,
+            list_type="atomic",
+        ),
+    }
+
+
+def condition_schema() -> Schema:
+    return obj(
+        "One aspect of the resource's state, as the Kubernetes API conventions define.",
+        {
+            "type": string("Condition type, e.g. Ready.", max_length=316),
+            "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": string(
+                "CamelCase reason from a fixed set.",
+                pattern=r"^[A-Za-z]([A-Za-z0-9_]*)?$",
+                max_length=1024,
+            ),
+            "message": string("Human-readable detail.", max_length=32768),
+            "lastTransitionTime": string(
+                "When status last changed.", fmt="date-time", max_length=64
+            ),
+            "observedGeneration": integer(
+                "The .metadata.generation the condition was set for.", minimum=0, fmt="int64"
+            ),
+        },
+        required=["type", "status", "lastTransitionTime"],
+    )
+
+
+def common_status() -> dict[str, Schema]:
+    return {
+        "observedGeneration": integer(
+            "The .metadata.generation the status describes.", minimum=0, fmt="int64"
+        ),
+        "phase": string(
+            "Summary of the conditions for printer columns; read the conditions for detail.",
+            max_length=32,
+        ),
+        "conditions": array(
+            "Current state: Ready, Reconciling and Stalled (kstatus), plus kind-specific ones.",
+            condition_schema(),
+            max_items=16,
+            map_keys=["type"],
+        ),
+    }
+
+
+def metrics_map(what: str) -> Schema:
+    return map_of(f"{what}, by metric name.", number("Metric value."), max_properties=64)
+
+
+def slice_results() -> Schema:
+    return array(
+        "Score of each validation slice.",
+        obj(
+            "One slice's result.",
+            {
+                "name": string("Slice name.", max_length=63),
+                "score": number("Metric on the slice."),
+                "rows": integer("Test rows in the slice.", minimum=0, fmt="int64"),
+                "minScore": number("The slice's minimum, if any."),
+                "passed": boolean("Whether the slice met its minimum."),
+            },
+        ),
+        max_items=32,
+    )
+
+
+def model_ref() -> Schema:
+    return obj(
+        "The Model this object belongs to, in the same namespace. Immutable.",
+        {"name": string("Name of the Model.", min_length=1, max_length=63)},
+        required=["name"],
+        rules=[rule("self == oldSelf", "spec.modelRef is immutable")],
+    )

@@ -1,0 +1,1 @@
+"""Test harness: a real Kubernetes control plane built from Go modules, run on loopback."""

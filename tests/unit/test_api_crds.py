@@ -1,0 +1,102 @@
+"""The CRD source: generated files in sync, every field described, structural, list maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlkube.api import names
+from mlkube.api.crds import custom_resource_definitions, render_crd_files
+from mlkube.api.openapi import walk_fields
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    for crd in custom_resource_definitions():
+        if crd["spec"]["names"]["kind"] == kind:
+            schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+            return schema
+    raise KeyError(kind)
+
+
+def test_generated_files_match_the_source() -> None:
+    rendered = render_crd_files()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in CRD_DIR.glob("*.yaml")}
+    assert set(on_disk) == set(rendered), "crds/ has extra or missing files: run `make crds`"
+    for filename, text in rendered.items():
+        assert on_disk[filename] == text, f"crds/{filename} is stale: run `make crds`"
+    assert set(rendered) == {
+        "mlkube.io_models.yaml",
+        "mlkube.io_trainingjobs.yaml",
+        "mlkube.io_monitors.yaml",
+    }
+
+
+@pytest.mark.parametrize("kind", [names.MODEL, names.TRAINING_JOB, names.MONITOR])
+def test_every_spec_and_status_field_has_a_description(kind: str) -> None:
+    schema = _schema(kind)
+    missing = [
+        path
+        for part in ("spec", "status")
+        for path, field in walk_fields(schema["properties"][part], part)
+        if not field.get("description")
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("kind", [names.MODEL, names.TRAINING_JOB, names.MONITOR])
+def test_schema_is_structural_with_typed_status(kind: str) -> None:
+    schema = _schema(kind)
+    for path, field in walk_fields(schema, kind):
+        if field.get("x-kubernetes-int-or-string"):
+            continue
+        assert "type" in field, f"{path} has no type"
+    status = schema["properties"]["status"]
+    assert not status.get("x-kubernetes-preserve-unknown-fields")
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert set(conditions["items"]["properties"]) >= {
+        "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"
+    }
+
+
+def test_preserve_unknown_fields_only_on_estimator_params() -> None:
+    free = [
+        path
+        for kind in (names.MODEL, names.TRAINING_JOB, names.MONITOR)
+        for path, field in walk_fields(_schema(kind), kind)
+        if field.get("x-kubernetes-preserve-unknown-fields")
+    ]
+    assert free == [
+        "Model.spec.training.estimator.params",
+        "TrainingJob.spec.overrides.estimator.params",
+    ]
+
+
+def test_names_columns_and_category() -> None:
+    crds = {c["spec"]["names"]["kind"]: c for c in custom_resource_definitions()}
+    assert crds[names.MODEL]["spec"]["names"]["shortNames"] == ["mlm"]
+    assert crds[names.TRAINING_JOB]["spec"]["names"]["shortNames"] == ["tj"]
+    assert crds[names.MONITOR]["spec"]["names"]["shortNames"] == ["mon"]
+    for crd in crds.values():
+        assert crd["spec"]["names"]["categories"] == ["mlkube"]
+        assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+    columns = {
+        kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
+        for kind, crd in crds.items()
+    }
+    assert columns[names.MODEL] == ["Task", "Serving", "Latest", "Score", "Ready", "Age"]
+    assert columns[names.TRAINING_JOB] == ["Model", "Trigger", "Version", "Phase", "Score", "Age"]
+    assert columns[names.MONITOR][:3] == ["Model", "Schedule", "Drift"]
+    assert "Last Check" in columns[names.MONITOR]
+
+
+def test_rendered_yaml_round_trips() -> None:
+    for text in render_crd_files().values():
+        document = yaml.safe_load(text)
+        assert document["kind"] == "CustomResourceDefinition"
+        assert document["spec"]["group"] == names.GROUP
