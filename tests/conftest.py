@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from harness.controlplane import REPO, ControlPlane
 
 CRD_DIR = REPO / "crds"
@@ -42,9 +43,7 @@ def crds(control_plane: ControlPlane) -> list[str]:
     """Applies ``crds/`` and waits until every CRD is Established; returns their names."""
     control_plane.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
     names = control_plane.kubectl("get", "-f", str(CRD_DIR), "-o", "name").stdout.split()
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", *names
-    )
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     return names
 
 
@@ -55,7 +54,9 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     name = "".join(c for c in base if c.isalnum() or c == "-")[:40].strip("-")
     name = f"{name}-{uuid.uuid4().hex[:5]}"
     control_plane.kubectl(
-        "apply", "-f", "-",
+        "apply",
+        "-f",
+        "-",
         input_text=json.dumps(
             {
                 "apiVersion": "v1",

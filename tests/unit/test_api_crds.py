@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mlkube.api import names
 from mlkube.api.crds import custom_resource_definitions, render_crd_files
 from mlkube.api.openapi import walk_fields
@@ -60,7 +61,12 @@ def test_schema_is_structural_with_typed_status(kind: str) -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert set(conditions["items"]["properties"]) >= {
-        "type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
     }
 
 

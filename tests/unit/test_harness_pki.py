@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from harness.certs import CertificateAuthority, write_service_account_keys
 from harness.ports import free_port, free_ports
 
@@ -19,7 +20,10 @@ def _load(path: Path) -> x509.Certificate:
 def test_serving_cert_is_signed_by_the_ca_with_sans(tmp_path: Path) -> None:
     ca = CertificateAuthority(tmp_path)
     pair = ca.issue(
-        "apiserver", "kube-apiserver", dns_names=("localhost",), ip_addresses=("127.0.0.1",),
+        "apiserver",
+        "kube-apiserver",
+        dns_names=("localhost",),
+        ip_addresses=("127.0.0.1",),
         server=True,
     )
     cert, ca_cert = _load(pair.cert), _load(ca.pair.cert)
