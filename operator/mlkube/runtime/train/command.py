@@ -1,0 +1,156 @@
+"""``mlkube train``: the command line around one training run.
+
+In a cluster the operator runs it in the TrainingJob's pod with ``--model-json`` (the
+effective Model: its template plus the TrainingJob's overrides) and reads the outcome
+from the pod's termination message; on a laptop it takes ``-f model.yaml``, the same
+YAML a user applies. Either way the outcome is one JSON line on stdout and in the
+termination log, and a failure is one line on stderr, ``{"error": ...}`` in the
+termination log, exit code 2 for input the user can fix and 1 for anything else, and
+nothing in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlkube.api.names import version_dir
+from mlkube.runtime.artifact import ArtifactError
+from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train.settings import TrainSettings
+from mlkube.runtime.train.spec import parse_model
+from mlkube.runtime.train.summary import error_summary, fit_summary, write_termination_log
+
+TRIGGERS = ("initial", "manual", "schedule", "drift")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train, validate and store one version of a Model",
+        description="Train one version of a Model from its manifest and write it to a store "
+        "directory as <store>/<namespace>/<model>/v<N>/. Prints a JSON summary.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "-f", "--filename", type=Path, metavar="MODEL_YAML",
+        help="the Model manifest (YAML or JSON; - for stdin)",
+    )
+    source.add_argument(
+        "--model-json", metavar="JSON", help="the effective Model manifest as a JSON string"
+    )
+    parser.add_argument("--store", type=Path, required=True, metavar="DIR",
+                        help="the model store's root directory")
+    parser.add_argument("--store-uri", metavar="URI",
+                        help="how the summary names the store (default: the absolute --store)")
+    parser.add_argument("--version", type=int, metavar="N",
+                        help="version to write (default: 1 + the highest in the store)")
+    parser.add_argument("--namespace", metavar="NS",
+                        help="overrides metadata.namespace (default: default)")
+    parser.add_argument("--termination-log", type=Path, metavar="PATH",
+                        help="where the summary goes too (default: /dev/termination-log, "
+                        "skipped when that cannot be written outside a pod)")
+    parser.add_argument("--trigger", choices=TRIGGERS, default="manual",
+                        help="why this run happens, recorded in the lineage")
+    parser.add_argument("--reason", default="", metavar="TEXT",
+                        help="free text recorded in the lineage")
+    parser.add_argument("--training-job", metavar="NAME",
+                        help="the TrainingJob this run belongs to, recorded in the lineage")
+    parser.set_defaults(func=run_command)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
+    """The Model from ``-f`` (first ``kind: Model`` document) or ``--model-json``."""
+    if args.model_json is not None:
+        try:
+            document = json.loads(args.model_json)
+        except ValueError as error:
+            raise TrainingInputError(f"--model-json is not valid JSON: {error}") from None
+        if not isinstance(document, dict):
+            raise TrainingInputError("--model-json must be a JSON object (a Model)")
+        return document
+    path: Path = args.filename
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TrainingInputError(f"manifest {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise TrainingInputError(f"cannot read manifest {path}: {error}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        raise TrainingInputError(f"manifest {path} is not valid YAML: {error}") from None
+    models = [d for d in documents if isinstance(d, dict) and d.get("kind", "Model") == "Model"]
+    if len(models) != 1:
+        found = "no Model" if not models else f"{len(models)} Models"
+        raise TrainingInputError(f"manifest {path} holds {found}; expected exactly one")
+    return models[0]
+
+
+def _fail(args: argparse.Namespace, message: str, exit_code: int) -> None:
+    from mlkube.cli import CommandError
+
+    message = _one_line(message)
+    try:
+        write_termination_log(args.termination_log, error_summary(message))
+    except OSError as error:
+        message += f" (and the termination log could not be written: {error.strerror})"
+    raise CommandError(message, exit_code)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from mlkube.runtime.train.run import Progress, RunRequest, default_store_uri, train_model
+
+    progress = Progress()
+    if args.termination_log is not None:
+        try:
+            with args.termination_log.open("ab"):
+                pass
+        except OSError as error:
+            _fail(args, f"cannot write the termination log {args.termination_log}: "
+                  f"{error.strerror}", 2)
+    try:
+        settings = TrainSettings.from_env()
+        if args.version is not None and args.version < 1:
+            raise TrainingInputError(f"--version must be at least 1, got {args.version}")
+        spec = parse_model(read_manifest(args), args.namespace)
+        request = RunRequest(
+            spec=spec,
+            store=args.store,
+            store_uri=args.store_uri or default_store_uri(args.store),
+            version=args.version,
+            trigger=args.trigger,
+            reason=args.reason,
+            training_job=args.training_job,
+        )
+        summary = train_model(request, settings, progress)
+    except (TrainingInputError, ArtifactError) as error:
+        _fail(args, str(error), 2)
+    except MemoryError:
+        _fail(args, "out of memory while training; give the TrainingJob more memory", 1)
+    except Exception as error:
+        _fail(args, f"internal error: {type(error).__name__}: {error}", 1)
+    payload = fit_summary(summary)
+    try:
+        write_termination_log(args.termination_log, payload)
+    except OSError as error:
+        shutil.rmtree(
+            args.store / version_dir(spec.namespace, spec.name, summary["version"]),
+            ignore_errors=True,
+        )
+        _fail(args, f"cannot write the termination log {args.termination_log}: "
+              f"{error.strerror}", 1)
+    sys.stdout.write(payload.decode("utf-8") + "\n")
+    sys.stdout.flush()
+    progress(f"done: {summary['metric']}={summary['score']}")
+    return 0

@@ -1,0 +1,174 @@
+"""The feature schema and the scikit-learn Pipeline built around the manifest's estimator.
+
+The manifest names the estimator by import path, which makes it code the trainer will
+import: only paths under an allow-listed prefix (``MLKUBE_ESTIMATOR_ALLOWLIST``, default
+``sklearn.``) are accepted, and only classes that are scikit-learn estimators of the
+model's task. Parameters are plain YAML values checked against ``get_params()`` before
+any data is read, so a typo fails in milliseconds with a suggestion, not after a fit.
+
+The pipeline takes a frame with the schema's columns in order: numeric columns are
+median-imputed, categorical ones get a constant for missing values and a one-hot
+encoding (at most 100 columns, rare categories pooled) that maps unseen categories to
+the pooled column or to none, so serving never fails on a new category.
+The schema recorded in the metadata is what the server validates requests against.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from mlkube.runtime.artifact import FeatureSchema
+from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train.spec import Task
+
+MISSING_CATEGORY: Final = "__missing__"
+# Per categorical column; rarer categories share one "infrequent" column. Bounding it keeps
+# the dense encoding (which every estimator accepts, unlike sparse input) small.
+MAX_ONEHOT_COLUMNS: Final = 100
+_MAX_CATEGORIES_RECORDED: Final = 1000
+
+
+@dataclass(frozen=True)
+class EstimatorChoice:
+    cls: type[Any]
+    class_path: str
+    params: dict[str, Any]  # as given, plus random_state when the estimator has one
+
+
+def resolve_estimator(
+    class_path: str, params: dict[str, Any], task: Task, allowlist: tuple[str, ...], seed: int
+) -> EstimatorChoice:
+    """Imports an allow-listed estimator class and checks the params' names against it."""
+    where = "spec.training.estimator.class"
+    if not class_path.startswith(allowlist) or "." not in class_path:
+        raise TrainingInputError(
+            f"{where} {class_path!r} is outside the estimator allow-list "
+            f"({', '.join(allowlist)}; MLKUBE_ESTIMATOR_ALLOWLIST)"
+        )
+    module_name, _, attr = class_path.rpartition(".")
+    if attr.startswith("_"):
+        raise TrainingInputError(f"{where} {class_path!r} names a private object")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise TrainingInputError(f"{where} {class_path!r}: no module {module_name!r}") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        public = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attr, public, n=1)
+        hint = f" (did you mean {module_name}.{close[0]}?)" if close else ""
+        raise TrainingInputError(f"{where} {class_path!r}: {module_name} has no {attr}{hint}")
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
+
+    if not inspect.isclass(cls) or not issubclass(cls, BaseEstimator):
+        raise TrainingInputError(f"{where} {class_path!r} is not a scikit-learn estimator class")
+    try:
+        instance: Any = cls()
+    except TypeError as error:
+        raise TrainingInputError(
+            f"{where} {class_path!r} cannot be built without arguments: {error}"
+        ) from None
+    fits_task = is_classifier(instance) if task == "classification" else is_regressor(instance)
+    if not fits_task:
+        raise TrainingInputError(f"{where} {class_path!r} is not a {task[:-3]}or for a {task}")
+    known = instance.get_params(deep=False)
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        details = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            details.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TrainingInputError(
+            f"spec.training.estimator.params: unknown parameter {', '.join(details)} "
+            f"for {attr}"
+        )
+    effective = dict(params)
+    if "random_state" in known and "random_state" not in effective:
+        effective["random_state"] = seed
+    _check_param_values(cls(**effective), attr)
+    return EstimatorChoice(cls=cls, class_path=class_path, params=effective)
+
+
+def _check_param_values(estimator: Any, name: str) -> None:
+    """Runs scikit-learn's own parameter constraints now rather than at fit time."""
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is None:
+        return
+    try:
+        validate()
+    except (ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        raise TrainingInputError(f"spec.training.estimator.params: {message}") from None
+
+
+def infer_schema(frame: pd.DataFrame, features: list[str]) -> list[FeatureSchema]:
+    """Numeric (numbers, booleans) vs categorical (everything else), with seen categories."""
+    schema: list[FeatureSchema] = []
+    for name in features:
+        column = frame[name]
+        nullable = bool(column.isna().any())
+        if pd.api.types.is_bool_dtype(column.dtype):
+            schema.append(FeatureSchema(name=name, kind="numeric", dtype="bool", nullable=nullable))
+        elif pd.api.types.is_numeric_dtype(column.dtype):
+            dtype = "int64" if pd.api.types.is_integer_dtype(column.dtype) else "float64"
+            schema.append(FeatureSchema(name=name, kind="numeric", dtype=dtype, nullable=nullable))
+        else:
+            seen = sorted(str(v) for v in column.dropna().unique())
+            entry = FeatureSchema(name=name, kind="categorical", dtype="string", nullable=nullable)
+            if len(seen) <= _MAX_CATEGORIES_RECORDED:
+                entry["categories"] = seen
+            schema.append(entry)
+    return schema
+
+
+def model_inputs(frame: pd.DataFrame, schema: list[FeatureSchema]) -> pd.DataFrame:
+    """The frame the pipeline expects: schema order, booleans as 0/1, categories as text.
+
+    The server builds requests the same way from the schema, so training and serving see
+    identical input types.
+    """
+    columns: dict[str, Any] = {}
+    for feature in schema:
+        column = frame[feature["name"]]
+        if feature["kind"] == "numeric":
+            columns[feature["name"]] = (
+                column.astype("float64") if feature["dtype"] == "bool" else column
+            )
+        else:
+            columns[feature["name"]] = column.map(str, na_action="ignore").astype(object)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def build_pipeline(schema: list[FeatureSchema], estimator: EstimatorChoice) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    numeric = [f["name"] for f in schema if f["kind"] == "numeric"]
+    categorical = [f["name"] for f in schema if f["kind"] == "categorical"]
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        transformers.append(("numeric", SimpleImputer(strategy="median"), numeric))
+    if categorical:
+        encode = Pipeline([
+            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+            ("onehot", OneHotEncoder(
+                handle_unknown="infrequent_if_exist",
+                max_categories=MAX_ONEHOT_COLUMNS,
+                sparse_output=False,
+                dtype=np.float64,
+            )),
+        ])
+        transformers.append(("categorical", encode, categorical))
+    preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    return Pipeline([
+        ("preprocess", preprocess), ("estimator", estimator.cls(**estimator.params)),
+    ])
