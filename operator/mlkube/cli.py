@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from mlkube import __version__
 
 # subcommand -> module with ``register(subparsers)``; a command is listed only once it is real.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "train": "mlkube.runtime.train.command",
+}
 
 
 class CommandError(Exception):
