@@ -56,6 +56,7 @@ class NumericProfile(TypedDict):
     binEdges: list[float]  # inner edges, strictly increasing; len(binCounts) == len + 1
     binCounts: list[int]
     sample: list[float]  # seeded, without replacement, non-missing values only
+    distinct: int  # distinct non-missing values (few means "treat like a category")
 
 
 class CategoricalProfile(TypedDict):
@@ -161,6 +162,7 @@ def _numeric_profile(
         binEdges=edges,
         binCounts=[int(c) for c in counts],
         sample=[float(v) for v in sample],
+        distinct=int(np.unique(present).size),
     )
 
 

@@ -1,0 +1,1 @@
+"""The drift checker: reference profile vs a live window, per-feature tests, verdict, report."""
