@@ -4,7 +4,7 @@ The URI schemes mirror where data sits for a model in a cluster: a mounted claim
 (``pvc://claim/path``), an object store (``s3://bucket/key``, optional ``s3`` extra), a web
 server (``https://``, also ``http://`` for in-cluster services), a local path (``file://`` or
 plain, for laptops, tests and benchmarks) and the data sets scikit-learn ships
-(``sklearn://iris``). Downloads are bounded in size and time so a wrong URI fails with a
+(``sklearn://iris``, columns renamed to identifiers). Downloads are bounded in size and time so a wrong URI fails with a
 message instead of filling the pod. The whole file is read into memory once: its bytes
 give the data digest recorded in the metadata and then parse without a second read.
 """
@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -211,6 +212,12 @@ def _download_s3(uri: str, settings: TrainSettings) -> bytes:
         raise TrainingInputError(f"data {uri}: {error}") from None
 
 
+def identifier(name: str) -> str:
+    """``"petal length (cm)"`` → ``"petal_length_cm"``: bundled data sets get column names
+    that slice queries and JSON requests can use without quoting."""
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_") or name
+
+
 def _load_sklearn(uri: str) -> LoadedData:
     import sklearn.datasets
 
@@ -221,7 +228,7 @@ def _load_sklearn(uri: str) -> LoadedData:
             + ", ".join(f"sklearn://{n}" for n in SKLEARN_DATASETS)
         )
     frame: pd.DataFrame = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
-    frame.columns = [str(c) for c in frame.columns]
+    frame.columns = [identifier(str(c)) for c in frame.columns]
     digest = hashlib.sha256(
         pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
     ).hexdigest()

@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -62,7 +63,7 @@ class RunRequest:
 class Progress:
     """Human-readable progress on stderr, each line stamped with the seconds since start."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.started = time.monotonic()
         self.stream = stream
 
@@ -70,7 +71,8 @@ class Progress:
         return time.monotonic() - self.started
 
     def __call__(self, message: str) -> None:
-        print(f"mlkube train: [{self.elapsed():6.2f}s] {message}", file=self.stream, flush=True)
+        stream = self.stream or sys.stderr
+        print(f"mlkube train: [{self.elapsed():6.2f}s] {message}", file=stream, flush=True)
 
 
 def next_version(model_dir: Path) -> int:
@@ -129,6 +131,19 @@ def _libraries() -> dict[str, str]:
         "pandas": pandas.__version__,
         "skops": skops.__version__,
     }
+
+
+def _report_warnings(
+    caught: list[warnings.WarningMessage], progress: Progress
+) -> list[str]:
+    """Warnings from fitting (convergence, …) are shown once each and kept in the metadata:
+    they say something about this model, so they belong in its record, not lost on a tty."""
+    messages = list(dict.fromkeys(
+        f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught
+    ))
+    for message in messages:
+        progress(f"warning: {message}")
+    return messages
 
 
 def _passed(score: float | None, minimum: float | None, higher_is_better: bool) -> bool:
@@ -199,13 +214,18 @@ def train_model(
     )
 
     model = build_pipeline(schema, estimator)
-    try:
-        model.fit(inputs.iloc[train_pos], y[train_pos])
-    except (ValueError, TypeError) as error:
-        message = " ".join(str(error).split())
-        raise TrainingInputError(f"fitting {estimator.class_path} failed: {message}") from None
-    progress("fitted; validating on the holdout")
-    holdout = predict(model, inputs.iloc[test_pos], y[test_pos], spec.task)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(inputs.iloc[train_pos], y[train_pos])
+        except (ValueError, TypeError) as error:
+            message = " ".join(str(error).split())
+            raise TrainingInputError(
+                f"fitting {estimator.class_path} failed: {message}"
+            ) from None
+        progress("fitted; validating on the holdout")
+        holdout = predict(model, inputs.iloc[test_pos], y[test_pos], spec.task)
+    fit_warnings = _report_warnings(caught, progress)
     metrics = standard_metrics(spec.task, validation.metric, holdout)
     score = metrics.get(validation.metric)
     if score is None:
@@ -225,10 +245,13 @@ def train_model(
     cross = None
     if validation.folds >= 2:
         progress(f"{validation.folds}-fold cross-validation")
-        cross = cross_validate(
-            lambda: build_pipeline(schema, estimator), inputs, y, task=spec.task,
-            metric=validation.metric, folds=validation.folds, seed=validation.random_seed,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cross = cross_validate(
+                lambda: build_pipeline(schema, estimator), inputs, y, task=spec.task,
+                metric=validation.metric, folds=validation.folds, seed=validation.random_seed,
+            )
+        fit_warnings += _report_warnings(caught, progress)
     from mlkube.runtime.profile import build_reference_profile
 
     reference = checked.frame.iloc[train_pos]
@@ -265,6 +288,7 @@ def train_model(
             "trigger": request.trigger, "reason": request.reason,
             "trainingJob": request.training_job,
         },
+        "warnings": fit_warnings[:20],
         "libraries": _libraries(),
         "trainedAt": trained_at,
         "durationSeconds": round(progress.elapsed(), 3),

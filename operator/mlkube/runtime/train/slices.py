@@ -115,11 +115,12 @@ def tokenize(query: str) -> list[Token]:
             hint = " (use == to compare)" if query[position] == "=" else ""
             raise SliceError(f"unexpected character {query[position]!r} at {position + 1}{hint}")
         kind, text = match.lastgroup, match.group(match.lastgroup)
+        start = match.start(kind) + 1
         if kind == "name" and text in _KEYWORDS:
             kind = "keyword"
         elif kind == "quoted":
             kind, text = "name", text[1:-1]
-        tokens.append(Token(kind, text, match.start(kind) + 1))
+        tokens.append(Token(kind, text, start))
         position = match.end()
 
 
