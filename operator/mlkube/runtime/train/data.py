@@ -4,9 +4,10 @@ The URI schemes mirror where data sits for a model in a cluster: a mounted claim
 (``pvc://claim/path``), an object store (``s3://bucket/key``, optional ``s3`` extra), a web
 server (``https://``, also ``http://`` for in-cluster services), a local path (``file://`` or
 plain, for laptops, tests and benchmarks) and the data sets scikit-learn ships
-(``sklearn://iris``, columns renamed to identifiers). Downloads are bounded in size and time so a wrong URI fails with a
-message instead of filling the pod. The whole file is read into memory once: its bytes
-give the data digest recorded in the metadata and then parse without a second read.
+(``sklearn://iris``, columns renamed to identifiers). Downloads are bounded in size and
+time so a wrong URI fails with a message instead of filling the pod. The whole file is
+read into memory once: its bytes give the data digest recorded in the metadata and then
+parse without a second read.
 """
 
 from __future__ import annotations
