@@ -77,7 +77,8 @@ def resolve_estimator(
         ) from None
     fits_task = is_classifier(instance) if task == "classification" else is_regressor(instance)
     if not fits_task:
-        raise TrainingInputError(f"{where} {class_path!r} is not a {task[:-3]}or for a {task}")
+        kind = "classifier" if task == "classification" else "regressor"
+        raise TrainingInputError(f"{where} {class_path!r} is not a {kind}; spec.task is {task}")
     known = instance.get_params(deep=False)
     unknown = [name for name in params if name not in known]
     if unknown:
