@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from train_support import churn_frame, manifest, run_process, store_files, write_manifest
+
 from harness.certs import CertificateAuthority
 from harness.ports import free_port
-from train_support import churn_frame, manifest, run_process, store_files, write_manifest
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 
