@@ -108,7 +108,7 @@ def tokenize(query: str) -> list[Token]:
         while position < len(query) and query[position].isspace():
             position += 1
         if position >= len(query):
-            tokens.append(Token("end", "", position))
+            tokens.append(Token("end", "", position + 1))
             return tokens
         match = _TOKEN.match(query, position)
         if match is None or match.lastgroup is None:
