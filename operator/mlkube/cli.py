@@ -19,6 +19,7 @@ from mlkube import __version__
 COMMANDS: dict[str, str] = {
     "train": "mlkube.runtime.train.command",
     "drift-check": "mlkube.runtime.drift.command",
+    "serve": "mlkube.runtime.serve.command",
 }
 
 

@@ -1,0 +1,253 @@
+"""The protocol layer: V2 and V1 bodies in, predictions out, metrics and sampled logs on the side.
+
+The transport hands over raw bytes and the path's model name/version; the dataplane
+parses, validates against the feature schema (``decoding``), predicts (``model``),
+encodes, counts predictions by class, and submits a sampled record to the inference
+log, failures included. Errors leave as ``ServeError`` with their HTTP status.
+
+Response shapes:
+- V2 ``infer``: ``outputs`` holds ``predict`` ``[n]`` and, for classifiers,
+  ``predict_proba`` ``[n, n_classes]`` (columns in ``parameters.classes`` order of the
+  model metadata); ``id`` echoes the request's.
+- V1 ``:predict``: ``{"predictions": [...]}`` plus, for classifiers,
+  ``"probabilities": [[...], ...]`` and ``"classes": [...]`` naming their columns.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from mlkube import __version__
+from mlkube.runtime.serve.decoding import Schema, decode_v1_instances, decode_v2_inputs
+from mlkube.runtime.serve.errors import BadRequestError, NotFoundError, ServeError
+from mlkube.runtime.serve.inferencelog import InferenceLogger, Record
+from mlkube.runtime.serve.metrics import ModelMetrics
+from mlkube.runtime.serve.model import Batch, ModelInputError, Prediction, ServedModel
+
+SERVER_NAME: Final = "mlkube"
+_NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _datatype(array: NDArray[Any]) -> str:
+    kind = array.dtype.kind
+    return {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}.get(kind, "BYTES")
+
+
+def _json_ready(array: NDArray[Any]) -> Any:
+    """Numeric arrays go to orjson as they are (fast); others as Python lists."""
+    if array.dtype.kind in "biuf" and array.flags.c_contiguous:
+        return array
+    return array.tolist()
+
+
+class DataPlane:
+    """Everything between the HTTP transport and the model, for one served model."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        metrics: ModelMetrics,
+        max_rows: int,
+        logger: InferenceLogger | None = None,
+        sample_rate: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.metrics = metrics
+        self.schema = Schema(model.features, max_rows)
+        self._logger = logger
+        self._sample_rate = sample_rate if logger is not None else 0.0
+        self._outputs = ["predict", "predict_proba"] if model.is_classifier else ["predict"]
+        self.server_metadata = orjson.dumps(
+            {"name": SERVER_NAME, "version": __version__, "extensions": []}
+        )
+        self.model_metadata = orjson.dumps(self._model_metadata())
+
+    def _model_metadata(self) -> dict[str, Any]:
+        m = self.model
+        inputs = [
+            {
+                "name": f["name"],
+                "datatype": "BYTES"
+                if f["kind"] == "categorical" and f["dtype"] == "string"
+                else "FP64",
+                "shape": [-1],
+                "parameters": {k: v for k, v in f.items() if k != "name"},
+            }
+            for f in m.features
+        ]
+        outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+        parameters: dict[str, Any] = {
+            "task": m.metadata["task"],
+            "estimator": m.estimator_class,
+            "target": m.metadata.get("target", {}).get("name"),
+        }
+        if m.is_classifier and m.classes is not None:
+            outputs[0]["datatype"] = _datatype(m.classes)
+            outputs.append(
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(m.classes)]}
+            )
+            parameters["classes"] = m.classes.tolist()
+        return {
+            "name": m.name,
+            "versions": [m.version_label],
+            "platform": "sklearn",
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": parameters,
+        }
+
+    def check_model(self, name: str, version: str | None) -> None:
+        """``NotFoundError`` unless ``name`` (and ``version``, if given) is the served model."""
+        if name != self.model.name:
+            raise NotFoundError(f"unknown model '{name}'; this server serves '{self.model.name}'")
+        if version is not None and version != self.model.version_label:
+            raise NotFoundError(
+                f"unknown version '{version}' of model '{name}'; this server serves version "
+                f"{self.model.version_label}"
+            )
+
+    def infer(self, body: bytes, name: str, version: str | None, header_id: str | None) -> bytes:
+        """A V2 inference request's response body."""
+        sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
+        request_id = header_id
+        batch: Batch | None = None
+        try:
+            self.check_model(name, version)
+            doc = _parse(body)
+            raw_id = doc.get("id")
+            if raw_id is not None and not isinstance(raw_id, str):
+                raise BadRequestError("'id' must be a string")
+            request_id = raw_id or request_id
+            wanted = self._requested_outputs(doc.get("outputs"))
+            parameters = doc.get("parameters")
+            if parameters is not None and not isinstance(parameters, dict):
+                raise BadRequestError("'parameters' must be an object")
+            batch = decode_v2_inputs(doc.get("inputs"), self.schema)
+            prediction = self._predict(batch)
+        except ServeError as error:
+            if sampled:
+                self._log(request_id, error.status, batch, None, error.message)
+            raise
+        if sampled:
+            self._log(request_id, 200, batch, prediction.labels, None)
+        response: dict[str, Any] = {
+            "model_name": self.model.name,
+            "model_version": self.model.version_label,
+        }
+        if request_id is not None:
+            response["id"] = request_id
+        response["outputs"] = self._v2_outputs(prediction, wanted)
+        return orjson.dumps(response, option=_NUMPY)
+
+    def predict_v1(self, body: bytes, name: str, header_id: str | None) -> bytes:
+        """A V1 ``:predict`` request's response body."""
+        sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
+        batch: Batch | None = None
+        try:
+            self.check_model(name, None)
+            doc = _parse(body)
+            if "instances" not in doc:
+                raise BadRequestError(
+                    "the body needs 'instances': a list of {feature: value} records"
+                )
+            batch = decode_v1_instances(doc["instances"], self.schema)
+            prediction = self._predict(batch)
+        except ServeError as error:
+            if sampled:
+                self._log(header_id, error.status, batch, None, error.message)
+            raise
+        if sampled:
+            self._log(header_id, 200, batch, prediction.labels, None)
+        response: dict[str, Any] = {"predictions": _json_ready(prediction.labels)}
+        if prediction.proba is not None and self.model.classes is not None:
+            response["probabilities"] = prediction.proba
+            response["classes"] = self.model.classes.tolist()
+        return orjson.dumps(response, option=_NUMPY)
+
+    def _predict(self, batch: Batch) -> Prediction:
+        try:
+            prediction = self.model.predict(batch)
+        except ModelInputError as error:
+            raise BadRequestError(str(error)) from None
+        self.metrics.predicted(prediction.labels, self.model.is_classifier)
+        return prediction
+
+    def _requested_outputs(self, outputs: Any) -> list[str]:
+        if outputs is None:
+            return self._outputs
+        if not isinstance(outputs, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+        ):
+            raise BadRequestError("'outputs' must be a list of objects with a 'name'")
+        names = [o["name"] for o in outputs]
+        unknown = [n for n in names if n not in self._outputs]
+        if unknown:
+            raise BadRequestError(
+                f"unknown output(s) {', '.join(repr(n) for n in unknown)}; this model outputs "
+                f"{', '.join(self._outputs)}"
+            )
+        return names
+
+    def _v2_outputs(self, prediction: Prediction, wanted: list[str]) -> list[dict[str, Any]]:
+        labels = prediction.labels
+        out: list[dict[str, Any]] = []
+        for name in wanted:
+            if name == "predict":
+                out.append(
+                    {
+                        "name": "predict",
+                        "shape": [len(labels)],
+                        "datatype": _datatype(labels),
+                        "data": _json_ready(labels),
+                    }
+                )
+            elif prediction.proba is not None:
+                proba = np.ascontiguousarray(prediction.proba, dtype=np.float64)
+                out.append(
+                    {
+                        "name": "predict_proba",
+                        "shape": list(proba.shape),
+                        "datatype": "FP64",
+                        "data": proba.reshape(-1),
+                    }
+                )
+        return out
+
+    def _log(
+        self,
+        request_id: str | None,
+        status: int,
+        batch: Batch | None,
+        labels: NDArray[Any] | None,
+        error: str | None,
+    ) -> None:
+        assert self._logger is not None
+        self._logger.submit(
+            Record(
+                ts=time.time(),
+                request_id=request_id or uuid.uuid4().hex,
+                status=status,
+                batch=batch,
+                outputs=labels,
+                error=error,
+            )
+        )
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise BadRequestError("the request body is empty; send a JSON object")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequestError(f"the request body is not valid JSON: {error}") from None
+    if not isinstance(doc, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return doc

@@ -1,0 +1,276 @@
+"""Sampled inference logging to the store, in a background thread that requests never wait on.
+
+The drift checker reads exactly this layout under the log directory::
+
+    YYYY-MM-DD/HH/<writer-id>-<seq>.jsonl        (UTC date and hour of the request)
+
+one JSON object per predicted row::
+
+    {"ts": "2026-01-02T03:04:05.678Z", "model": "churn", "version": 3,
+     "request_id": "...", "status": 200, "inputs": {"age": 41, ...},
+     "output": 1, "error": "..."}            # "error" only on failures; output null then
+
+The request path only decides the sample and puts one record per request into a bounded
+queue (``put_nowait``); when the rows queued exceed the bound the record is dropped and
+counted. The writer thread turns records into lines, appends them, rotates by size and
+by hour, and deletes the oldest files beyond a total bound. A full disk, a read-only
+store or a slow one costs rows (counted), never a request's latency or status; a file
+cut short by ENOSPC is truncated back to its last whole line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from numpy.typing import NDArray
+
+from mlkube.runtime.serve.metrics import ModelMetrics
+from mlkube.runtime.serve.model import Batch
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS: Final = 5.0
+RETENTION_CHECK_SECONDS: Final = 60.0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sampled request, kept as cheap references until the writer formats it."""
+
+    ts: float
+    request_id: str
+    status: int
+    batch: Batch | None
+    outputs: NDArray[Any] | None
+    error: str | None
+
+    @property
+    def rows(self) -> int:
+        return self.batch.rows if self.batch is not None else 1
+
+
+class InferenceLogger:
+    """Appends sampled rows under ``directory``; ``submit`` never blocks and never raises."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        model: str,
+        version: int,
+        feature_names: list[str],
+        metrics: ModelMetrics,
+        writer_id: str,
+        max_queued_rows: int,
+        rotate_bytes: int,
+        retain_bytes: int,
+        retain_files: int,
+    ) -> None:
+        self.directory = directory
+        self._model = model
+        self._version = version
+        self._names = feature_names
+        self._metrics = metrics
+        self._writer_id = writer_id
+        self._max_rows = max_queued_rows
+        self._rotate_bytes = rotate_bytes
+        self._retain_bytes = retain_bytes
+        self._retain_files = retain_files
+        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        self._fd: int | None = None
+        self._file_hour = ""
+        self._file_bytes = 0
+        self._seq = 0
+        self._retry_at = 0.0
+        self._next_retention = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, record: Record) -> None:
+        """Queues a record, or drops and counts it when the writer is too far behind."""
+        rows = record.rows
+        with self._lock:
+            if self._queued_rows + rows > self._max_rows:
+                self._metrics.log_dropped_full.inc(rows)
+                return
+            self._queued_rows += rows
+        self._queue.put_nowait(record)
+
+    def close(self, timeout: float) -> None:
+        """Writes what is queued (up to ``timeout`` seconds), then closes the current file."""
+        if self._thread.is_alive():
+            self._queue.put_nowait(None)
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            records = [item] if item is not None else []
+            stop = item is None
+            while not stop:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    records.append(more)
+            if records:
+                self._write_records(records)
+            if stop:
+                self._close_file()
+                return
+
+    def _write_records(self, records: list[Record]) -> None:
+        rows = sum(r.rows for r in records)
+        with self._lock:
+            self._queued_rows -= rows
+        by_hour: dict[str, list[bytes]] = {}
+        for record in records:
+            try:
+                stamp = datetime.fromtimestamp(record.ts, UTC)
+                hour = stamp.strftime("%Y-%m-%d/%H")
+                by_hour.setdefault(hour, []).extend(self._lines(record, stamp))
+            except Exception:
+                log.exception("cannot format an inference-log record; dropping it")
+                self._metrics.log_dropped_write.inc(record.rows)
+        for hour, lines in by_hour.items():
+            self._append(hour, b"".join(lines), len(lines))
+        if time.monotonic() >= self._next_retention:
+            self._enforce_retention()
+
+    def _lines(self, record: Record, stamp: datetime) -> list[bytes]:
+        base: dict[str, Any] = {
+            "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "model": self._model,
+            "version": self._version,
+            "request_id": record.request_id,
+            "status": record.status,
+        }
+        if record.batch is None:
+            inputs_per_row: list[dict[str, Any]] = [{}]
+        else:
+            inputs_per_row = record.batch.row_dicts(self._names)
+        if record.outputs is not None:
+            outputs: list[Any] = record.outputs.tolist()
+        else:
+            outputs = [None] * len(inputs_per_row)
+        option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+        lines = []
+        for inputs, output in zip(inputs_per_row, outputs, strict=False):
+            row = {**base, "inputs": inputs, "output": output}
+            if record.error is not None:
+                row["error"] = record.error
+            lines.append(orjson.dumps(row, option=option))
+        return lines
+
+    def _append(self, hour: str, data: bytes, rows: int) -> None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            self._metrics.log_dropped_write.inc(rows)
+            return
+        try:
+            if (
+                self._fd is None
+                or hour != self._file_hour
+                or self._file_bytes >= self._rotate_bytes
+            ):
+                self._open(hour)
+            assert self._fd is not None
+            written = 0
+            try:
+                while written < len(data):
+                    written += os.write(self._fd, data[written:])
+            except OSError:
+                os.ftruncate(self._fd, self._file_bytes)
+                raise
+            self._file_bytes += written
+            self._metrics.log_rows.inc(rows)
+        except OSError as error:
+            self._metrics.log_errors.inc()
+            self._metrics.log_dropped_write.inc(rows)
+            log.warning("inference log: cannot write under %s: %s", self.directory, error)
+            self._close_file()
+            self._retry_at = now + RETRY_SECONDS
+
+    def _open(self, hour: str) -> None:
+        self._close_file()
+        folder = self.directory / hour
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._seq += 1
+            path = folder / f"{self._writer_id}-{self._seq:06d}.jsonl"
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+                break
+            except FileExistsError:
+                continue
+        self._file_hour = hour
+        self._file_bytes = 0
+        self._next_retention = 0.0
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                self._metrics.log_errors.inc()
+            self._fd = None
+
+    def _enforce_retention(self) -> None:
+        """Deletes the oldest ``*.jsonl`` files (any writer) beyond the byte and file bounds."""
+        self._next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
+        try:
+            files = sorted(self.directory.glob("*/*/*.jsonl"), key=_mtime_or_zero)
+        except OSError:
+            return
+        current = {f"{self._writer_id}-{self._seq:06d}.jsonl"} if self._fd is not None else set()
+        sizes = [_size_or_zero(f) for f in files]
+        total, count = sum(sizes), len(files)
+        for path, size in zip(files, sizes, strict=True):
+            if total <= self._retain_bytes and count <= self._retain_files:
+                break
+            if path.name in current:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self._metrics.log_errors.inc()
+                continue
+            total -= size
+            count -= 1
+            for parent in (path.parent, path.parent.parent):
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+
+
+def _mtime_or_zero(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -1,0 +1,189 @@
+"""The served model: loaded through the store's safe loader, warmed up, then predicting.
+
+``load_model`` is the only way in: it checks the sha256 and the types (via
+``mlkube.runtime.artifact.load_pipeline``), decides once how inputs must be shaped for
+this pipeline, and runs a warm-up prediction, so a model that cannot predict refuses to
+start instead of failing its first request.
+
+Speed matters here because every request pays it. Pipelines fitted on plain arrays get a
+float64 matrix (no DataFrame); classifiers whose ``predict`` is by definition the argmax
+of ``predict_proba`` get one model call per request instead of two.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlkube.runtime.artifact import (
+    ArtifactError,
+    FeatureSchema,
+    Metadata,
+    load_pipeline,
+    read_metadata,
+)
+
+# Final estimators whose predict() is classes_[argmax(predict_proba())] by construction.
+_ARGMAX_CLASSIFIERS: Final = frozenset(
+    {
+        "LogisticRegression",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "ExtraTreeClassifier",
+        "GradientBoostingClassifier",
+        "HistGradientBoostingClassifier",
+        "GaussianNB",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Decoded, validated rows: a float64 matrix when every feature is numeric, else columns.
+
+    ``columns`` maps each feature name to a 1-D array (float64 for numeric features,
+    object for categorical ones, with ``None`` for a missing value).
+    """
+
+    rows: int
+    matrix: NDArray[np.float64] | None = None
+    columns: dict[str, NDArray[Any]] | None = None
+
+    def row_dicts(self, names: list[str]) -> list[dict[str, Any]]:
+        """One ``{feature: value}`` per row, for the inference log (off the request path)."""
+        if self.matrix is not None:
+            return [dict(zip(names, row, strict=True)) for row in self.matrix.tolist()]
+        assert self.columns is not None
+        lists = [self.columns[name].tolist() for name in names]
+        return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    labels: NDArray[Any]
+    proba: NDArray[np.float64] | None
+
+
+class ModelInputError(ValueError):
+    """The pipeline rejected a batch that passed schema validation (a client's data problem)."""
+
+
+class ServedModel:
+    """One loaded, warmed-up version: its schema, its identity, and ``predict``."""
+
+    def __init__(self, metadata: Metadata, pipeline: Any) -> None:
+        self.metadata = metadata
+        self.pipeline = pipeline
+        self.name: str = metadata["name"]
+        self.version: int = int(metadata["version"])
+        self.version_label = str(self.version)
+        self.features: list[FeatureSchema] = list(metadata["features"])
+        self.feature_names = [f["name"] for f in self.features]
+        self.numeric_only = all(f["kind"] == "numeric" for f in self.features)
+        self.is_classifier = metadata["task"] == "classification" and hasattr(
+            pipeline, "predict_proba"
+        )
+        classes = getattr(pipeline, "classes_", None)
+        self.classes: NDArray[Any] | None = np.asarray(classes) if classes is not None else None
+        final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+        self.estimator_class: str = type(final).__name__
+        self._proba_gives_labels = (
+            self.is_classifier
+            and self.classes is not None
+            and self.estimator_class in _ARGMAX_CLASSIFIERS
+        )
+        names_in = getattr(pipeline, "feature_names_in_", None)
+        self._frame_columns: list[str] | None = None
+        if names_in is not None or not self.numeric_only:
+            self._frame_columns = (
+                [str(n) for n in names_in] if names_in is not None else self.feature_names
+            )
+            missing = set(self._frame_columns) - set(self.feature_names)
+            if missing:
+                raise ArtifactError(
+                    f"the pipeline expects columns {sorted(missing)} that metadata.json's "
+                    "feature schema does not list"
+                )
+        self.predict_ms = 0.0
+
+    @property
+    def uses_frame(self) -> bool:
+        return self._frame_columns is not None
+
+    def predict(self, batch: Batch) -> Prediction:
+        """Predicts one batch; ``ModelInputError`` if the pipeline refuses the data."""
+        x = self._model_input(batch)
+        try:
+            if self._proba_gives_labels:
+                assert self.classes is not None
+                proba = self.pipeline.predict_proba(x)
+                return Prediction(self.classes[proba.argmax(axis=1)], proba)
+            labels = np.asarray(self.pipeline.predict(x))
+            proba = self.pipeline.predict_proba(x) if self.is_classifier else None
+        except (ValueError, TypeError) as error:
+            raise ModelInputError(f"the model rejected the input: {error}") from None
+        return Prediction(labels, proba)
+
+    def _model_input(self, batch: Batch) -> Any:
+        if self._frame_columns is None:
+            if batch.matrix is not None:
+                return batch.matrix
+            assert batch.columns is not None
+            return np.column_stack([batch.columns[n] for n in self.feature_names])
+        import pandas as pd
+
+        if batch.matrix is not None:
+            frame = pd.DataFrame(batch.matrix, columns=self.feature_names)
+            return frame[self._frame_columns]
+        assert batch.columns is not None
+        return pd.DataFrame({n: batch.columns[n] for n in self._frame_columns})
+
+    def warm_up(self, rounds: int = 5) -> None:
+        """Predicts a synthetic row a few times; the median time picks the threading mode."""
+        batch = _synthetic_batch(self.features, self.numeric_only)
+        timings = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(rounds):
+                started = time.perf_counter()
+                try:
+                    self.predict(batch)
+                except (ModelInputError, Warning) as error:
+                    raise ArtifactError(f"warm-up prediction failed: {error}") from None
+                timings.append(time.perf_counter() - started)
+        self.predict_ms = statistics.median(timings) * 1000
+
+
+def _synthetic_batch(features: list[FeatureSchema], numeric_only: bool) -> Batch:
+    if numeric_only:
+        return Batch(rows=1, matrix=np.zeros((1, len(features)), dtype=np.float64))
+    columns: dict[str, NDArray[Any]] = {}
+    for f in features:
+        if f["kind"] == "numeric":
+            columns[f["name"]] = np.zeros(1, dtype=np.float64)
+        else:
+            value = (f.get("categories") or [""])[0]
+            columns[f["name"]] = np.array([value], dtype=object)
+    return Batch(rows=1, columns=columns)
+
+
+def load_model(model_dir: Path, expected_sha256: str | None) -> ServedModel:
+    """Verifies, loads and warms up one version; ``ArtifactError`` says why it cannot serve."""
+    metadata = read_metadata(model_dir)
+    for key in ("name", "version", "task", "features", "artifact"):
+        if key not in metadata:
+            raise ArtifactError(f"{model_dir}/metadata.json has no {key!r}")
+    if not metadata["features"]:
+        raise ArtifactError(f"{model_dir}/metadata.json lists no features")
+    pipeline = load_pipeline(model_dir, expected_sha256)
+    model = ServedModel(metadata, pipeline)
+    model.warm_up()
+    return model

@@ -1,0 +1,142 @@
+"""The model server's settings: one typed object, read once at start from flags and env.
+
+Every field has an ``MLKUBE_SERVE_<FIELD>`` environment variable (the operator sets them
+on the predictor Deployment) and the CLI flags of ``mlkube serve`` win over them. Nothing
+reads the environment after ``ServeSettings`` is built; workers receive the object itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+ENV_PREFIX: Final = "MLKUBE_SERVE_"
+MIB: Final = 1 << 20
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What ``mlkube serve`` needs to know; each field's env var is ``MLKUBE_SERVE_<NAME>``."""
+
+    model_dir: Path
+    """The version directory ``<store>/<ns>/<model>/v<N>`` to serve."""
+    sha256: str | None = None
+    """Expected sha256 of the artifact (set by the operator); wins over metadata.json's."""
+    host: str = "0.0.0.0"  # noqa: S104  # a server in a pod listens on every interface
+    port: int = 8080
+    workers: int = 1
+    """Server processes sharing the port through SO_REUSEPORT."""
+    log_dir: Path | None = None
+    """Inference log directory; ``None`` means ``<model-dir>/../inference``."""
+    sample_rate: float = 0.0
+    """Share of inference requests whose rows are logged (0 disables logging)."""
+    max_body_bytes: int = 16 * MIB
+    """Request bodies above this get 413."""
+    max_batch_rows: int = 100_000
+    """Batches with more rows than this get 413."""
+    max_in_flight: int = 64
+    """Requests handled at once per worker; beyond it 503 with Retry-After."""
+    predict_threads: int = 0
+    """Threads for models slower than ``inline_predict_ms``; 0 means one per CPU."""
+    inline_predict_ms: float = 2.0
+    """Models whose warm-up predict takes less run on the event loop (no thread hop)."""
+    graceful_timeout: float = 30.0
+    """Seconds to finish in-flight requests and flush logs after SIGTERM."""
+    log_queue_rows: int = 50_000
+    """Rows the inference log may hold in memory before it drops (and counts) the excess."""
+    log_rotate_bytes: int = 64 * MIB
+    log_retain_bytes: int = 2048 * MIB
+    """Oldest inference-log files are deleted beyond this total."""
+    log_retain_files: int = 10_000
+    writer_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    """Prefix of this process's log files; unique per process so writers never collide."""
+
+    @property
+    def inference_log_dir(self) -> Path:
+        return self.log_dir if self.log_dir is not None else self.model_dir.parent / "inference"
+
+    def for_worker(self, index: int) -> ServeSettings:
+        """A worker process's copy: its own writer id so log files never collide."""
+        return dataclasses.replace(self, writer_id=f"{socket.gethostname()}-{os.getpid()}-w{index}")
+
+
+def _convert(name: str, raw: Any) -> Any:
+    kind = {
+        "model_dir": Path,
+        "log_dir": Path,
+        "sha256": str,
+        "host": str,
+        "writer_id": str,
+        "sample_rate": float,
+        "inline_predict_ms": float,
+        "graceful_timeout": float,
+    }.get(name, int)
+    if raw is None or isinstance(raw, kind):
+        return raw
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        env = ENV_PREFIX + name.upper()
+        raise SettingsError(f"{name} ({env}) must be {kind.__name__}, got {raw!r}") from None
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> ServeSettings:
+    """Builds the settings: flags (not ``None``) win over ``MLKUBE_SERVE_*`` variables."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(ServeSettings):
+        raw = flags.get(f.name)
+        if raw is None:
+            raw = env.get(ENV_PREFIX + f.name.upper()) or None
+        if raw is not None:
+            values[f.name] = _convert(f.name, raw)
+    if "model_dir" not in values:
+        raise SettingsError(f"--model-dir (or {ENV_PREFIX}MODEL_DIR) is required")
+    settings = ServeSettings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(s: ServeSettings) -> None:
+    if not 0.0 <= s.sample_rate <= 1.0:
+        raise SettingsError(f"sample_rate must be between 0 and 1, got {s.sample_rate}")
+    if not 0 <= s.port <= 65535:
+        raise SettingsError(f"port must be between 0 and 65535, got {s.port}")
+    positive = (
+        "workers",
+        "max_body_bytes",
+        "max_batch_rows",
+        "max_in_flight",
+        "log_queue_rows",
+        "log_rotate_bytes",
+        "log_retain_bytes",
+        "log_retain_files",
+    )
+    for name in positive:
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.predict_threads < 0:
+        raise SettingsError(
+            f"predict_threads must be 0 (one per CPU) or more, got {s.predict_threads}"
+        )
+    if s.sha256 is not None and (len(s.sha256) != 64 or not _is_hex(s.sha256)):
+        raise SettingsError(f"sha256 must be 64 hex digits, got {s.sha256!r}")
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
