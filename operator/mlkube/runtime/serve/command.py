@@ -126,7 +126,14 @@ def _serve(settings: ServeSettings, model: Any, sock: socket.socket) -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
     )
+    # uvicorn re-raises the signal it stopped on once it is done; a handler that does
+    # nothing turns that into a normal return, so a graceful SIGTERM exits with 0.
+    signal.signal(signal.SIGTERM, _graceful_exit_done)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _graceful_exit_done(_signum: int, _frame: object) -> None:
+    """The SIGTERM uvicorn re-raises after its graceful shutdown: nothing left to do."""
 
 
 def _supervise(settings: ServeSettings, model: Any, sockets: list[socket.socket]) -> int:
