@@ -34,6 +34,7 @@ controlplane-down:
 
 crds: venv
 	$(BIN)/python -m mlkube.api.crds --write crds
+	$(BIN)/python -m mlkube.api.crds --write manifests/crd
 
 lint: venv
 	$(BIN)/ruff check operator tests benchmarks
@@ -41,6 +42,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m mlkube.api.crds --check crds
+	$(BIN)/python -m mlkube.api.crds --check manifests/crd
 
 unit: venv
 	$(BIN)/pytest tests/unit -q
