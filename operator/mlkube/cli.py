@@ -18,6 +18,7 @@ from mlkube import __version__
 # subcommand -> module with ``register(subparsers)``; a command is listed only once it is real.
 COMMANDS: dict[str, str] = {
     "train": "mlkube.runtime.train.command",
+    "operator": "mlkube.controller.main",
     "drift-check": "mlkube.runtime.drift.command",
     "serve": "mlkube.runtime.serve.command",
 }

@@ -341,6 +341,7 @@ def model_status_schema() -> Schema:
                 "Why it was trained.", enum=["initial", "manual", "schedule", "drift"]
             ),
             "metric": string("Metric the score is.", max_length=32),
+            "higherIsBetter": boolean("Whether a larger score is better (false for errors)."),
             "score": number("Validation score."),
             "metrics": metrics_map("Validation metrics"),
             "slices": slice_results(),

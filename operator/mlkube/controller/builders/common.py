@@ -1,0 +1,112 @@
+"""Pieces every child shares: ownership, labels, the restricted security context, volumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from mlkube.api import names
+from mlkube.controller.settings import OperatorSettings
+from mlkube.controller.spec import Body, Storage, name_of, namespace_of
+
+Manifest = dict[str, Any]
+
+SPEC_HASH: Final = f"{names.GROUP}/spec-hash"
+STORE_VOLUME: Final = "store"
+TMP_VOLUME: Final = "tmp"
+STORE_MOUNT: Final = "/mnt/store"
+PVC_ROOT: Final = "/mnt/pvc"
+
+
+def owner_reference(owner: Body) -> Manifest:
+    """Makes ``owner`` the controller of a child, so deleting it collects the child."""
+    return {
+        "apiVersion": owner.get("apiVersion", names.API_VERSION),
+        "kind": owner["kind"],
+        "name": name_of(owner),
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def base_labels(model: str, component: str) -> dict[str, str]:
+    return {
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_MODEL: model,
+        names.LABEL_COMPONENT: component,
+    }
+
+
+def metadata(owner: Body, name: str, labels: Mapping[str, str]) -> Manifest:
+    return {
+        "name": name,
+        "namespace": namespace_of(owner),
+        "labels": dict(labels),
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def with_spec_hash(manifest: Manifest) -> Manifest:
+    """Stamps a hash of the desired manifest, so an unchanged child costs no request."""
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    manifest["metadata"].setdefault("annotations", {})[SPEC_HASH] = digest
+    return manifest
+
+
+def pod_security_context(settings: OperatorSettings) -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "fsGroup": settings.run_as_user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(settings: OperatorSettings) -> Manifest:
+    """Passes Pod Security ``restricted``; /tmp is an emptyDir since the root is read-only."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": settings.run_as_user,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def store_volume(storage: Storage, *, read_only: bool) -> Manifest:
+    return {
+        "name": STORE_VOLUME,
+        "persistentVolumeClaim": {"claimName": storage.location, "readOnly": read_only},
+    }
+
+
+def tmp_volume() -> Manifest:
+    return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}
+
+
+def base_mounts(*, store_read_only: bool) -> list[Manifest]:
+    return [
+        {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": store_read_only},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+
+
+def resources(requested: Mapping[str, Any] | None, default: Mapping[str, Any]) -> Manifest:
+    """The spec's resources when given (requests and limits separately), else the default."""
+    requested = requested or {}
+    return {
+        "requests": dict(requested.get("requests") or default.get("requests") or {}),
+        "limits": dict(requested.get("limits") or default.get("limits") or {}),
+    }
+
+
+def base_env() -> list[Manifest]:
+    return [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]

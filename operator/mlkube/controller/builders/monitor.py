@@ -1,0 +1,122 @@
+"""A Monitor's drift check: a CronJob and the least RBAC its pod needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlkube.api import names
+from mlkube.controller.builders.common import (
+    Manifest,
+    base_env,
+    base_labels,
+    base_mounts,
+    container_security_context,
+    metadata,
+    pod_security_context,
+    resources,
+    store_volume,
+    tmp_volume,
+)
+from mlkube.controller.settings import OperatorSettings
+from mlkube.controller.spec import Body, model_ref, name_of, namespace_of, spec_of, storage_of
+
+
+def _labels(monitor: Body) -> dict[str, str]:
+    labels = base_labels(model_ref(monitor), "drift")
+    labels[names.LABEL_MONITOR] = name_of(monitor)
+    return labels
+
+
+def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) -> Manifest:
+    """Runs ``mlkube drift-check --monitor NS/NAME`` on the Monitor's schedule.
+
+    ``concurrencyPolicy: Forbid`` because two checks of one window would race to create
+    the same retraining; the store is mounted read-write for reports.
+    """
+    spec = spec_of(monitor)
+    storage = storage_of(model, settings)
+    labels = _labels(monitor)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": names.drift_service_account_name(name_of(monitor)),
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        "containers": [
+            {
+                "name": "drift-check",
+                "image": settings.runtime_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["mlkube"],
+                "args": ["drift-check", "--monitor", f"{namespace_of(monitor)}/{name_of(monitor)}"],
+                "env": [*base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
+                "resources": resources(None, settings.trainer_resources),
+                "securityContext": container_security_context(settings),
+                "volumeMounts": base_mounts(store_read_only=False),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [store_volume(storage, read_only=False), tmp_volume()],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(monitor, names.drift_cronjob_name(name_of(monitor)), labels),
+        "spec": {
+            "schedule": str(spec.get("schedule") or "*/30 * * * *"),
+            "suspend": bool(spec.get("suspend", False)),
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 300,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": 1,
+                    "activeDeadlineSeconds": 1800,
+                    "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+                    "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                },
+            },
+        },
+    }
+
+
+def build_drift_rbac(monitor: Body) -> list[Manifest]:
+    """ServiceAccount, Role and RoleBinding: exactly what ``mlkube drift-check`` does."""
+    name = names.drift_service_account_name(name_of(monitor))
+    labels = _labels(monitor)
+    rules = [
+        # read the Monitor's spec and the Model's serving version
+        {"apiGroups": [names.GROUP], "resources": ["models", "monitors"],
+         "verbs": ["get", "list", "watch"]},
+        # write the check's verdict
+        {"apiGroups": [names.GROUP], "resources": ["monitors/status"],
+         "verbs": ["get", "patch", "update"]},
+        # retrain on drift (and see whether a run is already going)
+        {"apiGroups": [names.GROUP], "resources": ["trainingjobs"],
+         "verbs": ["get", "list", "create"]},
+    ]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": metadata(monitor, name, labels),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": metadata(monitor, name, labels),
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": metadata(monitor, name, labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": name, "namespace": namespace_of(monitor)}
+            ],
+        },
+    ]

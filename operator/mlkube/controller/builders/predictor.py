@@ -1,0 +1,195 @@
+"""The predictor: Deployment running ``mlkube serve``, its Service, HPA and PDB."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from mlkube.api import names
+from mlkube.controller.builders.common import (
+    Manifest,
+    base_env,
+    base_labels,
+    base_mounts,
+    container_security_context,
+    metadata,
+    pod_security_context,
+    resources,
+    store_volume,
+    tmp_volume,
+)
+from mlkube.controller.settings import OperatorSettings
+from mlkube.controller.spec import Body, name_of, namespace_of, spec_of, storage_of
+
+HTTP_PORT: Final = 8080
+SERVICE_PORT: Final = 80
+
+
+def _serving(model: Body) -> Mapping[str, Any]:
+    return spec_of(model).get("serving") or {}
+
+
+def autoscaling(model: Body) -> dict[str, int]:
+    """minReplicas/maxReplicas/target with the schema's defaults filled in."""
+    spec = _serving(model).get("autoscaling") or {}
+    low = int(spec.get("minReplicas") or 1)
+    return {
+        "minReplicas": low,
+        "maxReplicas": max(low, int(spec.get("maxReplicas") or 3)),
+        "targetCPUUtilizationPercentage": int(spec.get("targetCPUUtilizationPercentage") or 70),
+    }
+
+
+def selector_labels(model: Body) -> dict[str, str]:
+    """Never changes for a Model (a Deployment's selector is immutable)."""
+    return {names.LABEL_MODEL: name_of(model), names.LABEL_COMPONENT: "predictor"}
+
+
+def build_predictor_deployment(
+    model: Body, version: int, sha256: str, settings: OperatorSettings
+) -> Manifest:
+    """Serves ``version``; a new version changes the template and so rolls the pods.
+
+    ``replicas`` is left out: the HorizontalPodAutoscaler owns it.
+    """
+    model_name = name_of(model)
+    serving = _serving(model)
+    storage = storage_of(model, settings)
+    labels = base_labels(model_name, "predictor")
+    pod_labels = {**labels, names.LABEL_VERSION: str(version)}
+    model_dir = f"{storage.mount_path}/{names.version_dir(namespace_of(model), model_name, version)}"
+    args = ["serve", "--model-dir", model_dir, "--port", str(HTTP_PORT)]
+    if sha256:
+        args += ["--sha256", sha256]
+    if serving.get("workers"):
+        args += ["--workers", str(int(serving["workers"]))]
+    sample_rate = (serving.get("inferenceLogging") or {}).get("sampleRate")
+    args += ["--sample-rate", str(0.1 if sample_rate is None else float(sample_rate))]
+    probe_http = {"port": "http"}
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": settings.runtime_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["mlkube"],
+        "args": args,
+        "env": [*base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {**probe_http, "path": f"/v2/models/{model_name}/ready"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {**probe_http, "path": "/v2/health/live"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "startupProbe": {
+            "httpGet": {**probe_http, "path": "/v2/health/live"},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "resources": resources(serving.get("resources"), settings.predictor_resources),
+        "securityContext": container_security_context(settings),
+        "volumeMounts": base_mounts(store_read_only=False),
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": [store_volume(storage, read_only=False), tmp_volume()],
+    }
+    if serving.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(serving["nodeSelector"])
+    if serving.get("tolerations"):
+        pod_spec["tolerations"] = list(serving["tolerations"])
+    deployment_meta = metadata(model, names.predictor_name(model_name), pod_labels)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": deployment_meta,
+        "spec": {
+            "selector": {"matchLabels": selector_labels(model)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "revisionHistoryLimit": 5,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_predictor_service(model: Body) -> Manifest:
+    model_name = name_of(model)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            model, names.predictor_name(model_name), base_labels(model_name, "predictor")
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(model),
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def predictor_endpoint(model: Body) -> str:
+    """The in-cluster URL clients call (the Service's DNS name)."""
+    return (
+        f"http://{names.predictor_name(name_of(model))}.{namespace_of(model)}"
+        ".svc.cluster.local"
+    )
+
+
+def build_predictor_hpa(model: Body) -> Manifest:
+    model_name = name_of(model)
+    scaling = autoscaling(model)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(
+            model, names.predictor_name(model_name), base_labels(model_name, "predictor")
+        ),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": names.predictor_name(model_name),
+            },
+            "minReplicas": scaling["minReplicas"],
+            "maxReplicas": scaling["maxReplicas"],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling["targetCPUUtilizationPercentage"],
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_predictor_pdb(model: Body) -> Manifest | None:
+    """A PodDisruptionBudget only when more than one replica is promised (else it blocks drains)."""
+    if autoscaling(model)["minReplicas"] <= 1:
+        return None
+    model_name = name_of(model)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": metadata(
+            model, names.predictor_name(model_name), base_labels(model_name, "predictor")
+        ),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(model)}},
+    }

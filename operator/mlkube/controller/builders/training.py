@@ -1,0 +1,145 @@
+"""TrainingJob resources the operator creates, and the batch/v1 Job running ``mlkube train``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlkube.api import names
+from mlkube.controller.builders.common import (
+    PVC_ROOT,
+    Manifest,
+    base_env,
+    base_labels,
+    base_mounts,
+    container_security_context,
+    metadata,
+    pod_security_context,
+    resources,
+    store_volume,
+    tmp_volume,
+)
+from mlkube.controller.settings import OperatorSettings
+from mlkube.controller.spec import (
+    Body,
+    data_claim,
+    effective_model_manifest,
+    effective_training,
+    name_of,
+    namespace_of,
+    storage_of,
+)
+
+# Exit code of ``mlkube train`` for input the user must fix: retrying cannot help.
+EXIT_BAD_INPUT = 2
+
+
+def build_training_job_resource(
+    model: Body, name: str, trigger: str, reason: str
+) -> Manifest:
+    """A TrainingJob the operator creates for ``model`` (initial or scheduled run)."""
+    labels = base_labels(name_of(model), "training")
+    labels[names.LABEL_TRIGGER] = trigger
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.TRAINING_JOB,
+        "metadata": metadata(model, name, labels),
+        "spec": {"modelRef": {"name": name_of(model)}, "trigger": trigger, "reason": reason},
+    }
+
+
+def build_trainer_job(
+    model: Body, training_job: Body, version: int, settings: OperatorSettings
+) -> Manifest:
+    """The Job running one training; owned by the TrainingJob, named after it."""
+    model_name = name_of(model)
+    tj_name = name_of(training_job)
+    tj_spec = training_job.get("spec") or {}
+    training = effective_training(model, training_job)
+    storage = storage_of(model, settings)
+    labels = base_labels(model_name, "trainer")
+    labels[names.LABEL_TRAINING_JOB] = tj_name
+    labels[names.LABEL_VERSION] = str(version)
+    manifest = effective_model_manifest(model, training_job)
+    args = [
+        "train",
+        "--model-json", json.dumps(manifest, sort_keys=True, separators=(",", ":")),
+        "--store", storage.mount_path,
+        "--store-uri", storage.uri,
+        "--version", str(version),
+        "--namespace", namespace_of(model),
+        "--trigger", str(tj_spec.get("trigger") or "manual"),
+        "--reason", str(tj_spec.get("reason") or ""),
+        "--training-job", tj_name,
+        "--termination-log", "/dev/termination-log",
+    ]
+    volumes = [store_volume(storage, read_only=False), tmp_volume()]
+    mounts = base_mounts(store_read_only=False)
+    claim = data_claim(training)
+    if claim is not None:
+        volumes.append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append({"name": "data", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+    env = [
+        *base_env(),
+        {"name": "MLKUBE_PVC_ROOT", "value": PVC_ROOT},
+        {"name": "MLKUBE_ESTIMATOR_ALLOWLIST", "value": ",".join(settings.estimator_allowlist)},
+    ]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        "containers": [
+            {
+                "name": "trainer",
+                "image": settings.runtime_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["mlkube"],
+                "args": args,
+                "env": env,
+                "resources": resources(training.get("resources"), settings.trainer_resources),
+                "securityContext": container_security_context(settings),
+                "volumeMounts": mounts,
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": volumes,
+    }
+    if training.get("nodeSelector"):
+        pod_spec["nodeSelector"] = dict(training["nodeSelector"])
+    if training.get("tolerations"):
+        pod_spec["tolerations"] = list(training["tolerations"])
+    backoff = training.get("backoffLimit")
+    deadline = training.get("activeDeadlineSeconds")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(training_job, names.job_name(tj_name), labels),
+        "spec": {
+            "backoffLimit": settings.default_backoff_limit if backoff is None else int(backoff),
+            "activeDeadlineSeconds": settings.default_active_deadline_seconds
+            if deadline is None
+            else int(deadline),
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "trainer",
+                            "operator": "In",
+                            "values": [EXIT_BAD_INPUT],
+                        },
+                    },
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"type": "DisruptionTarget"}],
+                    },
+                ]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,1 @@
+"""One reconciler per kind: read the cache, ask the builders, ensure children, write status."""

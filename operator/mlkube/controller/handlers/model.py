@@ -1,0 +1,332 @@
+"""Model → initial and scheduled TrainingJobs, version allocation, registry, predictor.
+
+The Model is the only writer of its own status, including ``allocatedVersion``, and
+writes it with a resourceVersion precondition: two operators (or a stale cache) can
+never hand out one version twice, because the loser's write fails and it re-reads.
+A version is recorded on the Model before it is given to a TrainingJob, so a crash in
+between leaves a gap, never a reuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from croniter import croniter
+
+from mlkube.api import names
+from mlkube.controller import metrics
+from mlkube.controller.builders import (
+    build_predictor_deployment,
+    build_predictor_hpa,
+    build_predictor_pdb,
+    build_predictor_service,
+    build_training_job_resource,
+    predictor_endpoint,
+)
+from mlkube.controller.conditions import (
+    READY,
+    RECONCILING,
+    SERVING,
+    STALLED,
+    TRAINED,
+    Reason,
+    get_condition,
+    now_iso,
+    phase_from,
+    set_condition,
+)
+from mlkube.controller.informer import Body
+from mlkube.controller.kube import ApiError
+from mlkube.controller.reconcile import Controller, delete_if_owned, ensure_child, post_event
+from mlkube.controller.registry import Registry, update_registry
+from mlkube.controller.spec import (
+    generation_of,
+    name_of,
+    spec_of,
+    status_of,
+    training_problem,
+)
+from mlkube.controller.status import write_status
+
+log = logging.getLogger("mlkube.controller")
+CONFLICT_RETRY = 0.05
+
+
+def scheduled_training_job_name(model: str, fire: datetime) -> str:
+    """One name per schedule firing, so a restart re-finds the run instead of adding one."""
+    return f"{model}-s{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
+def last_fire(schedule: str, since: datetime, now: datetime) -> tuple[datetime | None, datetime]:
+    """The latest firing in (since, now] if any, and the next firing after ``now``.
+
+    Firings missed while the operator was down collapse into one run, as a CronJob does.
+    """
+    itr = croniter(schedule, since)
+    fired: datetime | None = None
+    nxt: datetime = itr.get_next(datetime)
+    for _ in range(100_000):
+        if nxt > now:
+            break
+        fired = nxt
+        nxt = itr.get_next(datetime)
+    return fired, nxt
+
+
+def _ts(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float | None:
+    model = ctl.cache.get("Model", namespace, name)
+    if model is None or model["metadata"].get("deletionTimestamp"):
+        with contextlib.suppress(KeyError):
+            metrics.SERVING_VERSION.remove(namespace, name)
+        return None
+    status = dict(status_of(model))
+    spec = spec_of(model)
+    generation = generation_of(model)
+    conditions = list(status.get("conditions") or [])
+    problem = training_problem(model, None, ctl.settings)
+    if problem is not None:
+        message = problem
+        conditions = set_condition(conditions, READY, False, Reason.INVALID_SPEC, message,
+                                   generation)
+        conditions = set_condition(conditions, STALLED, True, Reason.INVALID_SPEC, message,
+                                   generation)
+        conditions = set_condition(conditions, RECONCILING, False, Reason.INVALID_SPEC, "",
+                                   generation)
+        was_invalid = (get_condition(status.get("conditions") or [], STALLED) or {}).get(
+            "reason") == Reason.INVALID_SPEC
+        desired = {"observedGeneration": generation, "conditions": conditions,
+                   "phase": phase_from(conditions)}
+        if not await write_status(ctl, "Model", model, desired, precondition=True):
+            return CONFLICT_RETRY
+        if not was_invalid:
+            await post_event(ctl, model, "Model", Reason.INVALID_SPEC, message, warning=True)
+        return None
+
+    training_jobs = ctl.cache.by_index("TrainingJob", namespace, name)
+    created = await _ensure_initial(ctl, model, status, training_jobs)
+    scheduled, requeue = await _ensure_scheduled(ctl, model, status)
+    training_jobs += [tj for tj in (created, scheduled) if tj is not None and tj not in training_jobs]
+
+    allocations = _allocate(status, training_jobs)
+    if allocations:
+        status["allocatedVersion"] = allocations[-1][1]
+
+    now = now_iso()
+    registry = update_registry(status, training_jobs, spec, now, ctl.settings.max_versions)
+    _apply_registry(status, registry)
+    rollout = await _ensure_predictor(ctl, model, registry)
+    status["conditions"] = _model_conditions(model, registry, training_jobs, rollout, conditions)
+    status["observedGeneration"] = generation
+    status["phase"] = phase_from(status["conditions"])
+    if registry.serving_version is not None:
+        status["endpoint"] = predictor_endpoint(model)
+    if not await write_status(ctl, "Model", model, status, precondition=True):
+        return CONFLICT_RETRY
+    for tj, version in allocations:
+        await _assign_version(ctl, tj, version)
+    for entry in registry.decided:
+        if entry.get("decision") == "Rejected":
+            await post_event(ctl, model, "Model", "VersionRejected",
+                             f"v{entry['version']} rejected: {entry.get('reason')}", warning=True)
+    if registry.serving_version is not None:
+        metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
+            registry.serving_version
+        )
+    return requeue
+
+
+async def _ensure_initial(ctl: Controller, model: Body, status: Mapping[str, Any],
+                          training_jobs: list[Body]) -> Body | None:
+    """The first TrainingJob, only while the Model has never had a version."""
+    if training_jobs or status.get("versions") or int(status.get("allocatedVersion") or 0):
+        return None
+    desired = build_training_job_resource(
+        model, names.training_job_name(name_of(model), 1), "initial", "first version of the Model"
+    )
+    _, created = await ensure_child(ctl, desired, updatable=False)
+    return created
+
+
+async def _ensure_scheduled(
+    ctl: Controller, model: Body, status: dict[str, Any]
+) -> tuple[Body | None, float | None]:
+    schedule = (spec_of(model).get("training") or {}).get("schedule")
+    if not schedule:
+        return None, None
+    since = _ts(status.get("lastScheduledTraining")) or _ts(
+        model["metadata"].get("creationTimestamp")) or datetime.now(UTC)
+    now = datetime.now(UTC)
+    try:
+        fired, nxt = last_fire(str(schedule), since, now)
+    except (ValueError, KeyError) as error:
+        log.warning("Model %s: schedule %r unusable: %s", name_of(model), schedule, error)
+        return None, None
+    requeue = max(1.0, (nxt - now).total_seconds() + 0.5)
+    if fired is None:
+        return None, requeue
+    desired = build_training_job_resource(
+        model, scheduled_training_job_name(name_of(model), fired), "schedule",
+        f"schedule {schedule!r} fired at {now_iso(fired)}",
+    )
+    await ensure_child(ctl, desired, updatable=False)
+    status["lastScheduledTraining"] = now_iso(fired)
+    found = ctl.cache.get("TrainingJob", desired["metadata"]["namespace"],
+                          desired["metadata"]["name"])
+    return found, requeue
+
+
+def _allocate(status: Mapping[str, Any], training_jobs: list[Body]) -> list[tuple[Body, int]]:
+    """Next versions for TrainingJobs without one, oldest first; never below any seen."""
+    waiting = [tj for tj in training_jobs
+               if (tj.get("status") or {}).get("version") is None
+               and (tj.get("status") or {}).get("phase") not in ("Failed", "Succeeded")]
+    if not waiting:
+        return []
+    seen = [int(status.get("allocatedVersion") or 0), int(status.get("latestVersion") or 0)]
+    seen += [int(v.get("version") or 0) for v in status.get("versions") or []]
+    seen += [int((tj.get("status") or {}).get("version") or 0) for tj in training_jobs]
+    current = max(seen)
+    waiting.sort(key=lambda tj: (str(tj["metadata"].get("creationTimestamp") or ""),
+                                 tj["metadata"]["name"]))
+    allocations = []
+    for tj in waiting:
+        current += 1
+        allocations.append((tj, current))
+    return allocations
+
+
+async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
+    meta = tj["metadata"]
+    try:
+        written = await ctl.kube.patch_status(
+            "TrainingJob", meta["namespace"], meta["name"], {"version": version},
+            resource_version=str(meta["resourceVersion"]),
+        )
+    except ApiError as error:
+        if not (error.conflict or error.not_found):
+            raise
+        # A stale view of the TrainingJob: the version stays a gap, and the Model retries.
+        ctl.enqueue("Model", meta["namespace"], str(tj["spec"]["modelRef"]["name"]), after=0.05)
+        return
+    ctl.cache.store("TrainingJob", written)
+    ctl.enqueue("TrainingJob", meta["namespace"], meta["name"])
+
+
+def _apply_registry(status: dict[str, Any], registry: Registry) -> None:
+    status["versions"] = registry.versions
+    status["promotions"] = registry.promotions
+    if registry.versions:
+        status["latestVersion"] = max(int(v["version"]) for v in registry.versions)
+    serving = registry.entry(registry.serving_version)
+    if serving is not None:
+        status["servingVersion"] = registry.serving_version
+        if serving.get("score") is not None:
+            status["servingScore"] = serving["score"]
+        if serving.get("sha256"):
+            status["servingSha256"] = serving["sha256"]
+
+
+async def _ensure_predictor(ctl: Controller, model: Body, registry: Registry) -> str:
+    """Deployment/Service/HPA(/PDB) for the serving version; returns the rollout state."""
+    entry = registry.entry(registry.serving_version)
+    if entry is None or registry.serving_version is None:
+        return "none"
+    version = registry.serving_version
+    await ensure_child(ctl, build_predictor_deployment(
+        model, version, str(entry.get("sha256") or ""), ctl.settings))
+    await ensure_child(ctl, build_predictor_service(model))
+    await ensure_child(ctl, build_predictor_hpa(model))
+    pdb = build_predictor_pdb(model)
+    meta = model["metadata"]
+    if pdb is not None:
+        await ensure_child(ctl, pdb)
+        ctl.applied.pop(("PodDisruptionBudget-absent", meta["namespace"], meta["name"]), None)
+    else:
+        await delete_if_owned(ctl, "PodDisruptionBudget", meta["namespace"],
+                              names.predictor_name(meta["name"]), meta["uid"])
+    deployment = ctl.cache.get("Deployment", meta["namespace"], names.predictor_name(meta["name"]))
+    return "available" if _available(deployment, version) else "rolling"
+
+
+def _available(deployment: Mapping[str, Any] | None, version: int) -> bool:
+    """Available replicas, all of them updated to the template serving ``version``."""
+    if deployment is None:
+        return False
+    labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
+        "labels") or {}
+    if labels.get(names.LABEL_VERSION) != str(version):
+        return False
+    status = deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(
+            deployment["metadata"].get("generation") or 0):
+        return False
+    updated = int(status.get("updatedReplicas") or 0)
+    return (int(status.get("availableReplicas") or 0) >= 1 and updated >= 1
+            and updated == int(status.get("replicas") or 0))
+
+
+def _model_conditions(model: Body, registry: Registry, training_jobs: list[Body],
+                      rollout: str, conditions: list[Any]) -> list[Any]:
+    generation = generation_of(model)
+    running = [tj for tj in training_jobs
+               if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    succeeded = [v for v in registry.versions if v.get("decision") != "Failed"]
+    latest = registry.versions[-1] if registry.versions else None
+
+    def put(kind: str, value: bool, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(conditions, kind, value, reason, message, generation)
+
+    if succeeded:
+        last = succeeded[-1]
+        put(TRAINED, True, Reason.SUCCEEDED,
+            f"v{last['version']}: {last.get('metric')} {float(last.get('score') or 0):.4g}")
+    elif running:
+        put(TRAINED, False, Reason.TRAINING, f"TrainingJob {name_of(running[0])} is running")
+    elif latest is not None:
+        put(TRAINED, False, Reason.TRAINING_FAILED, str(latest.get("reason") or "failed"))
+    serving = registry.serving_version
+    if serving is None:
+        put(SERVING, False, Reason.NO_VERSION, "no version has been promoted yet")
+    elif rollout == "available":
+        put(SERVING, True, Reason.AVAILABLE, f"predictor serves v{serving}")
+    else:
+        put(SERVING, False, Reason.ROLLING_OUT, f"predictor is rolling out v{serving}")
+
+    stalled: tuple[str, str] | None = None
+    if registry.pin_problem:
+        stalled = (Reason.INVALID_PIN, registry.pin_problem)
+    elif serving is None and not running and latest is not None:
+        stalled = (Reason.TRAINING_FAILED, f"no servable version: v{latest['version']} "
+                   f"{str(latest.get('decision')).lower()}: {latest.get('reason')}")
+    reconciling: tuple[str, str] | None = None
+    if stalled is None and serving is None:
+        reconciling = (Reason.TRAINING, "training the first version")
+    elif stalled is None and rollout != "available":
+        reconciling = (Reason.ROLLING_OUT, f"rolling out v{serving}")
+
+    if stalled is not None:
+        put(STALLED, True, *stalled)
+    else:
+        put(STALLED, False, Reason.RECONCILED, "")
+    if reconciling is not None:
+        put(RECONCILING, True, *reconciling)
+    else:
+        put(RECONCILING, False, Reason.RECONCILED, "")
+    if rollout == "available" and registry.pin_problem is None:
+        put(READY, True, Reason.AVAILABLE, f"serving v{serving} at {predictor_endpoint(model)}")
+    elif stalled is not None:
+        put(READY, False, stalled[0], stalled[1])
+    elif reconciling is not None:
+        put(READY, False, reconciling[0], reconciling[1])
+    return conditions

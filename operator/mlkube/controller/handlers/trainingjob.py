@@ -1,0 +1,258 @@
+"""TrainingJob → batch/v1 Job; the Job's outcome → TrainingJob.status.
+
+The version is allocated by the Model's reconciler (one writer of the Model's counter);
+this reconciler waits for it, then makes the Job and reports what the trainer's pod
+said: the JSON summary of its termination message, or the exit code and a log tail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from mlkube.api import names
+from mlkube.controller import metrics
+from mlkube.controller.builders import build_trainer_job
+from mlkube.controller.conditions import (
+    READY,
+    RECONCILING,
+    STALLED,
+    Reason,
+    get_condition,
+    now_iso,
+    set_condition,
+)
+from mlkube.controller.informer import Body
+from mlkube.controller.kube import ApiError
+from mlkube.controller.reconcile import Controller, ensure_child, post_event
+from mlkube.controller.spec import (
+    generation_of,
+    model_ref,
+    name_of,
+    namespace_of,
+    status_of,
+    training_problem,
+)
+from mlkube.controller.status import (
+    parse_summary,
+    pods_of_job,
+    terminated_state,
+    write_status,
+)
+
+log = logging.getLogger("mlkube.controller")
+TERMINAL = ("Succeeded", "Failed")
+
+
+def _conditions(
+    status: Mapping[str, Any], generation: int, *, ready: bool, reason: str, message: str,
+    reconciling: bool = False, stalled: bool = False,
+) -> list[dict[str, Any]]:
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(conditions, READY, ready, reason, message, generation)
+    conditions = set_condition(conditions, RECONCILING, reconciling, reason, message, generation)
+    return set_condition(conditions, STALLED, stalled, reason, message, generation)
+
+
+async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> float | None:
+    tj = ctl.cache.get("TrainingJob", namespace, name)
+    if tj is None or tj["metadata"].get("deletionTimestamp"):
+        return None
+    status = status_of(tj)
+    generation = generation_of(tj)
+    phase = status.get("phase")
+    if phase in TERMINAL:
+        if status.get("observedGeneration") != generation:
+            await write_status(ctl, "TrainingJob", tj, {"observedGeneration": generation},
+                               precondition=False)
+        return None
+    model = ctl.cache.get("Model", namespace, model_ref(tj))
+    if model is None:
+        message = f"Model {model_ref(tj)!r} does not exist in namespace {namespace}; waiting for it"
+        desired = {
+            "observedGeneration": generation,
+            "phase": "Pending",
+            "conditions": _conditions(status, generation, ready=False,
+                                      reason=Reason.MODEL_NOT_FOUND, message=message,
+                                      stalled=True),
+        }
+        await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+        return None
+    problem = training_problem(model, tj, ctl.settings)
+    if problem is not None:
+        await _fail(ctl, tj, model, Reason.INVALID_SPEC, problem, extra={})
+        return None
+    version = status.get("version")
+    if version is None:
+        desired = {
+            "observedGeneration": generation,
+            "phase": "Pending",
+            "conditions": _conditions(status, generation, ready=False,
+                                      reason=Reason.WAITING_FOR_VERSION,
+                                      message="waiting for the Model to allocate a version",
+                                      reconciling=True),
+        }
+        await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+        ctl.enqueue("Model", namespace, model_ref(tj))
+        return None
+    job_name = names.job_name(name)
+    job = ctl.cache.get("Job", namespace, job_name)
+    if job is None:
+        _, job = await ensure_child(
+            ctl, build_trainer_job(model, tj, int(version), ctl.settings), updatable=False
+        )
+        job = job or ctl.cache.get("Job", namespace, job_name)
+    return await _observe_job(ctl, tj, model, job, job_name)
+
+
+def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    found = get_condition((job.get("status") or {}).get("conditions") or [], kind)
+    return found if found is not None and found.get("status") == "True" else None
+
+
+async def _observe_job(
+    ctl: Controller, tj: Body, model: Body, job: Mapping[str, Any] | None, job_name: str
+) -> float | None:
+    namespace = namespace_of(tj)
+    status = status_of(tj)
+    generation = generation_of(tj)
+    job_status = (job or {}).get("status") or {}
+    attempts = int(job_status.get("active") or 0) + int(job_status.get("failed") or 0) + int(
+        job_status.get("succeeded") or 0
+    )
+    common: dict[str, Any] = {
+        "observedGeneration": generation,
+        "jobName": job_name,
+        "attempts": attempts,
+        "startTime": status.get("startTime") or job_status.get("startTime") or now_iso(),
+    }
+    if job is not None and _job_condition(job, "Complete"):
+        pods = [p for p in pods_of_job(ctl, namespace, job_name)
+                if (p.get("status") or {}).get("phase") == "Succeeded"]
+        terminated = terminated_state(pods[-1]) if pods else None
+        summary = parse_summary(str((terminated or {}).get("message") or ""))
+        if summary is None or "score" not in summary:
+            if not pods:
+                return 2.0  # the pod watch has not caught up yet
+            reason = "the trainer succeeded but left no readable JSON summary in its termination message"
+            await _fail(ctl, tj, model, Reason.TRAINING_FAILED, reason, extra=common)
+            return None
+        await _succeed(ctl, tj, model, summary, common, job_status)
+        return None
+    failed = _job_condition(job, "Failed") if job is not None else None
+    if failed is not None:
+        message = await _failure_message(ctl, namespace, job_name, failed, attempts)
+        await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message, extra=common)
+        return None
+    running = int(job_status.get("active") or 0) > 0
+    message = f"Job {job_name} is {'running' if running else 'waiting for its pod'}"
+    desired = {
+        **common,
+        "phase": "Running" if running else "Pending",
+        "conditions": _conditions(status, generation, ready=False, reason=Reason.TRAINING,
+                                  message=message, reconciling=True),
+    }
+    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+    return None
+
+
+async def _succeed(ctl: Controller, tj: Body, model: Body, summary: Mapping[str, Any],
+                   common: Mapping[str, Any], job_status: Mapping[str, Any]) -> None:
+    status = status_of(tj)
+    generation = generation_of(tj)
+    metric = str(summary.get("metric") or "score")
+    score = float(summary["score"])
+    artifact = summary.get("artifact") or {}
+    desired: dict[str, Any] = {
+        **common,
+        "phase": "Succeeded",
+        "metric": metric,
+        "higherIsBetter": bool(summary.get("higherIsBetter", True)),
+        "score": score,
+        "metrics": {k: float(v) for k, v in (summary.get("metrics") or {}).items()
+                    if isinstance(v, int | float)},
+        "slices": list(summary.get("slices") or []),
+        "artifact": {k: artifact[k] for k in ("uri", "sha256") if artifact.get(k)},
+        "completionTime": job_status.get("completionTime") or now_iso(),
+        "message": f"trained version {status.get('version')}: {metric} {score:.4g}",
+        "conditions": _conditions(status, generation, ready=True, reason=Reason.SUCCEEDED,
+                                  message=f"{metric} {score:.4g}"),
+    }
+    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+    _record_training("Succeeded", desired["startTime"], desired["completionTime"])
+    ctl.enqueue("Model", namespace_of(tj), name_of(model))
+
+
+async def _fail(ctl: Controller, tj: Body, model: Body, reason: str, message: str,
+                extra: Mapping[str, Any]) -> None:
+    status = status_of(tj)
+    generation = generation_of(tj)
+    desired = {
+        **extra,
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "completionTime": status.get("completionTime") or now_iso(),
+        "message": message[:8000],
+        "conditions": _conditions(status, generation, ready=False, reason=reason,
+                                  message=message[:2000], stalled=True),
+    }
+    first_time = status.get("phase") != "Failed"
+    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+    if first_time:
+        short = message.splitlines()[0][:400] if message else reason
+        await post_event(ctl, tj, "TrainingJob", reason, message, warning=True)
+        await post_event(ctl, model, "Model", reason,
+                         f"TrainingJob {name_of(tj)} failed: {short}", warning=True)
+        if reason == Reason.TRAINING_FAILED:
+            _record_training("Failed", desired.get("startTime"), desired["completionTime"])
+    ctl.enqueue("Model", namespace_of(tj), name_of(model))
+
+
+async def _failure_message(ctl: Controller, namespace: str, job_name: str,
+                           failed: Mapping[str, Any], attempts: int) -> str:
+    """Exit code, pod name, the trainer's error and the last log lines, in one message."""
+    pods = [p for p in pods_of_job(ctl, namespace, job_name)
+            if (p.get("status") or {}).get("phase") == "Failed"]
+    parts = [f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
+             f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"]
+    if pods:
+        pod = pods[-1]
+        pod_name = str(pod["metadata"]["name"])
+        terminated = terminated_state(pod) or {}
+        parts.append(f"pod {pod_name} exited with code {terminated.get('exitCode', 'unknown')}")
+        message = str(terminated.get("message") or "").strip()
+        summary = parse_summary(message)
+        if summary and summary.get("error"):
+            parts.append(f"error: {summary['error']}")
+        elif message:
+            parts.append("termination message:\n" + message[-2000:])
+        parts.append(await _log_tail(ctl, namespace, pod_name))
+    else:
+        parts.append("no failed pod was found (it may have been deleted)")
+    return "\n".join(parts)
+
+
+async def _log_tail(ctl: Controller, namespace: str, pod: str) -> str:
+    lines = ctl.settings.log_tail_lines
+    if lines == 0:
+        return ""
+    try:
+        text = await ctl.kube.pod_log(namespace, pod, lines)
+    except (ApiError, OSError) as error:
+        detail = error.message if isinstance(error, ApiError) else str(error)
+        return f"log tail unavailable ({detail.strip()[:200]})"
+    return f"last {lines} log lines:\n" + text.strip()[-3000:]
+
+
+def _record_training(outcome: str, start: Any, end: Any) -> None:
+    metrics.TRAININGS.labels(outcome=outcome).inc()
+    try:
+        began = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        ended = datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+    except ValueError:
+        return
+    metrics.TRAINING_SECONDS.labels(outcome=outcome).observe(
+        max(0.0, (ended - began).total_seconds())
+    )

@@ -1,0 +1,268 @@
+"""``mlkube operator``: kopf watches, the work queue, metrics, liveness, graceful shutdown.
+
+kopf is used for what it is good at (watch streams with reconnects, login, liveness,
+signal handling) through ``@kopf.on.event`` handlers only. Those handlers keep no
+progress and need no finalizer, so kopf writes nothing to users' objects: no
+``kopf.zalando.org`` annotations, no finalizers, no ``status.kopf`` (DESIGN.md: GitOps
+tools must see no drift). The handlers record bodies in the cache and enqueue keys; the
+reconcilers (``handlers/``) run from the work queue.
+
+Two replicas: run one. The Deployment in ``manifests/`` uses ``replicas: 1`` and the
+``Recreate`` strategy, and the operator runs ``standalone`` (no kopf peering objects).
+Should two run anyway, they duplicate work but not objects: every child has a
+deterministic name and versions are allocated with a resourceVersion precondition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import kopf
+
+from mlkube.api import names
+from mlkube.controller import metrics
+from mlkube.controller.conditions import READY, get_condition
+from mlkube.controller.handlers.model import reconcile_model
+from mlkube.controller.handlers.monitor import reconcile_monitor
+from mlkube.controller.handlers.trainingjob import reconcile_training_job
+from mlkube.controller.informer import Cache, Key, WorkQueue
+from mlkube.controller.kube import Kube
+from mlkube.controller.reconcile import Controller
+from mlkube.controller.settings import OperatorSettings, SettingsError
+from mlkube.controller.spec import model_ref
+
+log = logging.getLogger("mlkube.controller")
+
+MANAGED: Final = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
+# kind, group, version, plural, label filter (children only: ours carry managed-by)
+WATCHES: Final[tuple[tuple[str, str, str, str, dict[str, str] | None], ...]] = (
+    ("Model", names.GROUP, names.VERSION, "models", None),
+    ("TrainingJob", names.GROUP, names.VERSION, "trainingjobs", None),
+    ("Monitor", names.GROUP, names.VERSION, "monitors", None),
+    ("Job", "batch", "v1", "jobs", MANAGED),
+    ("CronJob", "batch", "v1", "cronjobs", MANAGED),
+    ("Deployment", "apps", "v1", "deployments", MANAGED),
+    ("Pod", "", "v1", "pods", {**MANAGED, names.LABEL_COMPONENT: "trainer"}),
+)
+JOB_NAME_LABELS: Final = ("batch.kubernetes.io/job-name", "job-name")
+
+Reconcile = Callable[[Controller, str, str], Awaitable[float | None]]
+RECONCILERS: Final[dict[str, Reconcile]] = {
+    "Model": reconcile_model,
+    "TrainingJob": reconcile_training_job,
+    "Monitor": reconcile_monitor,
+}
+
+
+def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
+    return (body.get("metadata") or {}).get("labels") or {}
+
+
+def new_cache() -> Cache:
+    cache = Cache()
+    cache.add_index("TrainingJob", lambda b: [model_ref(b)])
+    cache.add_index("Monitor", lambda b: [model_ref(b)])
+    cache.add_index("Pod", lambda b: [v for k in JOB_NAME_LABELS if (v := _labels(b).get(k))][:1])
+    return cache
+
+
+class Operator:
+    """The state of one operator process: cache, queue, API client."""
+
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self.cache = new_cache()
+        self.connection: Any = None
+        self.ctl: Controller | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, kopf_settings: kopf.OperatorSettings) -> None:
+        self.connection = kopf.login_with_service_account(
+            settings=kopf_settings
+        ) or kopf.login_with_kubeconfig(settings=kopf_settings)
+        if self.connection is None:
+            raise kopf.PermanentError("no credentials: neither a service account nor KUBECONFIG")
+        kube = Kube.from_connection(self.connection)
+        self.ctl = Controller(kube=kube, cache=self.cache, settings=self.settings)
+        self.ctl.queue = WorkQueue(self.dispatch, self.settings.workers)
+        self.ctl.queue.start()
+        if self.settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.settings.metrics_port)
+        self._tasks.append(asyncio.create_task(self._gauges()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.ctl is not None:
+            if self.ctl.queue is not None:
+                await self.ctl.queue.stop()
+            await self.ctl.kube.close()
+
+    async def dispatch(self, key: Key) -> float | None:
+        kind, namespace, name = key
+        assert self.ctl is not None
+        metrics.RECONCILES.labels(kind=kind).inc()
+        started = time.perf_counter()
+        try:
+            return await RECONCILERS[kind](self.ctl, namespace, name)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.perf_counter() - started)
+
+    def observe(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """A watch event: keep the body, enqueue what depends on it."""
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if not name or self.ctl is None:
+            return
+        fresh = self.cache.get(kind, namespace, name) is None
+        if event_type == "DELETED":
+            self.cache.forget(kind, namespace, name)
+        else:
+            body = dict(obj)
+            body["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+            self.cache.store(kind, body)
+        enqueue = self.ctl.enqueue
+        labels = _labels(obj)
+        if kind == "Model":
+            enqueue("Model", namespace, name)
+            if fresh or event_type == "DELETED":
+                for dependant in ("TrainingJob", "Monitor"):
+                    for other in self.cache.by_index(dependant, namespace, name):
+                        enqueue(dependant, namespace, other["metadata"]["name"])
+        elif kind in ("TrainingJob", "Monitor"):
+            enqueue(kind, namespace, name)
+            if kind == "TrainingJob":
+                enqueue("Model", namespace, model_ref(obj))
+        elif kind in ("Job", "Pod") and labels.get(names.LABEL_TRAINING_JOB):
+            enqueue("TrainingJob", namespace, labels[names.LABEL_TRAINING_JOB])
+        elif kind == "Deployment" and labels.get(names.LABEL_MODEL):
+            enqueue("Model", namespace, labels[names.LABEL_MODEL])
+        elif kind == "CronJob" and labels.get(names.LABEL_MONITOR):
+            enqueue("Monitor", namespace, labels[names.LABEL_MONITOR])
+
+    async def _gauges(self) -> None:
+        while True:
+            counts: dict[str, int] = {"True": 0, "False": 0, "Unknown": 0}
+            for model in self.cache.all("Model"):
+                ready = get_condition((model.get("status") or {}).get("conditions") or [], READY)
+                counts[str((ready or {}).get("status", "Unknown"))] = counts.get(
+                    str((ready or {}).get("status", "Unknown")), 0) + 1
+            for status, count in counts.items():
+                metrics.MODELS_BY_CONDITION.labels(condition=READY, status=status).set(count)
+            if self.ctl is not None and self.ctl.queue is not None:
+                metrics.QUEUE_DEPTH.set(self.ctl.queue.depth)
+            await asyncio.sleep(10)
+
+
+def build_registry(operator: Operator) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = f"{names.GROUP}/operator"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=names.GROUP
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=names.GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.request_timeout = 30
+        await operator.start(settings)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> Any:
+        return operator.connection
+
+    @kopf.on.probe(id="queue", registry=registry)
+    def queue_depth(**_: Any) -> int:
+        queue = operator.ctl.queue if operator.ctl is not None else None
+        return queue.depth if queue is not None else 0
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await operator.stop()
+
+    for kind, group, version, plural, labels in WATCHES:
+        def make(kind: str) -> Callable[..., None]:
+            def observe(event: Mapping[str, Any], **_: Any) -> None:
+                operator.observe(kind, event.get("type"), event["object"])
+            return observe
+        kopf.on.event(
+            group, version, plural, id=f"observe-{kind.lower()}", labels=labels,
+            registry=registry,
+        )(make(kind))
+    return registry
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the controller that reconciles Models, TrainingJobs and Monitors",
+        description="Run the mlkube operator (kopf) against the cluster of KUBECONFIG or the "
+        "pod's service account. Settings come from MLKUBE_* environment variables.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", metavar="NS",
+                       help="watch only this namespace (repeatable; glob patterns allowed)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true",
+                       help="watch every namespace (the default without --namespace)")
+    parser.add_argument("--liveness", metavar="URL_OR_PORT",
+                        help="serve a liveness endpoint, e.g. 8080 or http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, metavar="N",
+                        help="Prometheus metrics port (default MLKUBE_METRICS_PORT or 8000; 0: off)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log kopf's own activity")
+    parser.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from mlkube.cli import CommandError
+
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as error:
+        raise CommandError(str(error)) from None
+    if args.metrics_port is not None:
+        settings = settings.replace(metrics_port=args.metrics_port)
+    namespaces = tuple(args.namespace or ()) or settings.namespaces
+    liveness = args.liveness
+    if liveness and liveness.isdigit():
+        liveness = f"http://0.0.0.0:{liveness}/healthz"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    operator = Operator(settings)
+    loop = _new_loop()
+    with contextlib.suppress(KeyboardInterrupt):
+        kopf.run(
+            loop=loop,
+            registry=build_registry(operator),
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=liveness,
+        )
+    return 0
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop

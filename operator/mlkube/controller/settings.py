@@ -1,0 +1,143 @@
+"""The operator's settings, read once from ``MLKUBE_…`` environment variables at start.
+
+Everything a cluster administrator may want to change without editing a Model lives
+here (images, defaults, limits) and is passed down to the pure builders, which is what
+lets them stay pure and unit-testable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An ``MLKUBE_…`` variable has a value the operator cannot use."""
+
+
+def _default_trainer_resources() -> dict[str, dict[str, str]]:
+    return {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+
+
+def _default_predictor_resources() -> dict[str, dict[str, str]]:
+    return {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Settings of one ``mlkube operator`` process.
+
+    - ``runtime_image`` (``MLKUBE_RUNTIME_IMAGE``): the image running ``mlkube train``,
+      ``mlkube serve`` and ``mlkube drift-check``.
+    - ``image_pull_policy`` (``MLKUBE_IMAGE_PULL_POLICY``, default IfNotPresent).
+    - ``default_storage`` (``MLKUBE_DEFAULT_STORAGE``, default ``pvc://mlkube-models``): the
+      store of Models that name none.
+    - ``estimator_allowlist`` (``MLKUBE_ESTIMATOR_ALLOWLIST``, comma-separated import-path
+      prefixes, default ``sklearn.``): checked before a Job is made, so a forbidden class is
+      reported on the Model instead of failing inside a pod.
+    - ``job_ttl_seconds`` (``MLKUBE_JOB_TTL_SECONDS``, default 86400): ``ttlSecondsAfterFinished``
+      of trainer Jobs; the TrainingJob keeps the outcome, so the Job may go.
+    - ``default_backoff_limit`` / ``default_active_deadline_seconds``
+      (``MLKUBE_JOB_BACKOFF_LIMIT``, ``MLKUBE_JOB_DEADLINE_SECONDS``): used when the schema
+      default is absent (objects stored before the default existed).
+    - ``trainer_resources`` / ``predictor_resources``: default requests and limits
+      (``MLKUBE_TRAINER_CPU``, ``MLKUBE_TRAINER_MEMORY``, ``MLKUBE_PREDICTOR_CPU``,
+      ``MLKUBE_PREDICTOR_MEMORY`` set the request; limits stay as documented defaults).
+    - ``run_as_user`` (``MLKUBE_RUN_AS_USER``, default 65532): numeric UID of every pod, which
+      the restricted Pod Security profile needs to verify runAsNonRoot.
+    - ``metrics_port`` (``MLKUBE_METRICS_PORT``, default 8000; 0 disables).
+    - ``namespaces`` (``MLKUBE_NAMESPACES``, comma-separated; empty means all namespaces).
+    - ``workers`` (``MLKUBE_WORKERS``, default 8): concurrent reconciles.
+    - ``max_versions`` (``MLKUBE_MAX_VERSIONS``, default 50): length of ``status.versions``.
+    - ``log_tail_lines`` (``MLKUBE_LOG_TAIL_LINES``, default 20): log lines quoted on failure.
+    """
+
+    runtime_image: str = "mlkube/runtime:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    default_storage: str = "pvc://mlkube-models"
+    estimator_allowlist: tuple[str, ...] = ("sklearn.",)
+    job_ttl_seconds: int = 86400
+    default_backoff_limit: int = 1
+    default_active_deadline_seconds: int = 3600
+    trainer_resources: dict[str, dict[str, str]] = field(
+        default_factory=_default_trainer_resources
+    )
+    predictor_resources: dict[str, dict[str, str]] = field(
+        default_factory=_default_predictor_resources
+    )
+    run_as_user: int = 65532
+    metrics_port: int = 8000
+    namespaces: tuple[str, ...] = ()
+    workers: int = 8
+    max_versions: int = 50
+    log_tail_lines: int = 20
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        env = os.environ if environ is None else environ
+        allow = tuple(p for p in _csv(env.get("MLKUBE_ESTIMATOR_ALLOWLIST", "sklearn.")) if p)
+        if not allow:
+            raise SettingsError("MLKUBE_ESTIMATOR_ALLOWLIST is set but names no prefix")
+        trainer = _default_trainer_resources()
+        predictor = _default_predictor_resources()
+        _override(trainer, env, "MLKUBE_TRAINER_CPU", "cpu")
+        _override(trainer, env, "MLKUBE_TRAINER_MEMORY", "memory")
+        _override(predictor, env, "MLKUBE_PREDICTOR_CPU", "cpu")
+        _override(predictor, env, "MLKUBE_PREDICTOR_MEMORY", "memory")
+        storage = env.get("MLKUBE_DEFAULT_STORAGE", "pvc://mlkube-models")
+        if not storage.startswith(("pvc://", "s3://")):
+            raise SettingsError(f"MLKUBE_DEFAULT_STORAGE={storage!r}: expected pvc:// or s3://")
+        return cls(
+            runtime_image=env.get("MLKUBE_RUNTIME_IMAGE", "mlkube/runtime:0.1.0"),
+            image_pull_policy=env.get("MLKUBE_IMAGE_PULL_POLICY", "IfNotPresent"),
+            default_storage=storage,
+            estimator_allowlist=allow,
+            job_ttl_seconds=_int(env, "MLKUBE_JOB_TTL_SECONDS", 86400, minimum=0),
+            default_backoff_limit=_int(env, "MLKUBE_JOB_BACKOFF_LIMIT", 1, minimum=0),
+            default_active_deadline_seconds=_int(
+                env, "MLKUBE_JOB_DEADLINE_SECONDS", 3600, minimum=1
+            ),
+            trainer_resources=trainer,
+            predictor_resources=predictor,
+            run_as_user=_int(env, "MLKUBE_RUN_AS_USER", 65532, minimum=1),
+            metrics_port=_int(env, "MLKUBE_METRICS_PORT", 8000, minimum=0),
+            namespaces=tuple(_csv(env.get("MLKUBE_NAMESPACES", ""))),
+            workers=_int(env, "MLKUBE_WORKERS", 8, minimum=1),
+            max_versions=_int(env, "MLKUBE_MAX_VERSIONS", 50, minimum=1),
+            log_tail_lines=_int(env, "MLKUBE_LOG_TAIL_LINES", 20, minimum=0),
+        )
+
+    def replace(self, **changes: Any) -> OperatorSettings:
+        """A copy with command-line flags applied over the environment."""
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        values.update(changes)
+        return OperatorSettings(**values)
+
+
+def _csv(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _override(resources: dict[str, dict[str, str]], env: Mapping[str, str], name: str,
+              key: str) -> None:
+    value = env.get(name)
+    if value:
+        resources["requests"][key] = value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
