@@ -35,7 +35,9 @@ from mlkube.runtime.artifact import FeatureSchema, write_version
 _STARTED = re.compile(r"serving model \S+ version \S+ on \S+:(\d+)")
 
 
-def base_metadata(name: str, version: int, task: str, features: list[FeatureSchema]) -> dict[str, Any]:
+def base_metadata(
+    name: str, version: int, task: str, features: list[FeatureSchema]
+) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": "default",
@@ -72,7 +74,8 @@ def write_cancer_model(
         pipeline.steps.insert(0, ("impute", SimpleImputer(strategy="median")))
     pipeline.fit(x, y)
     features = [
-        FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=n in nullable) for n in names
+        FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=n in nullable)
+        for n in names
     ]
     metadata = base_metadata(name, version, "classification", features)
     metadata["target"] = {"name": "target", "classes": [0, 1]}
@@ -84,21 +87,28 @@ def write_cancer_model(
 def write_mixed_model(store: Path, name: str = "churn", version: int = 1) -> Path:
     """A classifier fitted on a DataFrame with a nullable numeric and a categorical feature."""
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "age": rng.integers(18, 80, 200).astype("float64"),
-        "plan": rng.choice(["basic", "plus", "pro"], 200).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, 200).astype("float64"),
+            "plan": rng.choice(["basic", "plus", "pro"], 200).astype(object),
+        }
+    )
     y = np.where((frame["age"] > 50) | (frame["plan"] == "pro"), "yes", "no")
     frame.loc[::17, "age"] = np.nan
-    preprocess = ColumnTransformer([
-        ("numeric", SimpleImputer(strategy="median"), ["age"]),
-        ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["plan"]),
-    ])
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median"), ["age"]),
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["plan"]),
+        ]
+    )
     pipeline = Pipeline([("preprocess", preprocess), ("clf", LogisticRegression())]).fit(frame, y)
     features = [
         FeatureSchema(name="age", kind="numeric", dtype="float64", nullable=True),
         FeatureSchema(
-            name="plan", kind="categorical", dtype="string", nullable=False,
+            name="plan",
+            kind="categorical",
+            dtype="string",
+            nullable=False,
             categories=["basic", "plus", "pro"],
         ),
     ]
@@ -112,7 +122,9 @@ def write_mixed_model(store: Path, name: str = "churn", version: int = 1) -> Pat
 def write_regression_model(store: Path, name: str = "price", version: int = 2) -> Path:
     x, _, names = cancer_data()
     pipeline = Pipeline([("reg", LinearRegression())]).fit(x[:, :3], x[:, 3])
-    features = [FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=False) for n in names[:3]]
+    features = [
+        FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=False) for n in names[:3]
+    ]
     target = store / "default" / name / f"v{version}"
     write_version(target, pipeline, base_metadata(name, version, "regression", features))
     return target
@@ -144,7 +156,17 @@ class Server:
         log_path = tmp / f"server-{time.monotonic_ns()}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--port", "0", *args],
+                [
+                    sys.executable,
+                    "-m",
+                    "mlkube",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    *args,
+                ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
@@ -180,14 +202,18 @@ class Server:
         try:
             connection.request(method, path, body=payload, headers=sent)
             reply = connection.getresponse()
-            return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+            return Response(
+                reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+            )
         finally:
             connection.close()
 
     def get(self, path: str) -> Response:
         return self.request("GET", path)
 
-    def post(self, path: str, body: bytes | Any, headers: Mapping[str, str] | None = None) -> Response:
+    def post(
+        self, path: str, body: bytes | Any, headers: Mapping[str, str] | None = None
+    ) -> Response:
         return self.request("POST", path, body, headers)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -198,16 +224,22 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"server ignored signal {sig} for {timeout} s:\n{self.log()}") from None
+            raise AssertionError(
+                f"server ignored signal {sig} for {timeout} s:\n{self.log()}"
+            ) from None
 
 
 def v2_matrix(rows: np.ndarray[Any, Any], name: str = "input-0", **extra: Any) -> dict[str, Any]:
     """A V2 request with one 2-D FP64 tensor in feature order."""
     return {
-        "inputs": [{
-            "name": name, "shape": list(rows.shape), "datatype": "FP64",
-            "data": rows.ravel().tolist(),
-        }],
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(rows.shape),
+                "datatype": "FP64",
+                "data": rows.ravel().tolist(),
+            }
+        ],
         **extra,
     }
 

@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 import pytest
-from serve_support import Server, cancer_data, metric_value, v2_by_feature, v2_matrix, write_cancer_model
+from serve_support import (
+    Server,
+    cancer_data,
+    metric_value,
+    v2_by_feature,
+    v2_matrix,
+    write_cancer_model,
+)
 
 INFER = "/v2/models/cancer/infer"
 PREDICT = "/v1/models/cancer:predict"
@@ -61,47 +68,113 @@ CASES = [
     Bad("not-an-object", 400, ("JSON object",), body=b"[1, 2, 3]"),
     Bad("no-inputs", 400, ("'inputs'",), body={"id": "x"}),
     Bad("unknown-datatype", 400, ("'input-0'", "FP128"), body=_matrix(datatype="FP128")),
-    Bad("bytes-for-numeric", 400, ("'input-0'", "BYTES", "numeric"), body=_matrix(datatype="BYTES")),
-    Bad("int-with-fraction", 400, ("'mean radius'", "INT64", "non-integer"),
-        body=_features({"mean radius": {"datatype": "INT64"}})),
+    Bad(
+        "bytes-for-numeric", 400, ("'input-0'", "BYTES", "numeric"), body=_matrix(datatype="BYTES")
+    ),
+    Bad(
+        "int-with-fraction",
+        400,
+        ("'mean radius'", "INT64", "non-integer"),
+        body=_features({"mean radius": {"datatype": "INT64"}}),
+    ),
     Bad("wrong-shape", 400, ("'input-0'", "[1, 29]"), body=_matrix(shape=[1, 29], data=ROW[:29])),
     Bad("shape-data-mismatch", 400, ("'input-0'", "29 values"), body=_matrix(data=ROW[:29])),
-    Bad("ragged-rows", 400, ("'input-0'", "uneven"), body=_matrix(shape=[2, 30], data=[ROW, ROW[:3]])),
-    Bad("rows-disagree", 400, ("'mean texture'", "3 rows"),
-        body=_features({"mean texture": {"shape": [3], "data": [1.0, 2.0, 3.0]}})),
+    Bad(
+        "ragged-rows",
+        400,
+        ("'input-0'", "uneven"),
+        body=_matrix(shape=[2, 30], data=[ROW, ROW[:3]]),
+    ),
+    Bad(
+        "rows-disagree",
+        400,
+        ("'mean texture'", "3 rows"),
+        body=_features({"mean texture": {"shape": [3], "data": [1.0, 2.0, 3.0]}}),
+    ),
     Bad("missing-input", 400, ("missing", "'mean area'"), body=_features(drop="mean area")),
     Bad("extra-input", 400, ("unknown input", "'zip code'"), body=_with_extra()),
-    Bad("nan-not-allowed", 400, ("'mean smoothness'", "missing", "row 1"),
-        body=_features({"mean smoothness": {"data": [0.1, None]}})),
-    Bad("string-in-numeric", 400, ("'mean area'", "'abc'"),
-        body=_matrix(data=[*ROW[:3], "abc", *ROW[4:]])),
-    Bad("numeric-string", 400, ("'worst area'", "'12.5'"),
-        body=_features({"worst area": {"data": ["12.5", 3.0]}})),
+    Bad(
+        "nan-not-allowed",
+        400,
+        ("'mean smoothness'", "missing", "row 1"),
+        body=_features({"mean smoothness": {"data": [0.1, None]}}),
+    ),
+    Bad(
+        "string-in-numeric",
+        400,
+        ("'mean area'", "'abc'"),
+        body=_matrix(data=[*ROW[:3], "abc", *ROW[4:]]),
+    ),
+    Bad(
+        "numeric-string",
+        400,
+        ("'worst area'", "'12.5'"),
+        body=_features({"worst area": {"data": ["12.5", 3.0]}}),
+    ),
     Bad("empty-batch", 400, ("empty batch",), body=_matrix(shape=[0, 30], data=[])),
     Bad("huge-batch", 413, ("200000 rows", "at most 100000"), body=_matrix(shape=[200_000, 30])),
     Bad("oversized-body", 413, ("limit",), body=b" " * (2 * 1024 * 1024)),
-    Bad("wrong-content-type", 415, ("text/csv", "application/json"), body=b"1,2,3",
-        headers=(("Content-Type", "text/csv"),)),
+    Bad(
+        "wrong-content-type",
+        415,
+        ("text/csv", "application/json"),
+        body=b"1,2,3",
+        headers=(("Content-Type", "text/csv"),),
+    ),
     Bad("unknown-model", 404, ("'iris'", "'cancer'"), path="/v2/models/iris/infer", body=_matrix()),
-    Bad("unknown-version", 404, ("version '9'",), path="/v2/models/cancer/versions/9/infer",
-        body=_matrix()),
+    Bad(
+        "unknown-version",
+        404,
+        ("version '9'",),
+        path="/v2/models/cancer/versions/9/infer",
+        body=_matrix(),
+    ),
     Bad("unknown-metadata", 404, ("'iris'",), method="GET", path="/v2/models/iris"),
     Bad("unknown-route", 404, ("no route",), method="GET", path="/v3/whatever"),
     Bad("get-on-infer", 405, ("GET", "POST"), method="GET"),
     Bad("post-on-metadata", 405, ("POST", "GET"), path="/v2/models/cancer", body=_matrix()),
-    Bad("unknown-output", 400, ("'label'", "predict_proba"), body={**_matrix(), "outputs": [{"name": "label"}]}),
+    Bad(
+        "unknown-output",
+        400,
+        ("'label'", "predict_proba"),
+        body={**_matrix(), "outputs": [{"name": "label"}]},
+    ),
     Bad("id-not-string", 400, ("'id'",), body={**_matrix(), "id": 5}),
     Bad("v1-no-instances", 400, ("'instances'",), path=PREDICT, body={"inputs": []}),
-    Bad("v1-missing-feature", 400, ("instance 1", "'mean radius'"), path=PREDICT,
-        body={"instances": [dict(zip(NAMES, ROW, strict=True)),
-                            dict(zip(NAMES[1:], ROW[1:], strict=True))]}),
-    Bad("v1-unknown-feature", 400, ("instance 0", "'colour'"), path=PREDICT,
-        body={"instances": [{**dict(zip(NAMES, ROW, strict=True)), "colour": "red"}]}),
-    Bad("v1-string-value", 400, ("'mean texture'", "row 0", "'high'"), path=PREDICT,
-        body={"instances": [{**dict(zip(NAMES, ROW, strict=True)), "mean texture": "high"}]}),
+    Bad(
+        "v1-missing-feature",
+        400,
+        ("instance 1", "'mean radius'"),
+        path=PREDICT,
+        body={
+            "instances": [
+                dict(zip(NAMES, ROW, strict=True)),
+                dict(zip(NAMES[1:], ROW[1:], strict=True)),
+            ]
+        },
+    ),
+    Bad(
+        "v1-unknown-feature",
+        400,
+        ("instance 0", "'colour'"),
+        path=PREDICT,
+        body={"instances": [{**dict(zip(NAMES, ROW, strict=True)), "colour": "red"}]},
+    ),
+    Bad(
+        "v1-string-value",
+        400,
+        ("'mean texture'", "row 0", "'high'"),
+        path=PREDICT,
+        body={"instances": [{**dict(zip(NAMES, ROW, strict=True)), "mean texture": "high"}]},
+    ),
     Bad("v1-empty", 400, ("empty batch",), path=PREDICT, body={"instances": []}),
-    Bad("binary-extension", 415, ("binary",), body=_matrix(),
-        headers=(("Inference-Header-Content-Length", "10"),)),
+    Bad(
+        "binary-extension",
+        415,
+        ("binary",),
+        body=_matrix(),
+        headers=(("Inference-Header-Content-Length", "10"),),
+    ),
 ]
 
 
@@ -149,7 +222,7 @@ def test_truncated_body_with_a_longer_content_length(server: Server) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /v2/models/cancer/infer HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"inputs\": ["
+            b'Content-Type: application/json\r\nContent-Length: 500\r\n\r\n{"inputs": ['
         )
         sock.shutdown(socket.SHUT_WR)
         sock.recv(1024)
@@ -165,7 +238,9 @@ def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
             slow.sendall(
                 b"POST /v2/models/cancer/infer HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                b"application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                b"application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
                 + body[:10]
             )
             shed = _wait_for_shed(server)

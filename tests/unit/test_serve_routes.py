@@ -84,7 +84,9 @@ def test_v2_infer_with_a_2d_tensor_matches_the_pipeline(server: Server, store: P
     predict, proba = doc["outputs"]
     pipeline = load_pipeline(store / "default/cancer/v3")
     assert predict == {
-        "name": "predict", "shape": [25], "datatype": "INT64",
+        "name": "predict",
+        "shape": [25],
+        "datatype": "INT64",
         "data": pipeline.predict(x[:25]).tolist(),
     }
     assert proba["shape"] == [25, 2]
@@ -145,14 +147,18 @@ def test_metrics_carry_model_labels(server: Server) -> None:
     assert ok is not None
     assert ok >= ok_before + 1
     assert metric_value(text, "mlkube_serve_requests_total", route="infer", code="404") == 1
-    assert metric_value(text, "mlkube_serve_request_duration_seconds_count", route="infer", **labels)
+    assert metric_value(
+        text, "mlkube_serve_request_duration_seconds_count", route="infer", **labels
+    )
     assert metric_value(text, "mlkube_serve_batch_size_bucket", le="10.0", **labels)
     predicted = sum(
         metric_value(text, "mlkube_serve_predictions_total", **{"class": c}, **labels) or 0
         for c in ("0", "1")
     )
     assert predicted >= 10
-    assert metric_value(text, "mlkube_serve_model_info", estimator="LogisticRegression", **labels) == 1
+    assert (
+        metric_value(text, "mlkube_serve_model_info", estimator="LogisticRegression", **labels) == 1
+    )
     assert metric_value(text, "process_cpu_seconds_total") is not None
 
 
@@ -160,7 +166,9 @@ def test_regression_model(store: Path, tmp_path: Path) -> None:
     x, _, names = cancer_data()
     server = Server.start(tmp_path, ["--model-dir", str(store / "default/price/v2")])
     try:
-        reply = server.post("/v2/models/price/versions/2/infer", v2_by_feature(x[:3, :3], names[:3]))
+        reply = server.post(
+            "/v2/models/price/versions/2/infer", v2_by_feature(x[:3, :3], names[:3])
+        )
         assert reply.status == 200, reply.body
         (predict,) = reply.json()["outputs"]
         assert predict["datatype"] == "FP64"
@@ -177,20 +185,35 @@ def test_regression_model(store: Path, tmp_path: Path) -> None:
 def test_model_with_a_categorical_feature(store: Path, tmp_path: Path) -> None:
     server = Server.start(tmp_path, ["--model-dir", str(store / "default/churn/v1")])
     try:
-        reply = server.post("/v1/models/churn:predict", {"instances": [
-            {"age": 70, "plan": "basic"}, {"age": None, "plan": "pro"}, {"age": 20, "plan": "new"},
-        ]})
+        reply = server.post(
+            "/v1/models/churn:predict",
+            {
+                "instances": [
+                    {"age": 70, "plan": "basic"},
+                    {"age": None, "plan": "pro"},
+                    {"age": 20, "plan": "new"},
+                ]
+            },
+        )
         assert reply.status == 200, reply.body
         doc = reply.json()
         assert doc["classes"] == ["no", "yes"]
         assert doc["predictions"][:2] == ["yes", "yes"]
-        v2 = server.post("/v2/models/churn/infer", {"inputs": [
-            {"name": "age", "shape": [1], "datatype": "INT64", "data": [30]},
-            {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
-        ]})
+        v2 = server.post(
+            "/v2/models/churn/infer",
+            {
+                "inputs": [
+                    {"name": "age", "shape": [1], "datatype": "INT64", "data": [30]},
+                    {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["basic"]},
+                ]
+            },
+        )
         assert v2.status == 200, v2.body
         assert v2.json()["outputs"][0] == {
-            "name": "predict", "shape": [1], "datatype": "BYTES", "data": ["no"],
+            "name": "predict",
+            "shape": [1],
+            "datatype": "BYTES",
+            "data": ["no"],
         }
         meta = server.get("/v2/models/churn").json()
         assert [i["datatype"] for i in meta["inputs"]] == ["FP64", "BYTES"]
@@ -199,4 +222,3 @@ def test_model_with_a_categorical_feature(store: Path, tmp_path: Path) -> None:
         assert "'plan'" in refused.json()["error"]
     finally:
         assert server.stop() == 0
-
