@@ -1,0 +1,224 @@
+"""Pure functions from mlkube objects to what the plugin prints or sends.
+
+Kept apart from the API calls so each table, each rollback decision and each new
+TrainingJob body is unit-testable from plain dictionaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from mlkube.api import names
+
+Body = Mapping[str, Any]
+NONE = "<none>"
+
+
+class ViewError(ValueError):
+    """The objects do not allow what was asked (no such version, nothing to roll back to)."""
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A kubectl-style table: upper-case headers, columns padded with three spaces."""
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "":
+        return NONE
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def condition(obj: Body, kind: str) -> Body:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return {}
+
+
+def monitors_by_model(monitors: Iterable[Body]) -> dict[tuple[str, str], Body]:
+    """The most recently checked Monitor of each (namespace, model)."""
+    chosen: dict[tuple[str, str], Body] = {}
+    for monitor in monitors:
+        key = (monitor["metadata"].get("namespace", ""), monitor["spec"]["modelRef"]["name"])
+        checked = (monitor.get("status") or {}).get("lastCheckTime") or ""
+        best = chosen.get(key)
+        if best is None or checked > ((best.get("status") or {}).get("lastCheckTime") or ""):
+            chosen[key] = monitor
+    return chosen
+
+
+def last_drift(monitor: Body | None) -> str:
+    if monitor is None:
+        return NONE
+    status = monitor.get("status") or {}
+    if not status.get("verdict"):
+        return "not checked"
+    share = status.get("driftShare")
+    text = str(status["verdict"])
+    if share is not None:
+        text += f" ({share:.0%})"
+    return f"{text} at {status.get('lastCheckTime', '?')}"
+
+
+def status_table(models: Sequence[Body], monitors: Sequence[Body], all_namespaces: bool) -> str:
+    drift = monitors_by_model(monitors)
+    headers = ["MODEL", "SERVING", "LATEST", "SCORE", "READY", "REASON", "LAST DRIFT"]
+    if all_namespaces:
+        headers.insert(0, "NAMESPACE")
+    rows = []
+    for model in sorted(
+        models, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])
+    ):
+        meta, status = model["metadata"], model.get("status") or {}
+        ready = condition(model, "Ready")
+        row: list[object] = [
+            meta["name"],
+            status.get("servingVersion"),
+            status.get("latestVersion"),
+            status.get("servingScore"),
+            ready.get("status", "Unknown"),
+            ready.get("reason"),
+            last_drift(drift.get((meta.get("namespace", ""), meta["name"]))),
+        ]
+        if all_namespaces:
+            row.insert(0, meta.get("namespace"))
+        rows.append(row)
+    return table(headers, rows)
+
+
+def metrics_text(metrics: Mapping[str, Any] | None, limit: int = 4) -> str:
+    if not metrics:
+        return ""
+    parts = [
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in sorted(metrics.items())[:limit]
+    ]
+    return " ".join(parts)
+
+
+def versions_table(model: Body) -> str:
+    status = model.get("status") or {}
+    serving = status.get("servingVersion")
+    rows = []
+    for entry in sorted(status.get("versions") or [], key=lambda v: v["version"]):
+        version = entry["version"]
+        rows.append(
+            [
+                f"{version}*" if version == serving else version,
+                entry.get("trigger"),
+                entry.get("trainedAt"),
+                entry.get("metric"),
+                entry.get("score"),
+                entry.get("decision"),
+                metrics_text(entry.get("metrics")),
+                entry.get("reason"),
+            ]
+        )
+    headers = ["VERSION", "TRIGGER", "TRAINED", "METRIC", "SCORE", "DECISION", "METRICS", "REASON"]
+    return table(headers, rows) + "\n(* serving)"
+
+
+def promotions_table(model: Body) -> str:
+    promotions = (model.get("status") or {}).get("promotions") or []
+    rows = [[p.get("time"), p.get("previous"), p["version"], p.get("reason")] for p in promotions]
+    return table(["TIME", "FROM", "TO", "REASON"], rows)
+
+
+def check_promotable(model: Body, version: int) -> Body:
+    """The version entry to pin, or ViewError when it has no artifact to serve."""
+    for entry in (model.get("status") or {}).get("versions") or []:
+        if entry["version"] == version:
+            if entry.get("decision") == "Failed" or not entry.get("sha256"):
+                raise ViewError(f"version {version} has no trained artifact to serve")
+            return dict(entry)
+    known = sorted(v["version"] for v in (model.get("status") or {}).get("versions") or [])
+    raise ViewError(f"model has no version {version} (known: {known or 'none'})")
+
+
+def previous_serving_version(model: Body) -> int:
+    """The version that served before the current one, from status.promotions.
+
+    Like ``kubectl rollout undo``, rolling back twice returns to where it started.
+    """
+    status = model.get("status") or {}
+    current = status.get("servingVersion")
+    if current is None:
+        raise ViewError("the model serves no version yet")
+    for promotion in reversed(status.get("promotions") or []):
+        if promotion["version"] == current and promotion.get("previous"):
+            return int(promotion["previous"])
+    raise ViewError(f"version {current} has no previous serving version to roll back to")
+
+
+def serving_pin(version: int) -> dict[str, Any]:
+    """The merge patch that pins spec.serving.version (the only spec field we write)."""
+    return {"spec": {"serving": {"version": version}}}
+
+
+def training_job_body(model: Body, reason: str) -> dict[str, Any]:
+    """A manual TrainingJob owned by the Model, so deleting the Model deletes it."""
+    meta = model["metadata"]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.TRAINING_JOB,
+        "metadata": {
+            "generateName": f"{meta['name']}-manual-",
+            "labels": {names.LABEL_MODEL: meta["name"], names.LABEL_TRIGGER: "manual"},
+            "ownerReferences": [
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.MODEL,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                }
+            ],
+        },
+        "spec": {"modelRef": {"name": meta["name"]}, "trigger": "manual", "reason": reason},
+    }
+
+
+def drift_report(monitor: Body, top: int = 10) -> str:
+    meta, spec = monitor["metadata"], monitor["spec"]
+    status = monitor.get("status") or {}
+    lines = [
+        f"Monitor:        {meta.get('namespace')}/{meta['name']}",
+        f"Model:          {spec['modelRef']['name']}",
+    ]
+    if not status.get("lastCheckTime"):
+        ready = condition(monitor, "Ready")
+        lines.append(f"Last check:     none yet ({ready.get('message') or 'no status'})")
+        return "\n".join(lines)
+    share = status.get("driftShare")
+    fields = [
+        ("Last check", status.get("lastCheckTime")),
+        ("Version", status.get("checkedVersion")),
+        ("Verdict", status.get("verdict")),
+        ("Samples", status.get("samples")),
+        ("Dataset drift", status.get("datasetDrift")),
+        ("Drift share", None if share is None else f"{share:.1%}"),
+        ("Report", status.get("lastReport")),
+        ("Last retrain", _join(status.get("lastTrainingJob"), status.get("lastRetrainTime"))),
+    ]
+    lines += [f"{label + ':':<16}{_cell(value)}" for label, value in fields]
+    features = status.get("features") or {}
+    if features:
+        ranked = sorted(features.items(), key=lambda item: -float(item[1].get("score", 0.0)))
+        rows = [
+            [name, f.get("method"), f.get("score"), f.get("threshold"), f.get("drifted")]
+            for name, f in ranked[:top]
+        ]
+        lines += ["", table(["FEATURE", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"], rows)]
+    return "\n".join(lines)
+
+
+def _join(name: object, when: object) -> str | None:
+    if not name:
+        return None
+    return f"{name} at {when}" if when else str(name)

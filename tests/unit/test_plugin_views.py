@@ -1,0 +1,63 @@
+"""The plugin's pure views: tables, rollback choice, promotable versions, TrainingJob body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlkube.plugin import views
+
+
+def model(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "churn", "namespace": "ml", "uid": "u-1"}, "status": status}
+
+
+def test_table_pads_columns_and_marks_missing_values() -> None:
+    text = views.table(["A", "LONGER"], [["x", None], ["yyyy", 0.123456]])
+    assert text.splitlines() == ["A      LONGER", "x      <none>", "yyyy   0.1235"]
+
+
+def test_rollback_goes_to_the_version_before_the_current_one_and_back() -> None:
+    promotions = [{"version": 1}, {"version": 2, "previous": 1}, {"version": 3, "previous": 2}]
+    assert views.previous_serving_version(model(servingVersion=3, promotions=promotions)) == 2
+    after_rollback = [*promotions, {"version": 2, "previous": 3}]
+    assert views.previous_serving_version(model(servingVersion=2, promotions=after_rollback)) == 3
+    with pytest.raises(views.ViewError, match="serves no version"):
+        views.previous_serving_version(model())
+    with pytest.raises(views.ViewError, match="no previous serving version"):
+        views.previous_serving_version(model(servingVersion=1, promotions=promotions[:1]))
+
+
+def test_only_versions_with_an_artifact_are_promotable() -> None:
+    versions = [
+        {"version": 1, "decision": "Rejected", "sha256": "ab"},
+        {"version": 2, "decision": "Failed"},
+    ]
+    assert views.check_promotable(model(versions=versions), 1)["version"] == 1
+    with pytest.raises(views.ViewError, match="no trained artifact"):
+        views.check_promotable(model(versions=versions), 2)
+    with pytest.raises(views.ViewError, match=r"known: \[1, 2\]"):
+        views.check_promotable(model(versions=versions), 5)
+
+
+def test_status_picks_the_latest_checked_monitor_per_model() -> None:
+    def monitor(name: str, when: str, verdict: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"modelRef": {"name": "churn"}},
+            "status": {"lastCheckTime": when, "verdict": verdict, "driftShare": 0.5},
+        }
+
+    older = monitor("a", "2026-01-01T00:00:00Z", "no-drift")
+    newer = monitor("b", "2026-01-02T00:00:00Z", "drift")
+    text = views.status_table([model(servingVersion=1)], [newer, older], all_namespaces=False)
+    assert "drift (50%) at 2026-01-02T00:00:00Z" in text.splitlines()[1]
+
+
+def test_training_job_is_manual_and_owned_by_its_model() -> None:
+    body = views.training_job_body(model(), "because")
+    assert body["spec"] == {"modelRef": {"name": "churn"}, "trigger": "manual", "reason": "because"}
+    assert body["metadata"]["generateName"] == "churn-manual-"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert views.serving_pin(3) == {"spec": {"serving": {"version": 3}}}
