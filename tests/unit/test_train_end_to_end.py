@@ -243,3 +243,16 @@ def test_pvc_uri_reads_under_the_configured_root(
     assert read_metadata(tmp_path / "store" / "default" / "churn" / "v1")["data"]["uri"] == (
         "pvc://datasets/churn/data.csv"
     )
+
+
+@pytest.mark.parametrize("example", ["iris.yaml", "diabetes.yaml"])
+def test_the_official_examples_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], example: str
+) -> None:
+    """The samples users copy must train as they are (multi-document files included)."""
+    path = Path(__file__).resolve().parents[2] / "manifests" / "examples" / example
+    result = run_cli(capsys, "-f", path, "--store", tmp_path / "store",
+                     "--termination-log", tmp_path / "log")
+    assert result.code == 0, result.stderr
+    assert result.summary["version"] == 1
+    assert result.summary["metric"] in ("f1_macro", "r2")

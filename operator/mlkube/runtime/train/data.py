@@ -85,7 +85,7 @@ def _format_from_name(uri: str, name: str) -> str:
 
 
 def parse_frame(raw: bytes, fmt: str, uri: str) -> pd.DataFrame:
-    """Parses bytes as ``fmt``; pyarrow's reader first for speed, pandas' for its messages."""
+    """Parses bytes as ``fmt`` (pandas' C reader: faster than pyarrow's here on 2 cores)."""
     kind = {"csv": "CSV", "parquet": "Parquet", "jsonl": "JSON lines"}[fmt]
     if not raw.strip():
         raise TrainingInputError(f"data {uri} is empty")
@@ -94,10 +94,7 @@ def parse_frame(raw: bytes, fmt: str, uri: str) -> pd.DataFrame:
             return pd.read_parquet(io.BytesIO(raw))
         if fmt == "jsonl":
             return pd.read_json(io.BytesIO(raw), lines=True)
-        try:
-            return pd.read_csv(io.BytesIO(raw), engine="pyarrow")
-        except Exception:
-            return pd.read_csv(io.BytesIO(raw))
+        return pd.read_csv(io.BytesIO(raw))
     except Exception as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise TrainingInputError(f"data {uri} is not readable as {kind}: {message}") from None

@@ -1,0 +1,151 @@
+"""Benchmark: ``mlkube train`` against bare scikit-learn on the same data and estimator.
+
+What it measures: wall time (and CPU time) of one whole training run as a fresh
+process, on a synthetic 100k x 30 numeric classification table in CSV:
+
+- ``mlkube train``: read, quality gate, pipeline (imputation), stratified 80/20 holdout,
+  fit, metrics on the holdout, reference profile, skops artifact, sha256, metadata.
+- ``bare (split)``: ``bare_sklearn.py`` reads the CSV, holds out the same 20 %, fits the
+  same estimator with the same params and ``joblib.dump``s it: the like-for-like peer.
+- ``bare (all rows)``: the same but fitting all 100k rows, the naive script.
+
+Runs are interleaved (ours, peer, peer, ours, ...) because timings on these 2-core
+machines drift by up to 1.6x over minutes; medians are reported with the ratio
+ours / peer. Target: <= 1.25x against ``bare (split)``.
+
+    .venv/bin/python benchmarks/train/run.py [--rows 100000] [--repeats 3] [--estimators rf,hgb]
+
+Results also go to ``benchmarks/results/train/`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parent / "results" / "train"
+
+ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rf": ("sklearn.ensemble.RandomForestClassifier",
+           {"n_estimators": 50, "min_samples_leaf": 5, "n_jobs": -1, "random_state": 0}),
+    "hgb": ("sklearn.ensemble.HistGradientBoostingClassifier",
+            {"max_iter": 200, "random_state": 0}),
+}
+
+
+def make_data(path: Path, rows: int, features: int) -> None:
+    from sklearn.datasets import make_classification
+
+    if path.exists():
+        return
+    x, y = make_classification(
+        n_samples=rows, n_features=features, n_informative=features // 2, random_state=0
+    )
+    frame = pd.DataFrame(np.round(x, 5), columns=[f"f{i}" for i in range(features)])
+    frame["label"] = y
+    frame.to_csv(path, index=False)
+
+
+def manifest(data: Path, class_path: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlkube.io/v1alpha1", "kind": "Model", "metadata": {"name": "bench"},
+        "spec": {"task": "classification", "training": {
+            "estimator": {"class": class_path, "params": params},
+            "data": {"uri": str(data), "target": "label"},
+            "validation": {"metric": "f1", "testFraction": 0.2, "folds": 0},
+        }},
+    }
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU (user + system of the child) seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:
+        raise SystemExit(f"{command[:4]} failed:\n{completed.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def bench(key: str, data: Path, work: Path, repeats: int) -> list[dict[str, Any]]:
+    class_path, params = ESTIMATORS[key]
+    model = work / f"{key}.json"
+    model.write_text(json.dumps(manifest(data, class_path, params)))
+    store = work / "store"
+    runs: dict[str, list[tuple[float, float]]] = {
+        "mlkube train": [], "bare (split)": [], "bare (all rows)": [],
+    }
+    bare = [sys.executable, str(HERE / "bare_sklearn.py"), str(data), str(work / "m.joblib"),
+            class_path, json.dumps(params)]
+    commands = {
+        "mlkube train": [sys.executable, "-m", "mlkube", "train", "-f", str(model),
+                         "--store", str(store), "--termination-log", str(work / "log")],
+        "bare (split)": [*bare, "--split"],
+        "bare (all rows)": bare,
+    }
+    order = list(commands)
+    for repeat in range(repeats):
+        for name in order if repeat % 2 == 0 else list(reversed(order)):
+            shutil.rmtree(store, ignore_errors=True)
+            runs[name].append(timed(commands[name]))
+            print(f"  {key} #{repeat + 1} {name:16s} {runs[name][-1][0]:7.2f} s", file=sys.stderr)
+    ours = statistics.median(w for w, _ in runs["mlkube train"])
+    rows = []
+    for name, samples in runs.items():
+        wall = statistics.median(w for w, _ in samples)
+        rows.append({
+            "estimator": class_path.rsplit(".", 1)[1], "runner": name,
+            "wall_s": round(wall, 2), "cpu_s": round(statistics.median(c for _, c in samples), 2),
+            "runs": [round(w, 2) for w, _ in samples],
+            "ratio_ours_over": None if name == "mlkube train" else round(ours / wall, 3),
+        })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--features", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--estimators", default="rf,hgb")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = RESULTS / f"data-{args.rows}x{args.features}.csv"
+    make_data(data, args.rows, args.features)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mlkube-bench-train-") as work:
+        for key in args.estimators.split(","):
+            rows += bench(key, data, Path(work), args.repeats)
+    print(f"\nmlkube train vs bare scikit-learn, {args.rows} x {args.features} CSV, "
+          f"median of {args.repeats} interleaved runs\n")
+    print(f"{'estimator':32s} {'runner':16s} {'wall s':>8s} {'cpu s':>8s} {'ours/peer':>10s}")
+    for row in rows:
+        ratio = "" if row["ratio_ours_over"] is None else f"{row['ratio_ours_over']:.2f}x"
+        print(f"{row['estimator']:32s} {row['runner']:16s} {row['wall_s']:8.2f} "
+              f"{row['cpu_s']:8.2f} {ratio:>10s}")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(
+        {"rows": args.rows, "features": args.features, "repeats": args.repeats, "results": rows},
+        indent=2,
+    ))
+
+
+if __name__ == "__main__":
+    main()
