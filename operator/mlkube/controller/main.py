@@ -160,9 +160,24 @@ class Operator:
                     str((ready or {}).get("status", "Unknown")), 0) + 1
             for status, count in counts.items():
                 metrics.MODELS_BY_CONDITION.labels(condition=READY, status=status).set(count)
+            self._drift_gauges()
             if self.ctl is not None and self.ctl.queue is not None:
                 metrics.QUEUE_DEPTH.set(self.ctl.queue.depth)
             await asyncio.sleep(10)
+
+
+    def _drift_gauges(self) -> None:
+        metrics.DRIFT_SHARE.clear()
+        metrics.DATASET_DRIFT.clear()
+        for monitor in self.cache.all("Monitor"):
+            status = monitor.get("status") or {}
+            if status.get("verdict") is None:
+                continue
+            meta = monitor.get("metadata") or {}
+            labels = (meta.get("namespace", ""), meta.get("name", ""), model_ref(monitor))
+            metrics.DATASET_DRIFT.labels(*labels).set(1 if status.get("datasetDrift") else 0)
+            if status.get("driftShare") is not None:
+                metrics.DRIFT_SHARE.labels(*labels).set(float(status["driftShare"]))
 
 
 def build_registry(operator: Operator) -> kopf.OperatorRegistry:

@@ -38,3 +38,15 @@ SERVING_VERSION: Final = Gauge(
     ["namespace", "model_name"],
 )
 QUEUE_DEPTH: Final = Gauge("mlkube_work_queue_depth", "Keys waiting to be reconciled.")
+# From Monitor.status (written by the drift checker), so alerts and dashboards need no
+# access to the store: refreshed with the other gauges, series of deleted Monitors dropped.
+DRIFT_SHARE: Final = Gauge(
+    "mlkube_monitor_drift_share",
+    "Share of drifted features at a Monitor's last check.",
+    ["namespace", "monitor", "model_name"],
+)
+DATASET_DRIFT: Final = Gauge(
+    "mlkube_monitor_dataset_drift",
+    "1 when a Monitor's last check found dataset drift, else 0.",
+    ["namespace", "monitor", "model_name"],
+)
