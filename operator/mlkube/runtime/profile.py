@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Final, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Literal, NotRequired, TypedDict
 
 import numpy as np
-import pandas as pd
 
 from mlkube.runtime.artifact import FeatureSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROFILE_FORMAT: Final = "mlkube.profile/v1"
 DEFAULT_BINS: Final = 20
@@ -87,6 +89,8 @@ def _finite_or_none(value: float) -> float | None:
 
 def numeric_values(series: pd.Series[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:
     """The column as float64 with missing (and unparseable) values as NaN; bools as 0/1."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series.dtype):
         return np.array(series.astype("float64").to_numpy(na_value=np.nan), dtype=np.float64)
     converted = pd.to_numeric(series, errors="coerce")
@@ -101,6 +105,8 @@ def category_keys(series: pd.Series[Any]) -> pd.Series[Any]:
     Both the profile and the live window go through this, so a category read from CSV as
     ``1``, from Parquet as ``1.0`` and from JSON as ``"1"`` counts as one category.
     """
+    import pandas as pd
+
     mask = series.isna()
     if pd.api.types.is_bool_dtype(series.dtype):
         keys = series.map({True: "True", False: "False"})
@@ -109,7 +115,7 @@ def category_keys(series: pd.Series[Any]) -> pd.Series[Any]:
     elif pd.api.types.is_float_dtype(series.dtype):
         keys = series.map(_float_key)
     else:
-        keys = series.map(_value_key)
+        keys = series.map(category_key)
     return keys.astype(object).where(~mask, None)
 
 
@@ -119,13 +125,16 @@ def _float_key(value: float) -> str | None:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _value_key(value: Any) -> str | None:
+def category_key(value: Any) -> str | None:
+    """One label as ``category_keys`` spells it (None for missing)."""
     if value is None:
         return None
     if isinstance(value, bool | np.bool_):
         return "True" if value else "False"
     if isinstance(value, float | np.floating):
         return _float_key(float(value))
+    if isinstance(value, np.integer):
+        return str(int(value))
     return str(value)
 
 

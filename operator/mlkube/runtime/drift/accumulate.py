@@ -1,32 +1,46 @@
-"""Folding live chunks into a bounded summary against the reference profile.
+"""Folding live blocks of rows into a bounded summary against the reference profile.
 
 Everything kept is bounded by the profile, never by the rows read:
 
 - numeric: counts per reference bin (the profile's edges, same closed-right rule), count,
-  missing, values that are not numbers, sum, sum of squares, min, max — one
-  ``searchsorted`` per feature and chunk, then one ``bincount`` for all features at once;
+  missing, values that are not numbers, sum, min, max;
 - a bottom-k sample of rows (each row gets a seeded random key; the ``sample_size``
-  smallest keys win), which is a uniform sample without replacement, shared by all numeric
+  smallest keys win), a uniform sample without replacement shared by all numeric
   features, for the tests that need values (KS, Wasserstein);
 - categorical: counts of the reference's kept categories, one pooled "other" count, and
   counts of at most ``MAX_NEW_CATEGORIES`` unseen labels for the data-quality report.
+
+A block is a number of rows plus its columns, delivered in parts (column subsets), so a
+reader can hand over a Parquet row group a few columns at a time: the sample selection is
+decided once per block from the row keys and applied to each column as it arrives.
+Columns come as Arrow arrays (Parquet, CSV) or Python lists (JSON lines); conversion
+stays in Arrow and numpy, with Python-level work only per distinct category.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
-from mlkube.runtime.profile import NumericProfile, ReferenceProfile, category_keys, numeric_values
+from mlkube.runtime.profile import ReferenceProfile, category_key
 
 MAX_NEW_CATEGORIES: Final = 1000
 DEFAULT_LIVE_SAMPLE: Final = 20_000
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass
+class Block:
+    """``rows`` live rows; every part maps feature names to columns of exactly ``rows``."""
+
+    rows: int
+    parts: Iterable[Mapping[str, Any]]
 
 
 @dataclass
@@ -38,8 +52,70 @@ class CategoricalCounts:
     new: Counter[str] = field(default_factory=Counter)
 
 
+def _python_floats(values: Sequence[Any]) -> tuple[FloatArray, int]:
+    """Slow path for columns holding text or odd values: (floats, count not numbers)."""
+    result = np.full(len(values), np.nan)
+    invalid = 0
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        try:
+            result[i] = float(value)
+        except (TypeError, ValueError):
+            invalid += 1
+    return result, invalid
+
+
+def numeric_column(column: Any) -> tuple[FloatArray, int]:
+    """A live column as float64 (missing and non-finite as NaN) and its count of non-numbers."""
+    if isinstance(column, list):
+        try:
+            values = np.array(column, dtype=np.float64)
+            invalid = 0
+        except (TypeError, ValueError):
+            values, invalid = _python_floats(column)
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            values = np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
+                              dtype=np.float64)
+            invalid = 0
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values, invalid = _python_floats(column.to_pylist())
+    if values.ndim != 1:
+        values, invalid = _python_floats(list(column))
+    values[~np.isfinite(values)] = np.nan
+    return values, invalid
+
+
+def category_counts(column: Any) -> tuple[list[tuple[str, int]], int]:
+    """(label, count) pairs of a live column's present values, and its missing count."""
+    if isinstance(column, list):
+        try:
+            raw: Counter[Any] = Counter(column)
+        except TypeError:
+            raw = Counter(map(category_key, column))
+        pairs = [(category_key(value), count) for value, count in raw.items()]
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(column.type):
+            column = pc.cast(column, column.type.value_type)
+        counted = pc.value_counts(column)
+        pairs = [
+            (category_key(value), count)
+            for value, count in zip(counted.field("values").to_pylist(),
+                                    counted.field("counts").to_pylist(), strict=True)
+        ]
+    present = [(key, count) for key, count in pairs if key is not None]
+    return present, sum(count for key, count in pairs if key is None)
+
+
 class LiveSummary:
-    """Bounded live statistics, built chunk by chunk with ``add``."""
+    """Bounded live statistics, built block by block with ``add``."""
 
     def __init__(
         self, profile: ReferenceProfile, numeric: Sequence[str], categorical: Sequence[str],
@@ -47,11 +123,12 @@ class LiveSummary:
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
+        self.position = {name: j for j, name in enumerate(self.numeric)}
         self.rows = 0
-        numeric_profiles: list[NumericProfile] = [
-            profile["features"][n] for n in self.numeric  # type: ignore[misc]
+        self.edges = [
+            np.asarray(profile["features"][n]["binEdges"], dtype=np.float64)  # type: ignore[typeddict-item]
+            for n in self.numeric
         ]
-        self.edges = [np.asarray(p["binEdges"], dtype=np.float64) for p in numeric_profiles]
         self.max_bins = max((e.size + 1 for e in self.edges), default=1)
         width = len(self.numeric)
         self.bin_counts = np.zeros((width, self.max_bins), dtype=np.int64)
@@ -59,12 +136,11 @@ class LiveSummary:
         self.missing = np.zeros(width, dtype=np.int64)
         self.invalid = np.zeros(width, dtype=np.int64)
         self.total = np.zeros(width)
-        self.total_sq = np.zeros(width)
         self.low = np.full(width, np.inf)
         self.high = np.full(width, -np.inf)
         self.sample_size = sample_size if keep_sample and width else 0
-        self.sample_keys: NDArray[np.float64] = np.empty(0)
-        self.sample: NDArray[np.float64] = np.empty((0, width))
+        self.sample_keys: FloatArray = np.empty(0)
+        self.sample: FloatArray = np.empty((0, width))
         self.rng = np.random.default_rng(seed)
         self.categories: dict[str, CategoricalCounts] = {}
         for name in self.categorical:
@@ -74,79 +150,68 @@ class LiveSummary:
                 counts=np.zeros(len(kept) + 1, dtype=np.int64),
             )
 
-    def add(self, chunk: pd.DataFrame) -> None:
-        rows = len(chunk)
-        if rows == 0:
+    def add(self, block: Block) -> None:
+        if block.rows == 0:
             return
-        self.rows += rows
-        if self.numeric:
-            self._add_numeric(chunk, rows)
-        for name in self.categorical:
-            self._add_categorical(self.categories[name], chunk[name])
+        self.rows += block.rows
+        selection = self._select(block.rows) if self.sample_size else None
+        for part in block.parts:
+            for name, column in part.items():
+                if name in self.categories:
+                    self._add_categorical(self.categories[name], column)
+                elif name in self.position:
+                    self._add_numeric(self.position[name], column, selection)
+        if selection is not None:
+            self.sample_keys, self.sample = selection[2], selection[3]
 
-    def _add_numeric(self, chunk: pd.DataFrame, rows: int) -> None:
-        matrix = np.empty((rows, len(self.numeric)))
-        for j, name in enumerate(self.numeric):
-            column = chunk[name]
-            values = numeric_values(column)
-            matrix[:, j] = values
-            if column.dtype == object:
-                self.invalid[j] += int((np.isnan(values) & column.notna().to_numpy()).sum())
-        present = ~np.isnan(matrix)
-        self.count += present.sum(axis=0)
-        self.missing += rows - present.sum(axis=0)
-        filled = np.where(present, matrix, 0.0)
-        self.total += filled.sum(axis=0)
-        self.total_sq += np.square(filled).sum(axis=0)
-        with np.errstate(invalid="ignore"):
-            self.low = np.fmin(self.low, np.where(present, matrix, np.inf).min(axis=0))
-            self.high = np.fmax(self.high, np.where(present, matrix, -np.inf).max(axis=0))
-        bins = np.empty((rows, len(self.numeric)), dtype=np.int64)
-        for j, edges in enumerate(self.edges):
-            bins[:, j] = np.searchsorted(edges, matrix[:, j], side="left")
-        offsets = np.arange(len(self.numeric), dtype=np.int64) * self.max_bins
-        flat = (bins + offsets)[present]
-        self.bin_counts += np.bincount(flat, minlength=self.bin_counts.size).reshape(
-            self.bin_counts.shape
-        )
-        if self.sample_size:
-            self._add_sample(matrix)
-
-    def _add_sample(self, matrix: NDArray[np.float64]) -> None:
-        keys: NDArray[np.float64] = np.asarray(self.rng.random(matrix.shape[0]))
+    def _select(self, rows: int) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray,
+                                          FloatArray]:
+        """Which kept rows survive and which block rows join: (old, new, keys, new sample)."""
+        keys: FloatArray = np.asarray(self.rng.random(rows))
         all_keys = np.concatenate([self.sample_keys, keys])
         if all_keys.size <= self.sample_size:
-            self.sample_keys = all_keys
-            self.sample = np.concatenate([self.sample, matrix])
-            return
-        keep = np.argpartition(all_keys, self.sample_size - 1)[: self.sample_size]
+            keep = np.arange(all_keys.size)
+        else:
+            keep = np.sort(np.argpartition(all_keys, self.sample_size - 1)[: self.sample_size])
         old = keep[keep < self.sample_keys.size]
         new = keep[keep >= self.sample_keys.size] - self.sample_keys.size
-        self.sample = np.concatenate([self.sample[old], matrix[new]])
-        self.sample_keys = np.concatenate([self.sample_keys[old], keys[new]])
+        sample = np.full((keep.size, len(self.numeric)), np.nan)
+        return old, new, all_keys[keep], sample
 
-    def _add_categorical(self, target: CategoricalCounts, column: pd.Series[Any]) -> None:
-        raw = column.value_counts(dropna=True)
-        target.missing += int(len(column) - raw.sum())
-        if raw.empty:
-            return
-        keys = category_keys(pd.Series(raw.index, dtype=object))
+    def _add_numeric(
+        self, j: int, column: Any,
+        selection: tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray] | None,
+    ) -> None:
+        values, invalid = numeric_column(column)
+        present = values[~np.isnan(values)]
+        self.invalid[j] += invalid
+        self.count[j] += present.size
+        self.missing[j] += values.size - present.size
+        if present.size:
+            self.total[j] += float(present.sum())
+            self.low[j] = min(self.low[j], float(present.min()))
+            self.high[j] = max(self.high[j], float(present.max()))
+            bins = np.searchsorted(self.edges[j], present, side="left")
+            self.bin_counts[j] += np.bincount(bins, minlength=self.max_bins)
+        if selection is not None:
+            old, new, _, sample = selection
+            sample[: old.size, j] = self.sample[old, j]
+            sample[old.size :, j] = values[new]
+
+    def _add_categorical(self, target: CategoricalCounts, column: Any) -> None:
+        pairs, missing = category_counts(column)
+        target.missing += missing
         other = len(target.categories)
-        for key, count in zip(keys.tolist(), raw.tolist(), strict=True):
-            position = target.index.get(key, other) if key is not None else other
+        for key, count in pairs:
+            position = target.index.get(key, other)
             target.counts[position] += count
             if position == other and (key in target.new or len(target.new) < MAX_NEW_CATEGORIES):
-                target.new[str(key)] += count
+                target.new[key] += count
 
-    def numeric_sample(self, j: int) -> NDArray[np.float64]:
+    def numeric_sample(self, j: int) -> FloatArray:
         """The sampled non-missing values of numeric feature ``j``."""
         column = self.sample[:, j]
-        result: NDArray[np.float64] = column[~np.isnan(column)]
-        return result
-
-    def numeric_mean(self) -> NDArray[np.float64]:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            result: NDArray[np.float64] = self.total / self.count
+        result: FloatArray = column[~np.isnan(column)]
         return result
 
     def summary_for(self, name: str) -> dict[str, Any]:
@@ -156,7 +221,8 @@ class LiveSummary:
             count = int(cats.counts.sum())
             missing = cats.missing
         else:
-            j = self.numeric.index(name)
+            j = self.position[name]
             count, missing = int(self.count[j]), int(self.missing[j])
+        missing = self.rows - count if missing + count != self.rows else missing
         return {"count": count, "missing": missing,
                 "missingFraction": missing / self.rows if self.rows else 0.0}

@@ -19,7 +19,7 @@ from mlkube.runtime.drift.evaluate import Evaluation, FeatureResult
 from mlkube.runtime.drift.window import Window, WindowCounts, format_duration
 
 REPORT_FORMAT: Final = "mlkube.drift-report/v1"
-PLOTTED_FEATURES: Final = 6
+PLOTTED_FEATURES: Final = 4
 
 
 def rfc3339(moment: datetime) -> str:
@@ -139,39 +139,42 @@ def render_table(report: dict[str, Any], evaluation: Evaluation, limit: int = 40
 
 
 def write_plot(path: Path, evaluation: Evaluation) -> bool:
-    """Reference vs live shares of the most drifted features; False without matplotlib."""
-    try:
-        import matplotlib
+    """Reference vs live shares of the most drifted features, as grouped bars.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    chosen = [r for r in top_features(evaluation, PLOTTED_FEATURES) if r.reference_counts]
+    Drawn only when some feature drifted, with matplotlib's object API (no pyplot, no
+    layout engine): the figure is a few bar charts, and drawing it should not cost more
+    than the check. Returns False when nothing was drawn (no drift, or no matplotlib).
+    """
+    chosen = [r for r in top_features(evaluation, PLOTTED_FEATURES)
+              if r.drifted and r.reference_counts]
     if not chosen:
         return False
-    figure, axes = plt.subplots(len(chosen), 1, figsize=(8, 2.4 * len(chosen)), squeeze=False)
-    for axis, result in zip(axes[:, 0], chosen, strict=True):
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    figure = Figure(figsize=(7, 1.9 * len(chosen)), dpi=72)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(chosen), 1, squeeze=False)[:, 0]
+    for axis, result in zip(axes, chosen, strict=True):
         ref_total = sum(result.reference_counts) or 1.0
         live_total = sum(result.live_counts) or 1.0
-        positions = range(len(result.reference_counts))
+        positions = list(range(len(result.reference_counts)))
         axis.bar([p - 0.2 for p in positions], [c / ref_total for c in result.reference_counts],
                  width=0.4, label="reference")
         axis.bar([p + 0.2 for p in positions], [c / live_total for c in result.live_counts],
                  width=0.4, label="live")
-        axis.set_xticks(list(positions))
-        axis.set_xticklabels(result.bin_labels, rotation=60, fontsize=6)
-        score = _format_number(result.score)
-        axis.set_title(f"{result.name}: {result.method} {score}"
-                       f"{' DRIFTED' if result.drifted else ''}", fontsize=9)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
+        axis.set_xticks(positions[:: max(1, len(positions) // 8)])
+        axis.set_xticklabels(result.bin_labels[:: max(1, len(positions) // 8)], fontsize=6)
+        axis.set_title(f"{result.name}: {result.method} {_format_number(result.score)}"
+                       f" (threshold {result.threshold:g})", fontsize=8)
+        axis.tick_params(axis="y", labelsize=6)
+    axes[0].legend(fontsize=6)
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.06, hspace=0.6)
 
     def write(target: Path) -> None:
-        figure.savefig(target, format="png", dpi=80)
+        figure.savefig(target, format="png")
 
-    try:
-        _atomic_write(path, write)
-    finally:
-        plt.close(figure)
+    _atomic_write(path, write)
     return True
