@@ -1,0 +1,489 @@
+"""Benchmark: ``mlkube serve`` against MLServer on the same scikit-learn models.
+
+What it does
+    Fits a LogisticRegression (with a StandardScaler) and a 100-tree RandomForest on
+    breast_cancer, writes them once as mlkube artifacts (skops, through
+    ``write_version``) and once as joblib files for MLServer 1.7.1 + mlserver-sklearn
+    1.7.1 (installed with uvloop==0.21.0, which it needs, into its own venv under
+    ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
+
+    - ``mlkube``      ``mlkube serve`` with one worker (sample rate 0, as MLServer logs nothing)
+    - ``mlkube-w2``   ``mlkube serve --workers 2``
+    - ``mls-shipped`` MLServer as shipped (parallel_workers 1, debug true)
+    - ``mls-tuned``   MLServer with parallel_workers 0 and debug false
+
+    and drives each with ``wrk`` (a Lua script POSTing the same V2 body file: one 2-D
+    FP64 tensor, outputs ``predict`` and ``predict_proba``) at batch 1 and 100 and 1, 8
+    and 64 connections. Servers are measured in turn for each cell and, in ``--full``,
+    again in reverse order (A, B, B, A), because this 2-core machine drifts by up to
+    1.6x over minutes. Server CPU per request is the CPU time of the server's process
+    tree during the run divided by the requests it answered.
+
+    The in-process floor is the same work without HTTP: orjson decode, float64 array,
+    ``predict_proba`` (+ argmax for labels), orjson encode.
+
+Run
+    .venv/bin/python benchmarks/serve/run.py            # quick: a few minutes
+    .venv/bin/python benchmarks/serve/run.py --full     # longer runs, two rounds
+
+Output
+    A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import orjson
+import psutil
+import sklearn
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlkube.runtime.artifact import FeatureSchema, write_version
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results"
+VENV = Path.home() / ".cache" / "mlkube" / "bench-venvs" / "mlserver"
+PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+LUA = """
+local f = io.open(os.getenv("BODY"), "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Row:
+    model: str
+    batch: int
+    connections: int
+    server: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_request: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def fit_models() -> dict[str, Any]:
+    x, y = load_breast_cancer(return_X_y=True)
+    lr = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(max_iter=5000))])
+    rf = RandomForestClassifier(n_estimators=100, random_state=0)
+    return {"lr": lr.fit(x, y), "rf": rf.fit(x, y)}
+
+
+def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
+    store, peer = work / "store", work / "mlserver"
+    names = [str(n) for n in load_breast_cancer().feature_names]
+    features = [
+        FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=False) for n in names
+    ]
+    for name, model in models.items():
+        write_version(
+            store / "default" / name / "v1",
+            model,
+            {
+                "name": name,
+                "namespace": "default",
+                "version": 1,
+                "task": "classification",
+                "estimator": {"class": type(model).__name__, "params": {}},
+                "features": features,
+                "target": {"name": "target", "classes": [0, 1]},
+                "metric": "accuracy",
+                "score": 0.0,
+                "metrics": {},
+                "slices": [],
+                "profile": {},
+                "data": {},
+                "lineage": {},
+                "libraries": {},
+                "trainedAt": "",
+                "durationSeconds": 0.0,
+            },
+        )
+        folder = peer / name
+        folder.mkdir(parents=True)
+        joblib.dump(model, folder / "model.joblib")
+        (folder / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib", "version": "v1"},
+                }
+            )
+        )
+    return store, peer
+
+
+def bodies(work: Path) -> dict[int, Path]:
+    x, _ = load_breast_cancer(return_X_y=True)
+    out = {}
+    for batch in (1, 100):
+        rows = x[:batch]
+        path = work / f"body-{batch}.json"
+        path.write_bytes(
+            orjson.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "input-0",
+                            "shape": list(rows.shape),
+                            "datatype": "FP64",
+                            "data": rows.ravel().tolist(),
+                        }
+                    ],
+                    "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+                }
+            )
+        )
+        out[batch] = path
+    return out
+
+
+def ensure_peer_venv() -> Path:
+    python = VENV / "bin" / "python"
+    marker = VENV / ".mlkube-bench-ready"
+    if not marker.exists():
+        print(f"installing MLServer into {VENV} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                *PEER_PINS,
+                f"scikit-learn=={sklearn.__version__}",
+                f"joblib=={joblib.__version__}",
+            ],
+            check=True,
+        )
+        marker.write_text("ok\n")
+    return VENV / "bin" / "mlserver"
+
+
+class Server:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        log: Path,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name, self.port = name, port
+        self.log = log
+        with log.open("wb") as handle:
+            self.process = subprocess.Popen(
+                argv,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        self.ps = psutil.Process(self.process.pid)
+
+    def wait_ready(self, models: list[str], timeout: float = 180) -> None:
+        import http.client
+
+        deadline = time.monotonic() + timeout
+        pending = list(models)
+        while pending:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"{self.name} not ready in {timeout} s:\n{self.log.read_text()[-3000:]}"
+                )
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", f"/v2/models/{pending[0]}/ready")
+                if conn.getresponse().status == 200:
+                    pending.pop(0)
+                conn.close()
+            except OSError:
+                time.sleep(0.3)
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for proc in [self.ps, *self.ps.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_servers(store: Path, peer: Path, work: Path, mlserver: Path) -> list[Server]:
+    servers = []
+    mlkube = [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--sample-rate", "0"]
+    for name, workers in (("mlkube", 1), ("mlkube-w2", 2)):
+        for model in ("lr", "rf"):
+            port = free_port()
+            servers.append(
+                Server(
+                    f"{name}/{model}",
+                    [
+                        *mlkube,
+                        "--model-dir",
+                        str(store / "default" / model / "v1"),
+                        "--port",
+                        str(port),
+                        "--workers",
+                        str(workers),
+                    ],
+                    port,
+                    work / f"{name}-{model}.log",
+                )
+            )
+    for name, tuned in (("mls-shipped", False), ("mls-tuned", True)):
+        folder = work / name
+        shutil.copytree(peer, folder)
+        port = free_port()
+        settings: dict[str, Any] = {
+            "http_port": port,
+            "grpc_port": free_port(),
+            "metrics_port": free_port(),
+        }
+        if tuned:
+            settings.update(parallel_workers=0, debug=False)
+        (folder / "settings.json").write_text(json.dumps(settings))
+        servers.append(
+            Server(name, [str(mlserver), "start", "."], port, work / f"{name}.log", folder)
+        )
+    for server in servers:
+        models = [server.name.split("/")[1]] if "/" in server.name else ["lr", "rf"]
+        server.wait_ready(models)
+    return servers
+
+
+_LAT = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+
+
+def run_wrk(url: str, body: Path, connections: int, seconds: int, lua: Path) -> dict[str, float]:
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(lua),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BODY": str(body)},
+        check=True,
+    ).stdout
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    latency = {m.group(1): float(m.group(2)) * scale[m.group(3)] for m in _LAT.finditer(out)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*?timeout (\d+)"):
+        found = re.search(pattern, out)
+        errors += int(found.group(1)) if found else 0
+    return {
+        "rps": rps,
+        "p50": latency.get("50", float("nan")),
+        "p99": latency.get("99", float("nan")),
+        "requests": total,
+        "errors": errors,
+    }
+
+
+def floor_ms(models: dict[str, Any], body_paths: dict[int, Path], repeats: int) -> dict[str, float]:
+    out = {}
+    for name, model in models.items():
+        classes = model.classes_
+        for batch, path in body_paths.items():
+            body = path.read_bytes()
+
+            def once(model: Any = model, body: bytes = body, classes: Any = classes) -> bytes:
+                tensor = orjson.loads(body)["inputs"][0]
+                x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+                proba = model.predict_proba(x)
+                labels = classes[proba.argmax(axis=1)]
+                return orjson.dumps(
+                    {
+                        "outputs": [
+                            {"name": "predict", "data": labels},
+                            {"name": "predict_proba", "data": proba.ravel()},
+                        ]
+                    },
+                    option=orjson.OPT_SERIALIZE_NUMPY,
+                )
+
+            n = repeats if name == "lr" else max(20, repeats // 40)
+            for _ in range(min(n, 50)):
+                once()
+            started = time.perf_counter()
+            for _ in range(n):
+                once()
+            out[f"{name}/{batch}"] = (time.perf_counter() - started) / n * 1000
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="longer runs and two rounds (A,B,B,A)")
+    parser.add_argument("--seconds", type=int, help="seconds per wrk run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    seconds = args.seconds or (15 if args.full else 4)
+    rounds = 2 if args.full else 1
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work = RESULTS / f"serve-{stamp}"
+    work.mkdir(parents=True)
+    lua = work / "post.lua"
+    lua.write_text(LUA)
+    mlserver = ensure_peer_venv()
+    models = fit_models()
+    store, peer = write_stores(models, work)
+    body_paths = bodies(work)
+    floors = floor_ms(models, body_paths, repeats=4000 if args.full else 2000)
+    servers = start_servers(store, peer, work, mlserver)
+    rows: list[Row] = []
+    try:
+        cells = [(m, b, c) for m in ("lr", "rf") for b in (1, 100) for c in (1, 8, 64)]
+        for model, batch, connections in cells:
+            relevant = [s for s in servers if "/" not in s.name or s.name.endswith("/" + model)]
+            for round_index in range(rounds):
+                order = relevant if round_index % 2 == 0 else list(reversed(relevant))
+                for server in order:
+                    url = f"http://127.0.0.1:{server.port}/v2/models/{model}/infer"
+                    cpu_before = server.cpu_seconds()
+                    result = run_wrk(url, body_paths[batch], connections, seconds, lua)
+                    cpu = server.cpu_seconds() - cpu_before
+                    rows.append(
+                        Row(
+                            model,
+                            batch,
+                            connections,
+                            server.name.split("/")[0],
+                            result["rps"],
+                            result["p50"],
+                            result["p99"],
+                            cpu / max(result["requests"], 1) * 1000,
+                            int(result["errors"]),
+                        )
+                    )
+                    print(
+                        f"  {model} b{batch} c{connections} {rows[-1].server:12s} "
+                        f"{result['rps']:9.1f} req/s p99 {result['p99']:.2f} ms",
+                        flush=True,
+                    )
+    finally:
+        for server in servers:
+            server.stop()
+    report = render(rows, floors, seconds, rounds)
+    print(report)
+    (work / "report.txt").write_text(report)
+    (work / "rows.json").write_text(
+        json.dumps({"rows": [asdict(r) for r in rows], "floor_ms": floors}, indent=1)
+    )
+    print(f"results in {work}")
+    return 0
+
+
+def render(rows: list[Row], floors: dict[str, float], seconds: int, rounds: int) -> str:
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    servers = ["mlkube", "mlkube-w2", "mls-shipped", "mls-tuned"]
+    lines = [
+        f"mlkube serve vs MLServer 1.7.1 — wrk {seconds}s per run, {rounds} round(s); "
+        f"{os.cpu_count()} CPUs; means over rounds",
+        "",
+        f"{'model':5} {'batch':>5} {'conn':>4} {'server':12} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x shipped':>9} {'x tuned':>8} "
+        f"{'p99/tuned':>9} {'of floor':>8}",
+    ]
+    for model in ("lr", "rf"):
+        for batch in (1, 100):
+            floor = floors[f"{model}/{batch}"]
+            for connections in (1, 8, 64):
+                cell = [
+                    r
+                    for r in rows
+                    if (r.model, r.batch, r.connections) == (model, batch, connections)
+                ]
+                stats = {}
+                for server in servers:
+                    mine = [r for r in cell if r.server == server]
+                    stats[server] = {
+                        "rps": mean([r.rps for r in mine]),
+                        "p50": mean([r.p50_ms for r in mine]),
+                        "p99": mean([r.p99_ms for r in mine]),
+                        "cpu": mean([r.cpu_ms_per_request for r in mine]),
+                        "err": sum(r.errors for r in mine),
+                    }
+                for server in servers:
+                    s = stats[server]
+                    ratios = ""
+                    if server.startswith("mlkube"):
+                        ratios = (
+                            f"{s['rps'] / stats['mls-shipped']['rps']:9.2f} "
+                            f"{s['rps'] / stats['mls-tuned']['rps']:8.2f} "
+                            f"{s['p99'] / stats['mls-tuned']['p99']:9.2f} "
+                            f"{s['rps'] * floor / 1000:8.0%}"
+                        )
+                    lines.append(
+                        f"{model:5} {batch:5} {connections:4} {server:12} {s['rps']:9.1f} "
+                        f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
+                    )
+            lines.append("")
+    lines.append(
+        "in-process floor (orjson decode -> array -> predict_proba -> encode), ms/request:"
+    )
+    for key, value in floors.items():
+        lines.append(f"  {key:8} {value:8.3f} ms  = {1000 / value:8.0f} req/s on one core")
+    lines.append("'of floor' = our req/s x floor time: 100% means HTTP cost nothing on one core.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
