@@ -117,7 +117,7 @@ token = open(f"{sa}/token").read()
 request = urllib.request.Request(
     f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}"
     "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-    data=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode(),
+    data=b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}',
     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
 )
 context = ssl.create_default_context(cafile=f"{sa}/ca.crt")
@@ -132,7 +132,7 @@ except OSError:
 result = {
     "user": review["status"]["userInfo"]["username"],
     "namespace": open(f"{sa}/namespace").read(),
-    "env": {k: os.environ.get(k) for k in ("MODE", "CFG_MODE", "PASSWORD", "POD", "POD_IP", "NS", "MERGED")},
+    "env": {k: os.environ.get(k) for k in os.environ["WANTED"].split()},
     "cwd": os.getcwd(),
     "threshold": open("/etc/settings/threshold.txt").read(),
     "secret": open("/etc/creds/password").read(),
@@ -155,6 +155,7 @@ open("/dev/termination-log", "w").write(json.dumps(result))
             {"name": "POD_IP", **field("status.podIP")},
             {"name": "NS", **field("metadata.namespace")},
             {"name": "MERGED", "value": "$(MODE)-$(POD)"},
+            {"name": "WANTED", "value": "MODE CFG_MODE PASSWORD POD POD_IP NS MERGED"},
         ],
         volumeMounts=[
             {"name": "store", "mountPath": "/mnt/store"},
