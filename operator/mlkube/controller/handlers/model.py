@@ -206,20 +206,34 @@ def _allocate(status: Mapping[str, Any], training_jobs: list[Body]) -> list[tupl
 
 
 async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
+    """Records the version (already reserved on the Model) on the TrainingJob.
+
+    A conflict here only means the TrainingJob's status moved (its own reconciler wrote
+    a condition); the reserved number is still this TrainingJob's, so retry with the
+    fresh object unless it got a version meanwhile.
+    """
     meta = tj["metadata"]
-    try:
-        written = await ctl.kube.patch_status(
-            "TrainingJob", meta["namespace"], meta["name"], {"version": version},
-            resource_version=str(meta["resourceVersion"]),
-        )
-    except ApiError as error:
-        if not (error.conflict or error.not_found):
-            raise
-        # A stale view of the TrainingJob: the version stays a gap, and the Model retries.
-        ctl.enqueue("Model", meta["namespace"], str(tj["spec"]["modelRef"]["name"]), after=0.05)
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    current = tj
+    for _ in range(5):
+        if (current.get("status") or {}).get("version") is not None:
+            return
+        try:
+            written = await ctl.kube.patch_status(
+                "TrainingJob", namespace, name, {"version": version},
+                resource_version=str(current["metadata"]["resourceVersion"]),
+            )
+        except ApiError as error:
+            if error.not_found:
+                return
+            if not error.conflict:
+                raise
+            current = await ctl.kube.get("TrainingJob", namespace, name)
+            ctl.cache.store("TrainingJob", current)
+            continue
+        ctl.cache.store("TrainingJob", written)
+        ctl.enqueue("TrainingJob", namespace, name)
         return
-    ctl.cache.store("TrainingJob", written)
-    ctl.enqueue("TrainingJob", meta["namespace"], meta["name"])
 
 
 def _apply_registry(status: dict[str, Any], registry: Registry) -> None:
