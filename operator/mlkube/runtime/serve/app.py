@@ -83,7 +83,9 @@ class ServeApp:
         self.executor: ThreadPoolExecutor | None = None
         if model.predict_ms > settings.inline_predict_ms:
             self.executor = ThreadPoolExecutor(
-                settings.predict_threads or os.cpu_count() or 1, thread_name_prefix="predict"
+                settings.predict_threads or os.cpu_count() or 1,
+                thread_name_prefix="predict",
+                initializer=model.configure_thread,
             )
         threading = "pool" if self.executor else "inline"
         self.metrics.info(model.estimator_class, threading)

@@ -118,6 +118,19 @@ class ServedModel:
     def uses_frame(self) -> bool:
         return self._frame_columns is not None
 
+    def configure_thread(self) -> None:
+        """Skips scikit-learn's per-call checks that the dataplane has already made.
+
+        The schema check guarantees finite inputs when no feature is nullable, so
+        ``assume_finite`` only drops a second scan; parameters of a fitted model were
+        validated at fit time. scikit-learn's config is per thread: call this in every
+        thread that predicts.
+        """
+        import sklearn
+
+        nullable = any(f.get("nullable", False) for f in self.features)
+        sklearn.set_config(assume_finite=not nullable, skip_parameter_validation=True)
+
     def predict(self, batch: Batch) -> Prediction:
         """Predicts one batch; ``ModelInputError`` if the pipeline refuses the data."""
         x = self._model_input(batch)
@@ -185,5 +198,6 @@ def load_model(model_dir: Path, expected_sha256: str | None) -> ServedModel:
         raise ArtifactError(f"{model_dir}/metadata.json lists no features")
     pipeline = load_pipeline(model_dir, expected_sha256)
     model = ServedModel(metadata, pipeline)
+    model.configure_thread()
     model.warm_up()
     return model
