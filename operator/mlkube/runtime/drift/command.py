@@ -1,6 +1,8 @@
 """``mlkube drift-check``: compare a window of live rows with a version's reference profile.
 
-Local mode reads ``--model-dir`` and ``--live`` and writes the report beside the
+In a cluster, ``--monitor NS/NAME`` does the same from the Monitor and its Model and
+writes the Monitor's status (see ``incluster``). Local mode reads ``--model-dir`` and
+``--live`` and writes the report beside the
 inference logs (``<store>/<ns>/<model>/drift/<UTC time>.json``) or to ``--report``. Every
 input is checked and the whole window is read before anything is written, so a bad input
 leaves nothing behind. Exit codes: 0 checked (the verdict is in the report and on
@@ -153,9 +155,34 @@ def run_check(
                        render_table(report, evaluation))
 
 
+def _monitor_command(args: argparse.Namespace) -> int:
+    from mlkube.cli import CommandError
+    from mlkube.runtime.drift.incluster import run_monitor
+
+    try:
+        now = parse_time(args.now) if args.now else None
+        outcome = run_monitor(args.monitor, now, fail_on_drift=args.fail_on_drift)
+    except (DriftInputError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    if outcome.result is not None:
+        print(outcome.result.table)
+        print(f"report: {outcome.result.report_path}")
+    if outcome.exit_code == 2:
+        raise CommandError(outcome.message)
+    print(outcome.message)
+    return outcome.exit_code
+
+
 def command(args: argparse.Namespace) -> int:
     from mlkube.cli import CommandError
 
+    if args.monitor:
+        if args.model_dir or args.live or args.file or args.report or args.window:
+            raise CommandError("--monitor reads everything from the cluster; it takes no "
+                               "--model-dir, --live, -f, --report or --window")
+        return _monitor_command(args)
+    if not args.model_dir or not args.live:
+        raise CommandError("give --model-dir and --live (local mode) or --monitor NS/NAME")
     try:
         settings = load_settings(args.file)
         if args.window:
@@ -184,9 +211,10 @@ def register(subparsers: Any) -> None:
         help="compare live rows with a model version's reference profile",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--model-dir", type=Path, required=True,
-                        help="the serving version: DIR/NS/MODEL/vN")
-    parser.add_argument("--live", type=Path, required=True,
+    parser.add_argument("--monitor", metavar="NS/NAME",
+                        help="in a cluster: check this Monitor, write its status, retrain")
+    parser.add_argument("--model-dir", type=Path, help="the serving version: DIR/NS/MODEL/vN")
+    parser.add_argument("--live", type=Path,
                         help="inference-log directory, or a CSV/Parquet/JSONL data file")
     parser.add_argument("-f", "--file", type=Path, help="Monitor manifest (YAML) with the settings")
     parser.add_argument("--report", type=Path,

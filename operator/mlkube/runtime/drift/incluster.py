@@ -1,0 +1,311 @@
+"""``mlkube drift-check --monitor NS/NAME``: the check as a Monitor's CronJob pod runs it.
+
+It reads the Monitor and its Model, checks the serving version against the inference log
+in the store, writes ``Monitor.status`` in one patch, and on drift with ``action:
+retrain`` creates a TrainingJob (trigger ``drift``, owned by the Model) unless a
+TrainingJob of that model is still running or the cooldown has not passed.
+
+Concurrency: the TrainingJob's name is deterministic per cooldown period
+(``<model>-drift-<period start, epoch seconds>``), so two checks running at the same
+moment ask for the same name and the API server lets one create it (the other gets
+AlreadyExists and reports it). The status patch carries the resourceVersion it was
+computed from and is recomputed on conflict, so concurrent writers never lose fields.
+
+Condition ownership: the operator owns ``Ready`` of a Monitor (it reflects the CronJob);
+the checker owns ``Drifted`` (True: dataset drift; False: no drift; Unknown: not enough
+data, or the check could not run, with the reason and message saying which).
+Uses the pod's ServiceAccount (in-cluster config) or ``KUBECONFIG`` outside a pod.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from mlkube.api import names
+from mlkube.runtime.drift.command import CheckResult, DriftInputError, run_check
+from mlkube.runtime.drift.report import rfc3339, top_features
+from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
+from mlkube.runtime.drift.window import parse_time
+
+DRIFTED: Final = "Drifted"
+TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed", "Rejected"})
+STATUS_FEATURES: Final = 20
+CONFLICT_RETRIES: Final = 5
+# The check time that created a drift TrainingJob: the cooldown counts from it (a check
+# run with --now, e.g. a backfill, then sees its own clock, not the API server's).
+CHECKED_AT: Final = f"{names.GROUP}/drift-checked-at"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Settings of the in-cluster check, from the environment, read once at start.
+
+    ``MLKUBE_STORE_ROOT``: where the model store is mounted in the pod (default /mnt/store).
+    """
+
+    store_root: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
+        env = os.environ if environ is None else environ
+        return cls(store_root=Path(env.get("MLKUBE_STORE_ROOT", "/mnt/store")))
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    message: str
+    result: CheckResult | None = None
+    training_job: str | None = None
+
+
+def load_client() -> Any:
+    """An ApiClient from the pod's ServiceAccount, or from KUBECONFIG outside a pod."""
+    from kubernetes import client, config
+
+    # the client's config loaders carry no annotations; call them through Any
+    loaders: Any = config
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        loaders.load_incluster_config()
+    else:
+        loaders.load_kube_config()
+    return client.ApiClient()
+
+
+def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
+    """One name per model and cooldown period: concurrent checks collide on purpose."""
+    period = max(int(cooldown_seconds), 60)
+    start = int(now.timestamp()) // period * period
+    return f"{model}-drift-{start}"
+
+
+def _condition(
+    previous: list[dict[str, Any]], *, status: str, reason: str, message: str, generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    old = next((c for c in previous if c.get("type") == DRIFTED), None)
+    transition = old["lastTransitionTime"] if old and old.get("status") == status else rfc3339(now)
+    condition = {"type": DRIFTED, "status": status, "reason": reason, "message": message[:4000],
+                 "lastTransitionTime": transition, "observedGeneration": generation}
+    return [c for c in previous if c.get("type") != DRIFTED] + [condition]
+
+
+class MonitorCheck:
+    """One check of one Monitor against the API server."""
+
+    def __init__(self, api_client: Any, settings: ClusterSettings, namespace: str, name: str,
+                 now: datetime) -> None:
+        from kubernetes import client
+
+        self.api = client.CustomObjectsApi(api_client)
+        self.settings = settings
+        self.namespace = namespace
+        self.name = name
+        self.now = now
+
+    def _get(self, plural: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found: Any = self.api.get_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, plural, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(found)
+
+    def run(self, fail_on_drift: bool = False) -> Outcome:
+        monitor = self._get(names.PLURALS[names.MONITOR], self.name)
+        if monitor is None:
+            return Outcome(2, f"Monitor {self.namespace}/{self.name} not found")
+        try:
+            drift = settings_from_monitor(monitor)
+        except SpecError as error:
+            return self._failed("InvalidSpec", str(error))
+        model_name = drift.model or ""
+        model = self._get(names.PLURALS[names.MODEL], model_name)
+        if model is None:
+            return self._failed("ModelNotFound", f"Model {model_name!r} not found")
+        serving = (model.get("status") or {}).get("servingVersion")
+        if not isinstance(serving, int):
+            return self._failed("NoServingVersion", f"Model {model_name!r} serves no version yet")
+        model_dir = self.settings.store_root / names.version_dir(
+            self.namespace, model_name, serving
+        )
+        try:
+            live = self._live_path(monitor, model_name)
+            result = run_check(model_dir, live, drift, self.now)
+        except DriftInputError as error:
+            return self._failed("CheckFailed", str(error))
+        job, decision = self._maybe_retrain(drift, model, result)
+        self._write_status(monitor, drift, result, serving, job)
+        code = 3 if fail_on_drift and result.report["verdict"] == "drift" else 0
+        return Outcome(code, decision, result, job)
+
+    def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path:
+        uri = ((monitor.get("spec") or {}).get("data") or {}).get("uri")
+        if isinstance(uri, str) and uri:
+            if uri.startswith("file://"):
+                return Path(uri.removeprefix("file://"))
+            if uri.startswith("/"):
+                return Path(uri)
+            if uri.startswith("store://"):
+                return self.settings.store_root / uri.removeprefix("store://")
+            raise DriftInputError(f"spec.data.uri {uri!r}: the drift check reads file://, "
+                                  "store:// or absolute paths")
+        return self.settings.store_root / names.inference_dir(self.namespace, model)
+
+    def _training_jobs(self, model: str) -> list[dict[str, Any]]:
+        listed: Any = self.api.list_namespaced_custom_object(
+            names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.TRAINING_JOB]
+        )
+        return [tj for tj in listed.get("items", [])
+                if ((tj.get("spec") or {}).get("modelRef") or {}).get("name") == model]
+
+    def _maybe_retrain(
+        self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
+    ) -> tuple[str | None, str]:
+        if result.report["verdict"] != "drift":
+            return None, f"verdict {result.report['verdict']}"
+        if drift.action != "retrain":
+            return None, "drift found; action is alert, no TrainingJob"
+        model_name = model["metadata"]["name"]
+        jobs = self._training_jobs(model_name)
+        running = [tj["metadata"]["name"] for tj in jobs
+                   if (tj.get("status") or {}).get("phase") not in TERMINAL_PHASES]
+        if running:
+            return None, f"drift found; TrainingJob {running[0]} is still running"
+        last = [
+            parse_time((tj["metadata"].get("annotations") or {}).get(CHECKED_AT)
+                       or tj["metadata"]["creationTimestamp"])
+            for tj in jobs if (tj.get("spec") or {}).get("trigger") == "drift"
+        ]
+        if last and self.now - max(last) < drift.cooldown:
+            return None, f"drift found; in cooldown until {rfc3339(max(last) + drift.cooldown)}"
+        return self._create_training_job(drift, model, result)
+
+    def _create_training_job(
+        self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
+    ) -> tuple[str | None, str]:
+        from kubernetes.client.exceptions import ApiException
+
+        model_name = model["metadata"]["name"]
+        name = drift_training_job_name(model_name, self.now, drift.cooldown.total_seconds())
+        top = [r for r in top_features(result.evaluation, 5) if r.drifted]
+        scores = ", ".join(f"{r.name} {r.method} {r.score:.3g}" for r in top if r.score is not None)
+        reason = (f"Monitor {self.name}: drift in {result.report['driftShare']:.0%} of features "
+                  f"(>= {drift.dataset_drift_share:.0%}) over {result.report['samples']['live']} "
+                  f"rows, version {result.report['version']}; {scores}")
+        body = {
+            "apiVersion": names.API_VERSION, "kind": names.TRAINING_JOB,
+            "metadata": {
+                "name": name, "namespace": self.namespace,
+                "labels": {names.LABEL_MODEL: model_name, names.LABEL_TRIGGER: "drift",
+                           names.LABEL_MONITOR: self.name,
+                           names.LABEL_MANAGED_BY: names.MANAGED_BY},
+                "annotations": {CHECKED_AT: rfc3339(self.now)},
+                "ownerReferences": [{"apiVersion": names.API_VERSION, "kind": names.MODEL,
+                                     "name": model_name, "uid": model["metadata"]["uid"]}],
+            },
+            "spec": {"modelRef": {"name": model_name}, "trigger": "drift", "reason": reason[:2048]},
+        }
+        try:
+            self.api.create_namespaced_custom_object(
+                names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.TRAINING_JOB], body
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return name, f"drift found; TrainingJob {name} already created by another check"
+            raise
+        return name, f"drift found; created TrainingJob {name}"
+
+    def _write_status(
+        self, monitor: dict[str, Any], drift: DriftSettings, result: CheckResult, version: int,
+        job: str | None,
+    ) -> None:
+        report = result.report
+        verdict = report["verdict"]
+        state = {"drift": ("True", "DatasetDrift"), "no-drift": ("False", "NoDrift"),
+                 "insufficient-data": ("Unknown", "InsufficientData")}[verdict]
+        message = (f"{report['samples']['live']} live rows, {report['driftShare']:.0%} of "
+                   f"features drifted (threshold {drift.dataset_drift_share:.0%})")
+        features = {
+            r.name: {"method": r.method, "score": r.score, "threshold": r.threshold,
+                     "drifted": r.drifted}
+            for r in top_features(result.evaluation, STATUS_FEATURES)
+            if r.score is not None and r.threshold is not None
+        }
+        fields: dict[str, Any] = {
+            "lastCheckTime": rfc3339(self.now), "checkedVersion": version, "verdict": verdict,
+            "samples": report["samples"]["live"], "datasetDrift": report["datasetDrift"],
+            "driftShare": report["driftShare"], "features": features,
+            "lastReport": str(result.report_path),
+        }
+        if job is not None:
+            fields["lastTrainingJob"] = job
+            fields["lastRetrainTime"] = rfc3339(self.now)
+        self._patch_status(monitor, fields, state[0], state[1], message)
+
+    def _failed(self, reason: str, message: str) -> Outcome:
+        monitor = self._get(names.PLURALS[names.MONITOR], self.name)
+        if monitor is not None:
+            self._patch_status(monitor, {}, "Unknown", reason, message)
+        return Outcome(2, message)
+
+    def _patch_status(
+        self, monitor: dict[str, Any], fields: dict[str, Any], status: str, reason: str,
+        message: str,
+    ) -> None:
+        """One merge patch of status guarded by resourceVersion; recomputed on conflict."""
+        from kubernetes.client.exceptions import ApiException
+
+        for _ in range(CONFLICT_RETRIES):
+            generation = int(monitor["metadata"].get("generation", 1))
+            previous = list((monitor.get("status") or {}).get("conditions") or [])
+            body = {
+                "metadata": {"resourceVersion": monitor["metadata"]["resourceVersion"]},
+                "status": {**fields, "observedGeneration": generation,
+                           "conditions": _condition(previous, status=status, reason=reason,
+                                                    message=message, generation=generation,
+                                                    now=self.now)},
+            }
+            if "features" in fields:
+                old = (monitor.get("status") or {}).get("features") or {}
+                body["status"]["features"] = {**dict.fromkeys(old), **fields["features"]}
+            try:
+                self.api.patch_namespaced_custom_object_status(
+                    names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.MONITOR],
+                    self.name, body, _content_type="application/merge-patch+json",
+                )
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+            fresh = self._get(names.PLURALS[names.MONITOR], self.name)
+            if fresh is None:
+                return
+            monitor = fresh
+        raise DriftInputError(f"Monitor {self.namespace}/{self.name}: status kept changing; "
+                              "gave up after retries")
+
+
+def run_monitor(
+    reference: str, now: datetime | None = None, fail_on_drift: bool = False,
+    api_client: Any = None, settings: ClusterSettings | None = None,
+) -> Outcome:
+    """Checks Monitor ``NS/NAME``; the Outcome carries the exit code and a one-line summary."""
+    namespace, _, name = reference.partition("/")
+    if not namespace or not name or "/" in name:
+        raise DriftInputError(f"--monitor takes NAMESPACE/NAME, got {reference!r}")
+    moment = now or datetime.now(UTC).replace(microsecond=0)
+    check = MonitorCheck(api_client or load_client(), settings or ClusterSettings.from_env(),
+                         namespace, name, moment)
+    return check.run(fail_on_drift)
+
