@@ -272,8 +272,8 @@ def start_servers(store: Path, peer: Path, work: Path, mlserver: Path) -> list[S
                         "--workers",
                         str(workers),
                     ],
-                    port,
-                    work / f"{name}-{model}.log",
+                    port=port,
+                    log=work / f"{name}-{model}.log",
                 )
             )
     for name, tuned in (("mls-shipped", False), ("mls-tuned", True)):
@@ -289,7 +289,9 @@ def start_servers(store: Path, peer: Path, work: Path, mlserver: Path) -> list[S
             settings.update(parallel_workers=0, debug=False)
         (folder / "settings.json").write_text(json.dumps(settings))
         servers.append(
-            Server(name, [str(mlserver), "start", "."], port, work / f"{name}.log", folder)
+            Server(
+                name, [str(mlserver), "start", "."], port=port, log=work / f"{name}.log", cwd=folder
+            )
         )
     for server in servers:
         models = [server.name.split("/")[1]] if "/" in server.name else ["lr", "rf"]

@@ -34,6 +34,7 @@ import orjson
 from mlkube.runtime.serve.dataplane import DataPlane
 from mlkube.runtime.serve.errors import (
     JSON_HEADERS,
+    BadRequestError,
     Headers,
     MethodNotAllowedError,
     NotFoundError,
@@ -243,7 +244,7 @@ def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> str | None
                 )
         elif key == b"content-length":
             if not value.isdigit():
-                raise PayloadTooLargeError("the content-length header is not a number")
+                raise BadRequestError("the content-length header is not a number")
             if int(value) > limit:
                 raise PayloadTooLargeError(f"the body has {int(value)} bytes; the limit is {limit}")
         elif key == b"x-request-id":
