@@ -49,7 +49,10 @@ class OperatorProcess:
         handle = log.open("ab")
         proc = subprocess.Popen(
             [str(MLKUBE), "operator", "--liveness", f"http://127.0.0.1:{port}/healthz", *args],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         handle.close()
         operator = cls(proc, log, f"http://127.0.0.1:{port}/healthz")
@@ -93,8 +96,9 @@ class OperatorKit:
         self.plane = plane
         self.ns = namespace
 
-    def kubectl(self, *args: str, input_text: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self.plane.kubectl("-n", self.ns, *args, input_text=input_text, check=check)
 
     def apply(self, manifest: dict[str, Any]) -> None:
@@ -134,64 +138,114 @@ class OperatorKit:
         return self.list("pods", selector)
 
     def job_pod(self, job: str) -> dict[str, Any]:
-        return self.wait(f"a pod of Job {job}", lambda: next(
-            iter(self.pods(f"batch.kubernetes.io/job-name={job}")), None))
+        return self.wait(
+            f"a pod of Job {job}",
+            lambda: next(iter(self.pods(f"batch.kubernetes.io/job-name={job}")), None),
+        )
 
     def patch_pod_status(self, pod: str, status: dict[str, Any]) -> None:
-        self.kubectl("patch", "pod", pod, "--subresource=status", "--type=merge",
-                     "-p", json.dumps({"status": status}))
+        self.kubectl(
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
 
     def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
         """Plays the kubelet: the trainer container ended with ``exit_code`` and ``message``."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.patch_pod_status(pod, {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "containerStatuses": [{
-                "name": "trainer", "image": "mlkube/runtime:test", "imageID": "",
-                "ready": False, "restartCount": 0,
-                "state": {"terminated": {
-                    "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                    "message": message, "startedAt": now, "finishedAt": now,
-                }},
-            }],
-        })
+        self.patch_pod_status(
+            pod,
+            {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "trainer",
+                        "image": "mlkube/runtime:test",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "terminated": {
+                                "exitCode": exit_code,
+                                "reason": "Completed" if exit_code == 0 else "Error",
+                                "message": message,
+                                "startedAt": now,
+                                "finishedAt": now,
+                            }
+                        },
+                    }
+                ],
+            },
+        )
 
     def make_ready(self, pod: str, container: str = "server") -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         ready = {"status": "True", "lastTransitionTime": now}
-        self.patch_pod_status(pod, {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", **ready}, {"type": "ContainersReady", **ready}],
-            "containerStatuses": [{
-                "name": container, "image": "mlkube/runtime:test", "imageID": "",
-                "ready": True, "restartCount": 0, "started": True,
-                "state": {"running": {"startedAt": now}},
-            }],
-        })
+        self.patch_pod_status(
+            pod,
+            {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", **ready}, {"type": "ContainersReady", **ready}],
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "image": "mlkube/runtime:test",
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 0,
+                        "started": True,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                ],
+            },
+        )
 
     def events_for(self, kind: str, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.list("events")
-                if e["involvedObject"].get("kind") == kind
-                and e["involvedObject"].get("name") == name]
+        return [
+            e
+            for e in self.list("events")
+            if e["involvedObject"].get("kind") == kind and e["involvedObject"].get("name") == name
+        ]
 
 
-def trainer_summary(version: int, score: float, *, metric: str = "f1_macro",
-                    higher: bool = True, namespace: str = "default", model: str = "m",
-                    slices: list[dict[str, Any]] | None = None) -> str:
+def trainer_summary(
+    version: int,
+    score: float,
+    *,
+    metric: str = "f1_macro",
+    higher: bool = True,
+    namespace: str = "default",
+    model: str = "m",
+    slices: list[dict[str, Any]] | None = None,
+) -> str:
     """A termination message as ``mlkube train`` writes it."""
     digest = f"{version:064x}"
-    return json.dumps({
-        "version": version, "metric": metric, "higherIsBetter": higher, "score": score,
-        "metrics": {metric: score}, "slices": slices or [],
-        "artifact": {"uri": f"pvc://mlkube-models/{namespace}/{model}/v{version}",
-                     "sha256": digest},
-        "rows": {"train": 100, "test": 50}, "durationSeconds": 1.5,
-    })
+    return json.dumps(
+        {
+            "version": version,
+            "metric": metric,
+            "higherIsBetter": higher,
+            "score": score,
+            "metrics": {metric: score},
+            "slices": slices or [],
+            "artifact": {
+                "uri": f"pvc://mlkube-models/{namespace}/{model}/v{version}",
+                "sha256": digest,
+            },
+            "rows": {"train": 100, "test": 50},
+            "durationSeconds": 1.5,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, crds: list[str],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    control_plane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """One operator watching all namespaces for a test module; stopped gracefully after."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = OperatorProcess.start(control_plane, log, "--all-namespaces")

@@ -21,16 +21,23 @@ MODEL: dict[str, Any] = {
         "task": "classification",
         "storage": {"uri": "pvc://models/team-a"},
         "training": {
-            "estimator": {"class": "sklearn.linear_model.LogisticRegression",
-                          "params": {"max_iter": 200}},
+            "estimator": {
+                "class": "sklearn.linear_model.LogisticRegression",
+                "params": {"max_iter": 200},
+            },
             "data": {"uri": "sklearn://iris", "target": "target"},
             "validation": {"metric": "f1_macro"},
             "backoffLimit": 0,
             "nodeSelector": {"pool": "cpu"},
         },
         "promotion": {"policy": "auto", "minScore": 0.5, "maxRegression": 0.01},
-        "serving": {"autoscaling": {"minReplicas": 1, "maxReplicas": 4,
-                                    "targetCPUUtilizationPercentage": 60}},
+        "serving": {
+            "autoscaling": {
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "targetCPUUtilizationPercentage": 60,
+            }
+        },
     },
 }
 
@@ -43,11 +50,14 @@ def model(**spec_changes: Any) -> dict[str, Any]:
 
 def train(kit: OperatorKit, tj: str, score: float, version: int) -> None:
     """Waits for the TrainingJob's Job and pod, then completes the pod with a summary."""
-    kit.wait(f"{tj} to get version {version}",
-             lambda: kit.status("trainingjob", tj).get("version") == version)
+    kit.wait(
+        f"{tj} to get version {version}",
+        lambda: kit.status("trainingjob", tj).get("version") == version,
+    )
     pod = kit.job_pod(f"{tj}-train")
-    kit.finish_pod(pod["metadata"]["name"], 0,
-                   trainer_summary(version, score, namespace=kit.ns, model="iris"))
+    kit.finish_pod(
+        pod["metadata"]["name"], 0, trainer_summary(version, score, namespace=kit.ns, model="iris")
+    )
     kit.wait(f"{tj} to succeed", lambda: kit.status("trainingjob", tj).get("phase") == "Succeeded")
 
 
@@ -60,9 +70,12 @@ def serve_ready(kit: OperatorKit, version: int) -> None:
 
 
 def user_training_job(name: str) -> dict[str, Any]:
-    return {"apiVersion": "mlkube.io/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": name},
-            "spec": {"modelRef": {"name": "iris"}, "trigger": "manual", "reason": "test"}}
+    return {
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "manual", "reason": "test"},
+    }
 
 
 def test_model_trains_serves_and_is_ready_only_when_available(
@@ -90,8 +103,9 @@ def test_model_trains_serves_and_is_ready_only_when_available(
     assert kstatus(kit.get("model", "iris")) == "InProgress"
 
     train(kit, "iris-v1", 0.9, 1)
-    status = kit.wait("serving v1", lambda: (s := kit.status("model", "iris")).get(
-        "servingVersion") == 1 and s)
+    status = kit.wait(
+        "serving v1", lambda: (s := kit.status("model", "iris")).get("servingVersion") == 1 and s
+    )
     assert status["versions"][0]["decision"] == "Promoted"
     deployment = kit.wait_get("deployment", "iris-predictor")
     server = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -127,36 +141,54 @@ def test_worse_version_rejected_better_promoted_pin_rolls_back(
 
     kit.apply(user_training_job("worse"))
     train(kit, "worse", 0.80, 2)
-    status = kit.wait("v2 decided", lambda: (s := kit.status("model", "iris")).get(
-        "latestVersion") == 2 and s)
+    status = kit.wait(
+        "v2 decided", lambda: (s := kit.status("model", "iris")).get("latestVersion") == 2 and s
+    )
     v2 = status["versions"][1]
     assert v2["decision"] == "Rejected"
     assert "regresses" in v2["reason"]
     assert status["servingVersion"] == 1
-    assert kit.wait("a rejection event", lambda: [
-        e for e in kit.events_for("Model", "iris") if e["reason"] == "VersionRejected"])
+    assert kit.wait(
+        "a rejection event",
+        lambda: [e for e in kit.events_for("Model", "iris") if e["reason"] == "VersionRejected"],
+    )
 
     kit.apply(user_training_job("better"))
     train(kit, "better", 0.95, 3)
     kit.wait("v3 serving", lambda: kit.status("model", "iris").get("servingVersion") == 3)
-    deployment = kit.wait("the Deployment to roll to v3", lambda: (d := kit.get(
-        "deployment", "iris-predictor")) and d["spec"]["template"]["metadata"]["labels"][
-        "mlkube.io/version"] == "3" and d)
-    assert any("/iris/v3" in a for a in deployment["spec"]["template"]["spec"]["containers"][0][
-        "args"])
+    deployment = kit.wait(
+        "the Deployment to roll to v3",
+        lambda: (
+            (d := kit.get("deployment", "iris-predictor"))
+            and d["spec"]["template"]["metadata"]["labels"]["mlkube.io/version"] == "3"
+            and d
+        ),
+    )
+    assert any(
+        "/iris/v3" in a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
 
     pinned = model(serving={"version": 1, "autoscaling": {"minReplicas": 2, "maxReplicas": 3}})
     kit.apply(pinned)
-    kit.wait("the pin to roll back to v1", lambda: kit.get("deployment", "iris-predictor")[
-        "spec"]["template"]["metadata"]["labels"]["mlkube.io/version"] == "1")
+    kit.wait(
+        "the pin to roll back to v1",
+        lambda: (
+            kit.get("deployment", "iris-predictor")["spec"]["template"]["metadata"]["labels"][
+                "mlkube.io/version"
+            ]
+            == "1"
+        ),
+    )
     status = kit.status("model", "iris")
     assert status["servingVersion"] == 1
     assert [p["version"] for p in status["promotions"]] == [1, 3, 1]
     assert "pinned" in status["promotions"][-1]["reason"]
 
     kit.apply(model(serving={"version": 2}))
-    kit.wait("a pin to a rejected version is honoured", lambda: kit.status(
-        "model", "iris").get("servingVersion") == 2)
+    kit.wait(
+        "a pin to a rejected version is honoured",
+        lambda: kit.status("model", "iris").get("servingVersion") == 2,
+    )
     kit.apply(model(serving={"version": 9}))
     kit.wait("an impossible pin stalls", lambda: kstatus(kit.get("model", "iris")) == "Failed")
     assert kit.status("model", "iris")["servingVersion"] == 2
@@ -168,8 +200,11 @@ def test_failed_training_reports_exit_code_log_tail_and_events(
     kit.apply(model())
     pod = kit.job_pod("iris-v1-train")
     kit.finish_pod(pod["metadata"]["name"], 1, '{"error": "data uri sklearn://iris: boom"}')
-    status = kit.wait("TrainingJob Failed", lambda: (s := kit.status(
-        "trainingjob", "iris-v1")).get("phase") == "Failed" and s, timeout=30)
+    status = kit.wait(
+        "TrainingJob Failed",
+        lambda: (s := kit.status("trainingjob", "iris-v1")).get("phase") == "Failed" and s,
+        timeout=30,
+    )
     message = status["message"]
     assert "exited with code 1" in message
     assert pod["metadata"]["name"] in message
@@ -192,8 +227,9 @@ def test_invalid_estimator_is_reported_once_without_training(
     bad = model()
     bad["spec"]["training"]["estimator"] = {"class": "os.system"}
     kit.apply(bad)
-    status = kit.wait("InvalidSpec", lambda: (s := kit.status("model", "iris")).get(
-        "conditions") and s)
+    status = kit.wait(
+        "InvalidSpec", lambda: (s := kit.status("model", "iris")).get("conditions") and s
+    )
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["reason"] == "InvalidSpec"
     assert "allow-list" in conditions["Ready"]["message"]
@@ -207,11 +243,15 @@ def test_invalid_estimator_is_reported_once_without_training(
 
 
 def test_monitor_gets_cronjob_and_least_rbac(operator: OperatorProcess, kit: OperatorKit) -> None:
-    kit.apply({"apiVersion": "mlkube.io/v1alpha1", "kind": "Monitor",
-               "metadata": {"name": "iris"},
-               "spec": {"modelRef": {"name": "iris"}, "schedule": "*/10 * * * *"}})
-    kit.wait("Monitor waits for its Model",
-             lambda: kstatus(kit.get("monitor", "iris")) == "Failed")
+    kit.apply(
+        {
+            "apiVersion": "mlkube.io/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": "iris"},
+            "spec": {"modelRef": {"name": "iris"}, "schedule": "*/10 * * * *"},
+        }
+    )
+    kit.wait("Monitor waits for its Model", lambda: kstatus(kit.get("monitor", "iris")) == "Failed")
     kit.apply(model())
     cronjob = kit.wait_get("cronjob", "iris-drift")
     assert cronjob["spec"]["schedule"] == "*/10 * * * *"
@@ -227,6 +267,7 @@ def test_monitor_gets_cronjob_and_least_rbac(operator: OperatorProcess, kit: Ope
     def can(verb: str, resource: str, *extra: str) -> bool:
         result = kit.kubectl("auth", "can-i", verb, resource, who, *extra, check=False)
         return result.stdout.strip() == "yes"
+
     assert can("create", "trainingjobs.mlkube.io")
     assert can("patch", "monitors.mlkube.io", "--subresource=status")
     assert not can("patch", "monitors.mlkube.io")
@@ -238,19 +279,25 @@ def test_monitor_gets_cronjob_and_least_rbac(operator: OperatorProcess, kit: Ope
     assert pod["spec"]["serviceAccountName"] == "iris-drift"
 
 
-def test_deleting_a_model_collects_every_child(
-    operator: OperatorProcess, kit: OperatorKit
-) -> None:
+def test_deleting_a_model_collects_every_child(operator: OperatorProcess, kit: OperatorKit) -> None:
     kit.apply(model(serving={"autoscaling": {"minReplicas": 2, "maxReplicas": 3}}))
     train(kit, "iris-v1", 0.9, 1)
     for kind in ("deployment", "service", "hpa", "pdb"):
         kit.wait_get(kind, "iris-predictor")
     kit.kubectl("delete", "model", "iris", "--wait=false")
-    for kind, name in (("trainingjob", "iris-v1"), ("job", "iris-v1-train"),
-                       ("deployment", "iris-predictor"), ("service", "iris-predictor"),
-                       ("hpa", "iris-predictor"), ("pdb", "iris-predictor")):
-        kit.wait(f"{kind}/{name} to be collected", lambda k=kind, n=name: kit.get(k, n) is None,
-                 timeout=60)
+    for kind, name in (
+        ("trainingjob", "iris-v1"),
+        ("job", "iris-v1-train"),
+        ("deployment", "iris-predictor"),
+        ("service", "iris-predictor"),
+        ("hpa", "iris-predictor"),
+        ("pdb", "iris-predictor"),
+    ):
+        kit.wait(
+            f"{kind}/{name} to be collected",
+            lambda k=kind, n=name: kit.get(k, n) is None,
+            timeout=60,
+        )
 
 
 def test_schedule_fires_one_named_training_per_firing(
@@ -262,13 +309,26 @@ def test_schedule_fires_one_named_training_per_firing(
     train(kit, "iris-v1", 0.9, 1)
     # As if the operator had been down since the last firing: the next reconcile catches up.
     past = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
-    kit.kubectl("patch", "model", "iris", "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": {"lastScheduledTraining": past}}))
-    tj = kit.wait("a scheduled TrainingJob", lambda: next(
-        (t for t in kit.list("trainingjobs") if t["spec"]["trigger"] == "schedule"), None))
+    kit.kubectl(
+        "patch",
+        "model",
+        "iris",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"lastScheduledTraining": past}}),
+    )
+    tj = kit.wait(
+        "a scheduled TrainingJob",
+        lambda: next(
+            (t for t in kit.list("trainingjobs") if t["spec"]["trigger"] == "schedule"), None
+        ),
+    )
     assert tj["metadata"]["name"].startswith("iris-s")
-    status = kit.wait("lastScheduledTraining moves on", lambda: (s := kit.status(
-        "model", "iris")).get("lastScheduledTraining", past) > past and s)
+    status = kit.wait(
+        "lastScheduledTraining moves on",
+        lambda: (s := kit.status("model", "iris")).get("lastScheduledTraining", past) > past and s,
+    )
     assert status["lastScheduledTraining"].endswith(("0:00Z", "5:00Z"))
     train(kit, tj["metadata"]["name"], 0.95, 2)
     assert len([t for t in kit.list("trainingjobs") if t["spec"]["trigger"] == "schedule"]) == 1

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import OperatorKit, OperatorProcess, kstatus, trainer_summary
-
 from harness.controlplane import ControlPlane
 
 MODELS = [f"m{i}" for i in range(6)]
@@ -21,14 +20,28 @@ MODELS = [f"m{i}" for i in range(6)]
 def manifests(ns: str) -> str:
     docs: list[dict[str, Any]] = []
     for name in MODELS:
-        docs.append({
-            "apiVersion": "mlkube.io/v1alpha1", "kind": "Model", "metadata": {"name": name},
-            "spec": {"task": "regression", "training": {
-                "estimator": {"class": "sklearn.linear_model.Ridge"},
-                "data": {"uri": "sklearn://diabetes", "target": "target"}}},
-        })
-    docs.append({"apiVersion": "mlkube.io/v1alpha1", "kind": "Monitor",
-                 "metadata": {"name": "m0"}, "spec": {"modelRef": {"name": "m0"}}})
+        docs.append(
+            {
+                "apiVersion": "mlkube.io/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": name},
+                "spec": {
+                    "task": "regression",
+                    "training": {
+                        "estimator": {"class": "sklearn.linear_model.Ridge"},
+                        "data": {"uri": "sklearn://diabetes", "target": "target"},
+                    },
+                },
+            }
+        )
+    docs.append(
+        {
+            "apiVersion": "mlkube.io/v1alpha1",
+            "kind": "Monitor",
+            "metadata": {"name": "m0"},
+            "spec": {"modelRef": {"name": "m0"}},
+        }
+    )
     return "\n---\n".join(json.dumps(d) for d in docs)
 
 
@@ -47,14 +60,23 @@ def test_killed_and_restarted_operator_makes_nothing_twice_and_converges(
             time.sleep(pause)
             operator.kill()
             operator = start()
-        jobs = kit.wait("a Job per Model", lambda: (j := kit.list("jobs")) and len(
-            [x for x in j if x["metadata"]["name"].endswith("-train")]) >= len(MODELS) and j,
-            timeout=60)
+        jobs = kit.wait(
+            "a Job per Model",
+            lambda: (
+                (j := kit.list("jobs"))
+                and len([x for x in j if x["metadata"]["name"].endswith("-train")]) >= len(MODELS)
+                and j
+            ),
+            timeout=60,
+        )
         time.sleep(2)  # let a duplicate, if there were one, appear
         training_jobs = kit.list("trainingjobs")
         assert sorted(t["metadata"]["name"] for t in training_jobs) == [f"{m}-v1" for m in MODELS]
-        trainer_jobs = sorted(j["metadata"]["name"] for j in kit.list("jobs")
-                              if j["metadata"]["labels"].get("mlkube.io/component") == "trainer")
+        trainer_jobs = sorted(
+            j["metadata"]["name"]
+            for j in kit.list("jobs")
+            if j["metadata"]["labels"].get("mlkube.io/component") == "trainer"
+        )
         assert trainer_jobs == [f"{m}-v1-train" for m in MODELS]
         assert len(jobs) >= len(MODELS)
         for tj in training_jobs:
@@ -70,14 +92,20 @@ def test_killed_and_restarted_operator_makes_nothing_twice_and_converges(
             version = int(tj["status"]["version"])
             versions[name[:-3]] = version
             pod = kit.job_pod(f"{name}-train")
-            kit.finish_pod(pod["metadata"]["name"], 0, trainer_summary(
-                version, 0.5, metric="r2", namespace=kit.ns, model=name[:-3]))
+            kit.finish_pod(
+                pod["metadata"]["name"],
+                0,
+                trainer_summary(version, 0.5, metric="r2", namespace=kit.ns, model=name[:-3]),
+            )
         time.sleep(0.5)
         operator.kill()
         operator = start()
         for model, version in versions.items():
-            kit.wait(f"{model} serving", lambda m=model, v=version: kit.status(
-                "model", m).get("servingVersion") == v, timeout=60)
+            kit.wait(
+                f"{model} serving",
+                lambda m=model, v=version: kit.status("model", m).get("servingVersion") == v,
+                timeout=60,
+            )
         for model in MODELS:
             status = kit.status("model", model)
             assert len(status["versions"]) == 1

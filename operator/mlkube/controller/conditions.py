@@ -70,6 +70,7 @@ def set_condition(
     status: bool | Literal["Unknown"],
     reason: str,
     message: str,
+    *,
     generation: int,
     now: datetime | None = None,
 ) -> list[Condition]:

@@ -71,8 +71,13 @@ def path_of(kind: str, namespace: str, name: str | None = None, sub: str | None 
 class Kube:
     """One HTTP session to the API server; create with :meth:`from_connection`."""
 
-    def __init__(self, server: str, ssl_context: ssl.SSLContext | bool,
-                 headers: Mapping[str, str], limit: int = 32) -> None:
+    def __init__(
+        self,
+        server: str,
+        ssl_context: ssl.SSLContext | bool,
+        headers: Mapping[str, str],
+        limit: int = 32,
+    ) -> None:
         self.server = server.rstrip("/")
         self._ssl = ssl_context
         self._headers = dict(headers)
@@ -116,9 +121,16 @@ class Kube:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, *,
-                      content_type: str = "application/json",
-                      params: Mapping[str, str] | None = None, raw: bool = False) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+        raw: bool = False,
+    ) -> Any:
         self.requests += 1
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type} if body is not None else {}
@@ -129,8 +141,11 @@ class Kube:
             if response.status >= 400:
                 try:
                     payload = json.loads(text)
-                    raise ApiError(response.status, str(payload.get("reason", "")),
-                                   str(payload.get("message", text)))
+                    raise ApiError(
+                        response.status,
+                        str(payload.get("reason", "")),
+                        str(payload.get("message", text)),
+                    )
                 except ValueError:
                     raise ApiError(response.status, "", text[:500]) from None
             if raw:
@@ -160,27 +175,37 @@ class Kube:
         )
         return result
 
-    async def patch_status(self, kind: str, namespace: str, name: str,
-                           status: Mapping[str, Any],
-                           resource_version: str | None = None) -> dict[str, Any]:
+    async def patch_status(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
         """Merge-patches ``status``; with ``resource_version``, fails with 409 if stale."""
         body: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
         result: dict[str, Any] = await self.request(
-            "PATCH", path_of(kind, namespace, name, "status"), body,
+            "PATCH",
+            path_of(kind, namespace, name, "status"),
+            body,
             content_type="application/merge-patch+json",
         )
         return result
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        await self.request("DELETE", path_of(kind, namespace, name),
-                           {"propagationPolicy": "Background"})
+        await self.request(
+            "DELETE", path_of(kind, namespace, name), {"propagationPolicy": "Background"}
+        )
 
     async def pod_log(self, namespace: str, name: str, tail_lines: int) -> str:
         text: str = await self.request(
-            "GET", path_of("Pod", namespace, name, "log"),
-            params={"tailLines": str(tail_lines)}, raw=True,
+            "GET",
+            path_of("Pod", namespace, name, "log"),
+            params={"tailLines": str(tail_lines)},
+            raw=True,
         )
         return text
 

@@ -156,15 +156,15 @@ class Operator:
             counts: dict[str, int] = {"True": 0, "False": 0, "Unknown": 0}
             for model in self.cache.all("Model"):
                 ready = get_condition((model.get("status") or {}).get("conditions") or [], READY)
-                counts[str((ready or {}).get("status", "Unknown"))] = counts.get(
-                    str((ready or {}).get("status", "Unknown")), 0) + 1
+                counts[str((ready or {}).get("status", "Unknown"))] = (
+                    counts.get(str((ready or {}).get("status", "Unknown")), 0) + 1
+                )
             for status, count in counts.items():
                 metrics.MODELS_BY_CONDITION.labels(condition=READY, status=status).set(count)
             self._drift_gauges()
             if self.ctl is not None and self.ctl.queue is not None:
                 metrics.QUEUE_DEPTH.set(self.ctl.queue.depth)
             await asyncio.sleep(10)
-
 
     def _drift_gauges(self) -> None:
         metrics.DRIFT_SHARE.clear()
@@ -186,9 +186,7 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = f"{names.GROUP}/operator"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=names.GROUP
-        )
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=names.GROUP, key="last-handled-configuration"
         )
@@ -213,12 +211,19 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
         await operator.stop()
 
     for kind, group, version, plural, labels in WATCHES:
+
         def make(kind: str) -> Callable[..., None]:
             def observe(event: Mapping[str, Any], **_: Any) -> None:
                 operator.observe(kind, event.get("type"), event["object"])
+
             return observe
+
         kopf.on.event(
-            group, version, plural, id=f"observe-{kind.lower()}", labels=labels,
+            group,
+            version,
+            plural,
+            id=f"observe-{kind.lower()}",
+            labels=labels,
             registry=registry,
         )(make(kind))
     return registry
@@ -232,14 +237,30 @@ def register(subparsers: Any) -> None:
         "pod's service account. Settings come from MLKUBE_* environment variables.",
     )
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", metavar="NS",
-                       help="watch only this namespace (repeatable; glob patterns allowed)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace (the default without --namespace)")
-    parser.add_argument("--liveness", metavar="URL_OR_PORT",
-                        help="serve a liveness endpoint, e.g. 8080 or http://0.0.0.0:8080/healthz")
-    parser.add_argument("--metrics-port", type=int, metavar="N",
-                        help="Prometheus metrics port (default MLKUBE_METRICS_PORT or 8000; 0: off)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="watch only this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default without --namespace)",
+    )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL_OR_PORT",
+        help="serve a liveness endpoint, e.g. 8080 or http://0.0.0.0:8080/healthz",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="Prometheus metrics port (default MLKUBE_METRICS_PORT or 8000; 0: off)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log kopf's own activity")
     parser.set_defaults(func=run_command)
 

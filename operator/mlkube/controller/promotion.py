@@ -46,7 +46,9 @@ def promotion_decision(
     score = float(score)
     higher = bool(candidate.get("higherIsBetter", True))
     metric = str(candidate.get("metric") or "score")
-    better_or_equal = (lambda a, b: a >= b) if higher else (lambda a, b: a <= b)
+
+    def better_or_equal(a: float, b: float) -> bool:
+        return a >= b if higher else a <= b
 
     failed_slices = [s for s in candidate.get("slices") or [] if s.get("passed") is False]
     if failed_slices:

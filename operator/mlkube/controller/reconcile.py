@@ -106,8 +106,13 @@ async def ensure_child(
     return Outcome.UPDATED, applied
 
 
-def _remember(ctl: Controller, kind: str, key: tuple[str, str, str],
-              body: Mapping[str, Any], digest: str | None) -> None:
+def _remember(
+    ctl: Controller,
+    kind: str,
+    key: tuple[str, str, str],
+    body: Mapping[str, Any],
+    digest: str | None,
+) -> None:
     if kind in WATCHED:
         ctl.cache.store(kind, body)
     elif digest is not None:
@@ -140,8 +145,13 @@ async def delete_if_owned(
 
 
 async def post_event(
-    ctl: Controller, obj: Mapping[str, Any], kind: str, reason: str, message: str,
-    *, warning: bool = False,
+    ctl: Controller,
+    obj: Mapping[str, Any],
+    kind: str,
+    reason: str,
+    message: str,
+    *,
+    warning: bool = False,
 ) -> None:
     """A core/v1 Event on ``obj``, shown by ``kubectl describe``; failures only logged."""
     meta = obj["metadata"]

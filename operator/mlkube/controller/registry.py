@@ -43,18 +43,21 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
         entry["trainedAt"] = status["completionTime"]
     if phase == "Failed":
         message = str(status.get("message") or "training failed")
-        entry.update({"decision": "Failed", "promoted": False,
-                      "reason": message.splitlines()[0][:500]})
+        entry.update(
+            {"decision": "Failed", "promoted": False, "reason": message.splitlines()[0][:500]}
+        )
         return entry
     artifact = status.get("artifact") or {}
-    entry.update({
-        "metric": status.get("metric"),
-        "higherIsBetter": bool(status.get("higherIsBetter", True)),
-        "score": status.get("score"),
-        "metrics": dict(status.get("metrics") or {}),
-        "slices": list(status.get("slices") or []),
-        "promoted": False,
-    })
+    entry.update(
+        {
+            "metric": status.get("metric"),
+            "higherIsBetter": bool(status.get("higherIsBetter", True)),
+            "score": status.get("score"),
+            "metrics": dict(status.get("metrics") or {}),
+            "slices": list(status.get("slices") or []),
+            "promoted": False,
+        }
+    )
     if artifact.get("uri"):
         entry["uri"] = artifact["uri"]
     if artifact.get("sha256"):
@@ -78,7 +81,9 @@ def update_registry(
     serving = status.get("servingVersion")
     registry = Registry(versions, promotions, int(serving) if serving else None)
     known = {int(v["version"]) for v in versions}
-    new = [e for e in (version_entry(tj) for tj in training_jobs) if e and e["version"] not in known]
+    new = [
+        e for e in (version_entry(tj) for tj in training_jobs) if e and e["version"] not in known
+    ]
     promotion = spec.get("promotion") or {}
     pin = (spec.get("serving") or {}).get("version")
     for entry in sorted(new, key=lambda e: int(e["version"])):

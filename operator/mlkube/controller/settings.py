@@ -64,9 +64,7 @@ class OperatorSettings:
     job_ttl_seconds: int = 86400
     default_backoff_limit: int = 1
     default_active_deadline_seconds: int = 3600
-    trainer_resources: dict[str, dict[str, str]] = field(
-        default_factory=_default_trainer_resources
-    )
+    trainer_resources: dict[str, dict[str, str]] = field(default_factory=_default_trainer_resources)
     predictor_resources: dict[str, dict[str, str]] = field(
         default_factory=_default_predictor_resources
     )
@@ -123,8 +121,9 @@ def _csv(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def _override(resources: dict[str, dict[str, str]], env: Mapping[str, str], name: str,
-              key: str) -> None:
+def _override(
+    resources: dict[str, dict[str, str]], env: Mapping[str, str], name: str, key: str
+) -> None:
     value = env.get(name)
     if value:
         resources["requests"][key] = value

@@ -104,7 +104,7 @@ def data_claim(training: Mapping[str, Any]) -> str | None:
     uri = str((training.get("data") or {}).get("uri", ""))
     if not uri.startswith("pvc://"):
         return None
-    return uri[len("pvc://"):].split("/", 1)[0] or None
+    return uri[len("pvc://") :].split("/", 1)[0] or None
 
 
 def training_problem(

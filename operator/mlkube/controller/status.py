@@ -30,7 +30,10 @@ async def write_status(
     namespace, name = str(meta["namespace"]), str(meta["name"])
     try:
         written = await ctl.kube.patch_status(
-            kind, namespace, name, patch,
+            kind,
+            namespace,
+            name,
+            patch,
             resource_version=str(meta["resourceVersion"]) if precondition else None,
         )
     except ApiError as error:
@@ -70,7 +73,7 @@ def parse_summary(message: str) -> dict[str, Any] | None:
         if start < 0:
             return None
         try:
-            summary = json.loads(text[start + 1:])
+            summary = json.loads(text[start + 1 :])
         except ValueError:
             return None
     return summary if isinstance(summary, dict) else None

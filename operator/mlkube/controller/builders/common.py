@@ -18,6 +18,8 @@ STORE_VOLUME: Final = "store"
 TMP_VOLUME: Final = "tmp"
 STORE_MOUNT: Final = "/mnt/store"
 PVC_ROOT: Final = "/mnt/pvc"
+# The pod's writable scratch space: an emptyDir, since the root filesystem is read-only.
+TMP_PATH: Final = "/tmp"  # noqa: S108
 
 
 def owner_reference(owner: Body) -> Manifest:
@@ -92,7 +94,7 @@ def tmp_volume() -> Manifest:
 def base_mounts(*, store_read_only: bool) -> list[Manifest]:
     return [
         {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": store_read_only},
-        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+        {"name": TMP_VOLUME, "mountPath": TMP_PATH},
     ]
 
 
@@ -107,6 +109,6 @@ def resources(requested: Mapping[str, Any] | None, default: Mapping[str, Any]) -
 
 def base_env() -> list[Manifest]:
     return [
-        {"name": "HOME", "value": "/tmp"},
+        {"name": "HOME", "value": TMP_PATH},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]

@@ -88,14 +88,23 @@ def build_drift_rbac(monitor: Body) -> list[Manifest]:
     labels = _labels(monitor)
     rules = [
         # read the Monitor's spec and the Model's serving version
-        {"apiGroups": [names.GROUP], "resources": ["models", "monitors"],
-         "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [names.GROUP],
+            "resources": ["models", "monitors"],
+            "verbs": ["get", "list", "watch"],
+        },
         # write the check's verdict
-        {"apiGroups": [names.GROUP], "resources": ["monitors/status"],
-         "verbs": ["get", "patch", "update"]},
+        {
+            "apiGroups": [names.GROUP],
+            "resources": ["monitors/status"],
+            "verbs": ["get", "patch", "update"],
+        },
         # retrain on drift (and see whether a run is already going)
-        {"apiGroups": [names.GROUP], "resources": ["trainingjobs"],
-         "verbs": ["get", "list", "create"]},
+        {
+            "apiGroups": [names.GROUP],
+            "resources": ["trainingjobs"],
+            "verbs": ["get", "list", "create"],
+        },
     ]
     return [
         {

@@ -57,7 +57,9 @@ def build_predictor_deployment(
     storage = storage_of(model, settings)
     labels = base_labels(model_name, "predictor")
     pod_labels = {**labels, names.LABEL_VERSION: str(version)}
-    model_dir = f"{storage.mount_path}/{names.version_dir(namespace_of(model), model_name, version)}"
+    model_dir = (
+        f"{storage.mount_path}/{names.version_dir(namespace_of(model), model_name, version)}"
+    )
     args = ["serve", "--model-dir", model_dir, "--port", str(HTTP_PORT)]
     if sha256:
         args += ["--sha256", sha256]
@@ -141,10 +143,7 @@ def build_predictor_service(model: Body) -> Manifest:
 
 def predictor_endpoint(model: Body) -> str:
     """The in-cluster URL clients call (the Service's DNS name)."""
-    return (
-        f"http://{names.predictor_name(name_of(model))}.{namespace_of(model)}"
-        ".svc.cluster.local"
-    )
+    return f"http://{names.predictor_name(name_of(model))}.{namespace_of(model)}.svc.cluster.local"
 
 
 def build_predictor_hpa(model: Body) -> Manifest:

@@ -34,9 +34,7 @@ from mlkube.controller.spec import (
 EXIT_BAD_INPUT = 2
 
 
-def build_training_job_resource(
-    model: Body, name: str, trigger: str, reason: str
-) -> Manifest:
+def build_training_job_resource(model: Body, name: str, trigger: str, reason: str) -> Manifest:
     """A TrainingJob the operator creates for ``model`` (initial or scheduled run)."""
     labels = base_labels(name_of(model), "training")
     labels[names.LABEL_TRIGGER] = trigger
@@ -63,15 +61,24 @@ def build_trainer_job(
     manifest = effective_model_manifest(model, training_job)
     args = [
         "train",
-        "--model-json", json.dumps(manifest, sort_keys=True, separators=(",", ":")),
-        "--store", storage.mount_path,
-        "--store-uri", storage.uri,
-        "--version", str(version),
-        "--namespace", namespace_of(model),
-        "--trigger", str(tj_spec.get("trigger") or "manual"),
-        "--reason", str(tj_spec.get("reason") or ""),
-        "--training-job", tj_name,
-        "--termination-log", "/dev/termination-log",
+        "--model-json",
+        json.dumps(manifest, sort_keys=True, separators=(",", ":")),
+        "--store",
+        storage.mount_path,
+        "--store-uri",
+        storage.uri,
+        "--version",
+        str(version),
+        "--namespace",
+        namespace_of(model),
+        "--trigger",
+        str(tj_spec.get("trigger") or "manual"),
+        "--reason",
+        str(tj_spec.get("reason") or ""),
+        "--training-job",
+        tj_name,
+        "--termination-log",
+        "/dev/termination-log",
     ]
     volumes = [store_volume(storage, read_only=False), tmp_volume()]
     mounts = base_mounts(store_read_only=False)

@@ -96,16 +96,23 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     problem = training_problem(model, None, ctl.settings)
     if problem is not None:
         message = problem
-        conditions = set_condition(conditions, READY, False, Reason.INVALID_SPEC, message,
-                                   generation)
-        conditions = set_condition(conditions, STALLED, True, Reason.INVALID_SPEC, message,
-                                   generation)
-        conditions = set_condition(conditions, RECONCILING, False, Reason.INVALID_SPEC, "",
-                                   generation)
+        conditions = set_condition(
+            conditions, READY, False, Reason.INVALID_SPEC, message, generation=generation
+        )
+        conditions = set_condition(
+            conditions, STALLED, True, Reason.INVALID_SPEC, message, generation=generation
+        )
+        conditions = set_condition(
+            conditions, RECONCILING, False, Reason.INVALID_SPEC, "", generation=generation
+        )
         was_invalid = (get_condition(status.get("conditions") or [], STALLED) or {}).get(
-            "reason") == Reason.INVALID_SPEC
-        desired = {"observedGeneration": generation, "conditions": conditions,
-                   "phase": phase_from(conditions)}
+            "reason"
+        ) == Reason.INVALID_SPEC
+        desired = {
+            "observedGeneration": generation,
+            "conditions": conditions,
+            "phase": phase_from(conditions),
+        }
         if not await write_status(ctl, "Model", model, desired, precondition=True):
             return CONFLICT_RETRY
         if not was_invalid:
@@ -115,7 +122,9 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     training_jobs = ctl.cache.by_index("TrainingJob", namespace, name)
     created = await _ensure_initial(ctl, model, status, training_jobs)
     scheduled, requeue = await _ensure_scheduled(ctl, model, status)
-    training_jobs += [tj for tj in (created, scheduled) if tj is not None and tj not in training_jobs]
+    training_jobs += [
+        tj for tj in (created, scheduled) if tj is not None and tj not in training_jobs
+    ]
 
     allocations = _allocate(status, training_jobs)
     if allocations:
@@ -136,8 +145,14 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         await _assign_version(ctl, tj, version)
     for entry in registry.decided:
         if entry.get("decision") == "Rejected":
-            await post_event(ctl, model, "Model", "VersionRejected",
-                             f"v{entry['version']} rejected: {entry.get('reason')}", warning=True)
+            await post_event(
+                ctl,
+                model,
+                "Model",
+                "VersionRejected",
+                f"v{entry['version']} rejected: {entry.get('reason')}",
+                warning=True,
+            )
     if registry.serving_version is not None:
         metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
             registry.serving_version
@@ -145,8 +160,9 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     return requeue
 
 
-async def _ensure_initial(ctl: Controller, model: Body, status: Mapping[str, Any],
-                          training_jobs: list[Body]) -> Body | None:
+async def _ensure_initial(
+    ctl: Controller, model: Body, status: Mapping[str, Any], training_jobs: list[Body]
+) -> Body | None:
     """The first TrainingJob, only while the Model has never had a version."""
     if training_jobs or status.get("versions") or int(status.get("allocatedVersion") or 0):
         return None
@@ -163,8 +179,11 @@ async def _ensure_scheduled(
     schedule = (spec_of(model).get("training") or {}).get("schedule")
     if not schedule:
         return None, None
-    since = _ts(status.get("lastScheduledTraining")) or _ts(
-        model["metadata"].get("creationTimestamp")) or datetime.now(UTC)
+    since = (
+        _ts(status.get("lastScheduledTraining"))
+        or _ts(model["metadata"].get("creationTimestamp"))
+        or datetime.now(UTC)
+    )
     now = datetime.now(UTC)
     try:
         fired, nxt = last_fire(str(schedule), since, now)
@@ -175,29 +194,36 @@ async def _ensure_scheduled(
     if fired is None:
         return None, requeue
     desired = build_training_job_resource(
-        model, scheduled_training_job_name(name_of(model), fired), "schedule",
+        model,
+        scheduled_training_job_name(name_of(model), fired),
+        "schedule",
         f"schedule {schedule!r} fired at {now_iso(fired)}",
     )
     await ensure_child(ctl, desired, updatable=False)
     status["lastScheduledTraining"] = now_iso(fired)
-    found = ctl.cache.get("TrainingJob", desired["metadata"]["namespace"],
-                          desired["metadata"]["name"])
+    found = ctl.cache.get(
+        "TrainingJob", desired["metadata"]["namespace"], desired["metadata"]["name"]
+    )
     return found, requeue
 
 
 def _allocate(status: Mapping[str, Any], training_jobs: list[Body]) -> list[tuple[Body, int]]:
     """Next versions for TrainingJobs without one, oldest first; never below any seen."""
-    waiting = [tj for tj in training_jobs
-               if (tj.get("status") or {}).get("version") is None
-               and (tj.get("status") or {}).get("phase") not in ("Failed", "Succeeded")]
+    waiting = [
+        tj
+        for tj in training_jobs
+        if (tj.get("status") or {}).get("version") is None
+        and (tj.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
+    ]
     if not waiting:
         return []
     seen = [int(status.get("allocatedVersion") or 0), int(status.get("latestVersion") or 0)]
     seen += [int(v.get("version") or 0) for v in status.get("versions") or []]
     seen += [int((tj.get("status") or {}).get("version") or 0) for tj in training_jobs]
     current = max(seen)
-    waiting.sort(key=lambda tj: (str(tj["metadata"].get("creationTimestamp") or ""),
-                                 tj["metadata"]["name"]))
+    waiting.sort(
+        key=lambda tj: (str(tj["metadata"].get("creationTimestamp") or ""), tj["metadata"]["name"])
+    )
     allocations = []
     for tj in waiting:
         current += 1
@@ -220,7 +246,10 @@ async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
             return
         try:
             written = await ctl.kube.patch_status(
-                "TrainingJob", namespace, name, {"version": version},
+                "TrainingJob",
+                namespace,
+                name,
+                {"version": version},
                 resource_version=str(current["metadata"]["resourceVersion"]),
             )
         except ApiError as error:
@@ -256,8 +285,10 @@ async def _ensure_predictor(ctl: Controller, model: Body, registry: Registry) ->
     if entry is None or registry.serving_version is None:
         return "none"
     version = registry.serving_version
-    await ensure_child(ctl, build_predictor_deployment(
-        model, version, str(entry.get("sha256") or ""), ctl.settings))
+    await ensure_child(
+        ctl,
+        build_predictor_deployment(model, version, str(entry.get("sha256") or ""), ctl.settings),
+    )
     await ensure_child(ctl, build_predictor_service(model))
     await ensure_child(ctl, build_predictor_hpa(model))
     pdb = build_predictor_pdb(model)
@@ -266,8 +297,13 @@ async def _ensure_predictor(ctl: Controller, model: Body, registry: Registry) ->
         await ensure_child(ctl, pdb)
         ctl.applied.pop(("PodDisruptionBudget-absent", meta["namespace"], meta["name"]), None)
     else:
-        await delete_if_owned(ctl, "PodDisruptionBudget", meta["namespace"],
-                              names.predictor_name(meta["name"]), meta["uid"])
+        await delete_if_owned(
+            ctl,
+            "PodDisruptionBudget",
+            meta["namespace"],
+            names.predictor_name(meta["name"]),
+            meta["uid"],
+        )
     deployment = ctl.cache.get("Deployment", meta["namespace"], names.predictor_name(meta["name"]))
     return "available" if _available(deployment, version) else "rolling"
 
@@ -277,34 +313,47 @@ def _available(deployment: Mapping[str, Any] | None, version: int) -> bool:
     if deployment is None:
         return False
     labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
-        "labels") or {}
+        "labels"
+    ) or {}
     if labels.get(names.LABEL_VERSION) != str(version):
         return False
     status = deployment.get("status") or {}
     if int(status.get("observedGeneration") or 0) < int(
-            deployment["metadata"].get("generation") or 0):
+        deployment["metadata"].get("generation") or 0
+    ):
         return False
     updated = int(status.get("updatedReplicas") or 0)
-    return (int(status.get("availableReplicas") or 0) >= 1 and updated >= 1
-            and updated == int(status.get("replicas") or 0))
+    return (
+        int(status.get("availableReplicas") or 0) >= 1
+        and updated >= 1
+        and updated == int(status.get("replicas") or 0)
+    )
 
 
-def _model_conditions(model: Body, registry: Registry, training_jobs: list[Body],
-                      rollout: str, conditions: list[Any]) -> list[Any]:
+def _model_conditions(
+    model: Body, registry: Registry, training_jobs: list[Body], rollout: str, conditions: list[Any]
+) -> list[Any]:
     generation = generation_of(model)
-    running = [tj for tj in training_jobs
-               if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    running = [
+        tj
+        for tj in training_jobs
+        if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    ]
     succeeded = [v for v in registry.versions if v.get("decision") != "Failed"]
     latest = registry.versions[-1] if registry.versions else None
 
     def put(kind: str, value: bool, reason: str, message: str) -> None:
         nonlocal conditions
-        conditions = set_condition(conditions, kind, value, reason, message, generation)
+        conditions = set_condition(conditions, kind, value, reason, message, generation=generation)
 
     if succeeded:
         last = succeeded[-1]
-        put(TRAINED, True, Reason.SUCCEEDED,
-            f"v{last['version']}: {last.get('metric')} {float(last.get('score') or 0):.4g}")
+        put(
+            TRAINED,
+            True,
+            Reason.SUCCEEDED,
+            f"v{last['version']}: {last.get('metric')} {float(last.get('score') or 0):.4g}",
+        )
     elif running:
         put(TRAINED, False, Reason.TRAINING, f"TrainingJob {name_of(running[0])} is running")
     elif latest is not None:
@@ -321,8 +370,11 @@ def _model_conditions(model: Body, registry: Registry, training_jobs: list[Body]
     if registry.pin_problem:
         stalled = (Reason.INVALID_PIN, registry.pin_problem)
     elif serving is None and not running and latest is not None:
-        stalled = (Reason.TRAINING_FAILED, f"no servable version: v{latest['version']} "
-                   f"{str(latest.get('decision')).lower()}: {latest.get('reason')}")
+        stalled = (
+            Reason.TRAINING_FAILED,
+            f"no servable version: v{latest['version']} "
+            f"{str(latest.get('decision')).lower()}: {latest.get('reason')}",
+        )
     reconciling: tuple[str, str] | None = None
     if stalled is None and serving is None:
         reconciling = (Reason.TRAINING, "training the first version")

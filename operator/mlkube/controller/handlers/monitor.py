@@ -45,9 +45,11 @@ async def reconcile_monitor(ctl: Controller, namespace: str, name: str) -> float
     desired: dict[str, Any] = {"observedGeneration": generation}
     stalled: tuple[str, str] | None = None
     if model is None:
-        stalled = (Reason.MODEL_NOT_FOUND,
-                   f"Model {model_ref(monitor)!r} does not exist in namespace {namespace}; "
-                   "the check starts once it does")
+        stalled = (
+            Reason.MODEL_NOT_FOUND,
+            f"Model {model_ref(monitor)!r} does not exist in namespace {namespace}; "
+            "the check starts once it does",
+        )
     else:
         problem = storage_problem(model, ctl.settings)
         if problem is not None:
@@ -57,21 +59,28 @@ async def reconcile_monitor(ctl: Controller, namespace: str, name: str) -> float
             await ensure_child(ctl, manifest)
         outcome, _ = await ensure_child(ctl, build_drift_cronjob(monitor, model, ctl.settings))
         if outcome is Outcome.NOT_OWNED:
-            stalled = (Reason.APPLY_FAILED,
-                       f"a CronJob named {names.drift_cronjob_name(name)} exists and is not ours")
+            stalled = (
+                Reason.APPLY_FAILED,
+                f"a CronJob named {names.drift_cronjob_name(name)} exists and is not ours",
+            )
         desired["cronJobName"] = names.drift_cronjob_name(name)
     if stalled is not None:
-        conditions = set_condition(conditions, READY, False, *stalled, generation)
-        conditions = set_condition(conditions, STALLED, True, *stalled, generation)
+        conditions = set_condition(conditions, READY, False, *stalled, generation=generation)
+        conditions = set_condition(conditions, STALLED, True, *stalled, generation=generation)
     else:
         suspended = bool(spec_of(monitor).get("suspend"))
         reason = Reason.SUSPENDED if suspended else Reason.SCHEDULED
         schedule = spec_of(monitor).get("schedule") or "*/30 * * * *"
-        message = ("checks are suspended" if suspended
-                   else f"drift checks run on {schedule!r} by CronJob {names.drift_cronjob_name(name)}")
-        conditions = set_condition(conditions, READY, True, reason, message, generation)
-        conditions = set_condition(conditions, STALLED, False, reason, "", generation)
-    conditions = set_condition(conditions, RECONCILING, False, Reason.RECONCILED, "", generation)
+        message = (
+            "checks are suspended"
+            if suspended
+            else f"drift checks run on {schedule!r} by CronJob {names.drift_cronjob_name(name)}"
+        )
+        conditions = set_condition(conditions, READY, True, reason, message, generation=generation)
+        conditions = set_condition(conditions, STALLED, False, reason, "", generation=generation)
+    conditions = set_condition(
+        conditions, RECONCILING, False, Reason.RECONCILED, "", generation=generation
+    )
     desired["conditions"] = conditions
     desired["phase"] = phase_from(conditions, ready_phase="Active")
     previous = (get_condition(status.get("conditions") or [], STALLED) or {}).get("reason")

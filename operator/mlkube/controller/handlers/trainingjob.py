@@ -47,13 +47,21 @@ TERMINAL = ("Succeeded", "Failed")
 
 
 def _conditions(
-    status: Mapping[str, Any], generation: int, *, ready: bool, reason: str, message: str,
-    reconciling: bool = False, stalled: bool = False,
+    status: Mapping[str, Any],
+    generation: int,
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    reconciling: bool = False,
+    stalled: bool = False,
 ) -> list[dict[str, Any]]:
     conditions = list(status.get("conditions") or [])
-    conditions = set_condition(conditions, READY, ready, reason, message, generation)
-    conditions = set_condition(conditions, RECONCILING, reconciling, reason, message, generation)
-    return set_condition(conditions, STALLED, stalled, reason, message, generation)
+    conditions = set_condition(conditions, READY, ready, reason, message, generation=generation)
+    conditions = set_condition(
+        conditions, RECONCILING, reconciling, reason, message, generation=generation
+    )
+    return set_condition(conditions, STALLED, stalled, reason, message, generation=generation)
 
 
 async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> float | None:
@@ -65,8 +73,9 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
     phase = status.get("phase")
     if phase in TERMINAL:
         if status.get("observedGeneration") != generation:
-            await write_status(ctl, "TrainingJob", tj, {"observedGeneration": generation},
-                               precondition=False)
+            await write_status(
+                ctl, "TrainingJob", tj, {"observedGeneration": generation}, precondition=False
+            )
         return None
     model = ctl.cache.get("Model", namespace, model_ref(tj))
     if model is None:
@@ -74,25 +83,34 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
         desired = {
             "observedGeneration": generation,
             "phase": "Pending",
-            "conditions": _conditions(status, generation, ready=False,
-                                      reason=Reason.MODEL_NOT_FOUND, message=message,
-                                      stalled=True),
+            "conditions": _conditions(
+                status,
+                generation,
+                ready=False,
+                reason=Reason.MODEL_NOT_FOUND,
+                message=message,
+                stalled=True,
+            ),
         }
         await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
         return None
     problem = training_problem(model, tj, ctl.settings)
     if problem is not None:
-        await _fail(ctl, tj, model, Reason.INVALID_SPEC, problem, extra={})
+        await _fail(ctl, tj, model, Reason.INVALID_SPEC, message=problem, extra={})
         return None
     version = status.get("version")
     if version is None:
         desired = {
             "observedGeneration": generation,
             "phase": "Pending",
-            "conditions": _conditions(status, generation, ready=False,
-                                      reason=Reason.WAITING_FOR_VERSION,
-                                      message="waiting for the Model to allocate a version",
-                                      reconciling=True),
+            "conditions": _conditions(
+                status,
+                generation,
+                ready=False,
+                reason=Reason.WAITING_FOR_VERSION,
+                message="waiting for the Model to allocate a version",
+                reconciling=True,
+            ),
         }
         await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
         ctl.enqueue("Model", namespace, model_ref(tj))
@@ -119,8 +137,10 @@ async def _observe_job(
     status = status_of(tj)
     generation = generation_of(tj)
     job_status = (job or {}).get("status") or {}
-    attempts = int(job_status.get("active") or 0) + int(job_status.get("failed") or 0) + int(
-        job_status.get("succeeded") or 0
+    attempts = (
+        int(job_status.get("active") or 0)
+        + int(job_status.get("failed") or 0)
+        + int(job_status.get("succeeded") or 0)
     )
     common: dict[str, Any] = {
         "observedGeneration": generation,
@@ -129,37 +149,55 @@ async def _observe_job(
         "startTime": status.get("startTime") or job_status.get("startTime") or now_iso(),
     }
     if job is not None and _job_condition(job, "Complete"):
-        pods = [p for p in pods_of_job(ctl, namespace, job_name)
-                if (p.get("status") or {}).get("phase") == "Succeeded"]
+        pods = [
+            p
+            for p in pods_of_job(ctl, namespace, job_name)
+            if (p.get("status") or {}).get("phase") == "Succeeded"
+        ]
         terminated = terminated_state(pods[-1]) if pods else None
         summary = parse_summary(str((terminated or {}).get("message") or ""))
         if summary is None or "score" not in summary:
             if not pods:
                 return 2.0  # the pod watch has not caught up yet
-            reason = "the trainer succeeded but left no readable JSON summary in its termination message"
-            await _fail(ctl, tj, model, Reason.TRAINING_FAILED, reason, extra=common)
+            reason = (
+                "the trainer succeeded but left no readable JSON summary in its termination message"
+            )
+            await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=reason, extra=common)
             return None
-        await _succeed(ctl, tj, model, summary, common, job_status)
+        await _succeed(ctl, tj, model, summary=summary, common=common, job_status=job_status)
         return None
     failed = _job_condition(job, "Failed") if job is not None else None
     if failed is not None:
         message = await _failure_message(ctl, namespace, job_name, failed, attempts)
-        await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message, extra=common)
+        await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=message, extra=common)
         return None
     running = int(job_status.get("active") or 0) > 0
     message = f"Job {job_name} is {'running' if running else 'waiting for its pod'}"
     desired = {
         **common,
         "phase": "Running" if running else "Pending",
-        "conditions": _conditions(status, generation, ready=False, reason=Reason.TRAINING,
-                                  message=message, reconciling=True),
+        "conditions": _conditions(
+            status,
+            generation,
+            ready=False,
+            reason=Reason.TRAINING,
+            message=message,
+            reconciling=True,
+        ),
     }
     await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
     return None
 
 
-async def _succeed(ctl: Controller, tj: Body, model: Body, summary: Mapping[str, Any],
-                   common: Mapping[str, Any], job_status: Mapping[str, Any]) -> None:
+async def _succeed(
+    ctl: Controller,
+    tj: Body,
+    model: Body,
+    *,
+    summary: Mapping[str, Any],
+    common: Mapping[str, Any],
+    job_status: Mapping[str, Any],
+) -> None:
     status = status_of(tj)
     generation = generation_of(tj)
     metric = str(summary.get("metric") or "score")
@@ -171,22 +209,27 @@ async def _succeed(ctl: Controller, tj: Body, model: Body, summary: Mapping[str,
         "metric": metric,
         "higherIsBetter": bool(summary.get("higherIsBetter", True)),
         "score": score,
-        "metrics": {k: float(v) for k, v in (summary.get("metrics") or {}).items()
-                    if isinstance(v, int | float)},
+        "metrics": {
+            k: float(v)
+            for k, v in (summary.get("metrics") or {}).items()
+            if isinstance(v, int | float)
+        },
         "slices": list(summary.get("slices") or []),
         "artifact": {k: artifact[k] for k in ("uri", "sha256") if artifact.get(k)},
         "completionTime": job_status.get("completionTime") or now_iso(),
         "message": f"trained version {status.get('version')}: {metric} {score:.4g}",
-        "conditions": _conditions(status, generation, ready=True, reason=Reason.SUCCEEDED,
-                                  message=f"{metric} {score:.4g}"),
+        "conditions": _conditions(
+            status, generation, ready=True, reason=Reason.SUCCEEDED, message=f"{metric} {score:.4g}"
+        ),
     }
     await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
     _record_training("Succeeded", desired["startTime"], desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
 
 
-async def _fail(ctl: Controller, tj: Body, model: Body, reason: str, message: str,
-                extra: Mapping[str, Any]) -> None:
+async def _fail(
+    ctl: Controller, tj: Body, model: Body, reason: str, *, message: str, extra: Mapping[str, Any]
+) -> None:
     status = status_of(tj)
     generation = generation_of(tj)
     desired = {
@@ -195,28 +238,36 @@ async def _fail(ctl: Controller, tj: Body, model: Body, reason: str, message: st
         "phase": "Failed",
         "completionTime": status.get("completionTime") or now_iso(),
         "message": message[:8000],
-        "conditions": _conditions(status, generation, ready=False, reason=reason,
-                                  message=message[:2000], stalled=True),
+        "conditions": _conditions(
+            status, generation, ready=False, reason=reason, message=message[:2000], stalled=True
+        ),
     }
     first_time = status.get("phase") != "Failed"
     await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
     if first_time:
         short = message.splitlines()[0][:400] if message else reason
         await post_event(ctl, tj, "TrainingJob", reason, message, warning=True)
-        await post_event(ctl, model, "Model", reason,
-                         f"TrainingJob {name_of(tj)} failed: {short}", warning=True)
+        await post_event(
+            ctl, model, "Model", reason, f"TrainingJob {name_of(tj)} failed: {short}", warning=True
+        )
         if reason == Reason.TRAINING_FAILED:
             _record_training("Failed", desired.get("startTime"), desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
 
 
-async def _failure_message(ctl: Controller, namespace: str, job_name: str,
-                           failed: Mapping[str, Any], attempts: int) -> str:
+async def _failure_message(
+    ctl: Controller, namespace: str, job_name: str, failed: Mapping[str, Any], attempts: int
+) -> str:
     """Exit code, pod name, the trainer's error and the last log lines, in one message."""
-    pods = [p for p in pods_of_job(ctl, namespace, job_name)
-            if (p.get("status") or {}).get("phase") == "Failed"]
-    parts = [f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
-             f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"]
+    pods = [
+        p
+        for p in pods_of_job(ctl, namespace, job_name)
+        if (p.get("status") or {}).get("phase") == "Failed"
+    ]
+    parts = [
+        f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
+        f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"
+    ]
     if pods:
         pod = pods[-1]
         pod_name = str(pod["metadata"]["name"])
