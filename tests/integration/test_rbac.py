@@ -1,0 +1,470 @@
+"""Least privilege, proven: the operator runs under the manifests' ClusterRole only.
+
+The module installs the rendered Namespace, ServiceAccount, ClusterRole and binding,
+mints a token for the ServiceAccount (TokenRequest, ``kubectl create token``) and starts
+``mlkube operator`` with the rendered Deployment's command, args and env, outside a
+container, with a kubeconfig holding nothing but that token. It then drives every path
+that needs a permission: train → promote → serve → Ready (pods created by the real Job
+and ReplicaSet controllers, so Pod Security ``restricted`` admits every one of them),
+a failed training (pod log tail), a PodDisruptionBudget created then deleted, a spec
+change rolled out (patches), a Monitor with its CronJob, ServiceAccount, Role and
+RoleBinding, an invalid spec (Event), and a restart after an upgrade changed children
+(server-side apply of every unwatched kind).
+
+The apiserver's audit log then lists what the operator called. A rule of the
+ClusterRole that no call used, and that no Role the operator created delegates (the
+apiserver lets it grant only what it holds), fails the test. The drift checker's
+Role is exercised with a token of the ServiceAccount the operator made for it, doing
+the calls the drift-check contract lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import MLKUBE, OperatorKit, kstatus, trainer_summary
+from harness.controlplane import REPO, ControlPlane
+from harness.ports import free_ports
+
+OPERATOR_USER = "system:serviceaccount:mlkube-system:mlkube-operator"
+SPEC_HASH = "mlkube.io/spec-hash"
+
+
+@dataclass
+class Installed:
+    plane: ControlPlane
+    objects: list[dict[str, Any]]
+    kubeconfig: Path
+
+    def deployment(self) -> dict[str, Any]:
+        return next(o for o in self.objects if o["kind"] == "Deployment")
+
+    def cluster_role(self) -> dict[str, Any]:
+        return next(
+            o
+            for o in self.objects
+            if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "mlkube-operator"
+        )
+
+
+@dataclass
+class RunningOperator:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    liveness: str
+    argv: list[str] = field(default_factory=list)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def token_kubeconfig(plane: ControlPlane, token: str, path: Path) -> Path:
+    config = yaml.safe_load(plane.kubeconfig.read_text())
+    config["users"] = [{"name": "mlkube-operator", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "mlkube-operator"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def installed(
+    control_plane: ControlPlane, crds: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Installed:
+    rendered = control_plane.kubectl("kustomize", str(REPO / "manifests" / "default")).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    for obj in objects:
+        if obj["kind"] in wanted:
+            control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(obj))
+    token = control_plane.kubectl(
+        "create", "token", "mlkube-operator", "-n", "mlkube-system", "--duration=2h"
+    ).stdout.strip()
+    path = tmp_path_factory.mktemp("rbac") / "operator.kubeconfig"
+    return Installed(control_plane, objects, token_kubeconfig(control_plane, token, path))
+
+
+def start_operator(installed: Installed, log: Path) -> RunningOperator:
+    """The rendered Deployment's container, run as a local process under the SA token."""
+    container = installed.deployment()["spec"]["template"]["spec"]["containers"][0]
+    health, metrics = free_ports(2)
+    argv = [str(MLKUBE) if container["command"] == ["mlkube"] else container["command"][0]]
+    argv += [
+        f"--liveness=http://127.0.0.1:{health}/healthz" if arg.startswith("--liveness=") else arg
+        for arg in container["args"]
+    ]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env |= {
+        "PATH": os.environ["PATH"],
+        "HOME": str(log.parent),
+        "KUBECONFIG": str(installed.kubeconfig),
+        "MLKUBE_METRICS_PORT": str(metrics),
+    }
+    handle = log.open("ab")
+    proc = subprocess.Popen(
+        argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    handle.close()
+    running = RunningOperator(proc, log, f"http://127.0.0.1:{health}/healthz", argv)
+    deadline = time.monotonic() + 60
+    while subprocess.run(
+        ["curl", "-sf", running.liveness], capture_output=True, check=False
+    ).returncode:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"operator did not start:\n{running.text()[-3000:]}")
+        time.sleep(0.3)
+    return running
+
+
+def restricted_namespace(plane: ControlPlane) -> str:
+    name = f"rbac-{uuid.uuid4().hex[:6]}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input_text=json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        ),
+    )
+    return name
+
+
+MODEL: dict[str, Any] = {
+    "apiVersion": "mlkube.io/v1alpha1",
+    "kind": "Model",
+    "metadata": {"name": "iris"},
+    "spec": {
+        "task": "classification",
+        "storage": {"uri": "pvc://models/rbac"},
+        "training": {
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+            "data": {"uri": "sklearn://iris", "target": "target"},
+            "validation": {"metric": "f1_macro"},
+            "backoffLimit": 0,
+        },
+        "promotion": {"policy": "auto", "minScore": 0.5, "maxRegression": 0.01},
+        "serving": {"autoscaling": {"minReplicas": 2, "maxReplicas": 3}},
+    },
+}
+MONITOR: dict[str, Any] = {
+    "apiVersion": "mlkube.io/v1alpha1",
+    "kind": "Monitor",
+    "metadata": {"name": "iris"},
+    "spec": {"modelRef": {"name": "iris"}, "schedule": "*/30 * * * *", "action": "retrain"},
+}
+
+
+def manual_training_job(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "manual", "reason": "rbac test"},
+    }
+
+
+def finish_training(kit: OperatorKit, tj: str, version: int, score: float) -> None:
+    kit.wait(f"{tj} v{version}", lambda: kit.status("trainingjob", tj).get("version") == version)
+    pod = kit.job_pod(f"{tj}-train")
+    kit.finish_pod(
+        pod["metadata"]["name"], 0, trainer_summary(version, score, namespace=kit.ns, model="iris")
+    )
+    kit.wait(f"{tj} Succeeded", lambda: kit.status("trainingjob", tj).get("phase") == "Succeeded")
+
+
+def make_predictors_ready(kit: OperatorKit, version: int) -> None:
+    selector = f"mlkube.io/model=iris,mlkube.io/component=predictor,mlkube.io/version={version}"
+    for pod in kit.wait(f"predictor pods v{version}", lambda: kit.pods(selector)):
+        kit.make_ready(pod["metadata"]["name"])
+
+
+@dataclass
+class Exercise:
+    """What the module's flow left behind, for the tests to judge."""
+
+    namespace: str
+    operator_log: str
+    started: str
+    pods: list[dict[str, Any]]
+    drift_role: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exercise]:
+    plane = installed.plane
+    ns = restricted_namespace(plane)
+    kit = OperatorKit(plane, ns)
+    log = tmp_path_factory.mktemp("rbac-operator") / "operator.log"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    operator = start_operator(installed, log)
+    try:
+        # Train, promote, serve (Deployment, Service, HPA, PDB), Ready.
+        kit.apply(MODEL)
+        finish_training(kit, "iris-v1", 1, 0.9)
+        kit.wait_get("pdb", "iris-predictor")
+        make_predictors_ready(kit, 1)
+        kit.wait("Model Ready", lambda: kstatus(kit.get("model", "iris")) == "Current", 60)
+
+        # A failed manual training: the operator quotes the pod's log tail.
+        kit.apply(manual_training_job("broken"))
+        kit.wait("broken gets v2", lambda: kit.status("trainingjob", "broken").get("version"))
+        pod = kit.job_pod("broken-train")
+        kit.finish_pod(pod["metadata"]["name"], 1, json.dumps({"error": "column missing"}))
+        kit.wait(
+            "broken Failed", lambda: kit.status("trainingjob", "broken").get("phase") == "Failed"
+        )
+
+        # A Monitor: CronJob, ServiceAccount, Role, RoleBinding; then a schedule change.
+        kit.apply(MONITOR)
+        kit.wait_get("cronjob", "iris-drift")
+        role = kit.wait_get("role", "iris-drift")
+        kit.wait_get("rolebinding", "iris-drift")
+        kit.wait_get("serviceaccount", "iris-drift")
+        rescheduled = json.loads(json.dumps(MONITOR))
+        rescheduled["spec"]["schedule"] = "*/15 * * * *"
+        kit.apply(rescheduled)
+        kit.wait(
+            "CronJob rescheduled",
+            lambda: (
+                (kit.get("cronjob", "iris-drift") or {}).get("spec", {}).get("schedule")
+                == "*/15 * * * *"
+            ),
+        )
+
+        # An invalid spec: Stalled and a Warning Event.
+        bad = json.loads(json.dumps(MODEL))
+        bad["metadata"]["name"] = "evil"
+        bad["spec"]["training"]["estimator"]["class"] = "os.system"
+        kit.apply(bad)
+        kit.wait("evil Stalled", lambda: kstatus(kit.get("model", "evil")) == "Failed")
+        kit.wait("an InvalidSpec event", lambda: kit.events_for("Model", "evil"))
+
+        # An upgrade changed children the operator does not watch: after a restart it
+        # finds them differing from what it wants and re-applies them.
+        operator.stop()
+        unwatched = [
+            ("service", "iris-predictor"),
+            ("hpa", "iris-predictor"),
+            ("pdb", "iris-predictor"),
+            ("serviceaccount", "iris-drift"),
+            ("role", "iris-drift"),
+            ("rolebinding", "iris-drift"),
+        ]
+        for kind, name in unwatched:
+            kit.kubectl("annotate", "--overwrite", kind, name, f"{SPEC_HASH}=stale")
+        operator = start_operator(installed, log)
+        for kind, name in unwatched:
+            kit.wait(
+                f"{kind} re-applied",
+                lambda kind=kind, name=name: (
+                    ((kit.get(kind, name) or {})["metadata"].get("annotations") or {}).get(
+                        SPEC_HASH
+                    )
+                    != "stale"
+                ),
+            )
+
+        # A better version: the Deployment rolls to it.
+        kit.apply(manual_training_job("better"))
+        finish_training(kit, "better", 3, 0.95)
+        kit.wait(
+            "Deployment on v3",
+            lambda: (
+                "/v3"
+                in " ".join(
+                    (kit.get("deployment", "iris-predictor") or {})["spec"]["template"]["spec"][
+                        "containers"
+                    ][0]["args"]
+                )
+            ),
+        )
+
+        # One replica promised: the PDB goes, the HPA follows the new bounds.
+        changed = json.loads(json.dumps(MODEL))
+        changed["spec"]["serving"]["autoscaling"] = {"minReplicas": 1, "maxReplicas": 5}
+        kit.apply(changed)
+        kit.wait("PDB deleted", lambda: kit.get("pdb", "iris-predictor") is None)
+        kit.wait(
+            "HPA max 5",
+            lambda: (
+                (kit.get("hpa", "iris-predictor") or {}).get("spec", {}).get("maxReplicas") == 5
+            ),
+        )
+        pods = kit.list("pods")
+        yield Exercise(ns, operator.text(), started, pods, role)
+    finally:
+        code = operator.stop()
+        plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    assert code == 0, operator.text()[-3000:]
+
+
+def audit_calls(plane: ControlPlane, user: str, since: str) -> list[dict[str, Any]]:
+    """Audit events of ``user`` from ``since`` on (one per request: the final stage)."""
+    events = []
+    for line in plane.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        if event["user"]["username"] != user or event["stage"] == "RequestReceived":
+            continue
+        if event["requestReceivedTimestamp"][:19] < since:
+            continue
+        events.append(event)
+    return events
+
+
+def permission(event: dict[str, Any]) -> tuple[str, str, str]:
+    ref = event.get("objectRef") or {}
+    resource = ref.get("resource", "")
+    if ref.get("subresource"):
+        resource += "/" + ref["subresource"]
+    return (ref.get("apiGroup", ""), resource, event["verb"])
+
+
+def expand(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+
+
+def test_reconcile_flow_runs_under_the_cluster_role_alone(
+    installed: Installed, exercised: Exercise
+) -> None:
+    calls = audit_calls(installed.plane, OPERATOR_USER, exercised.started)
+    assert len(calls) > 50, "the operator's calls are not in the audit log"
+    denied = sorted(
+        {
+            permission(e)
+            for e in calls
+            if (e.get("annotations") or {}).get("authorization.k8s.io/decision") != "allow"
+        }
+    )
+    assert denied == [], f"the operator was refused: {denied}"
+    assert "forbidden" not in exercised.operator_log.lower()
+    assert (
+        installed.deployment()["spec"]["template"]["spec"]["serviceAccountName"]
+        == (OPERATOR_USER.rsplit(":", 1)[1])
+    )
+
+
+def test_every_cluster_role_rule_is_used(installed: Installed, exercised: Exercise) -> None:
+    granted = expand(installed.cluster_role()["rules"])
+    used = {permission(e) for e in audit_calls(installed.plane, OPERATOR_USER, exercised.started)}
+    delegated = expand(exercised.drift_role["rules"])
+    # get where list is used reveals nothing more (the role file says why it is there).
+    implied = {(g, r, "get") for g, r, v in used if v == "list"}
+    unused = sorted(granted - used - delegated - implied)
+    assert unused == [], f"ClusterRole grants what the operator never used: {unused}"
+    assert used - granted == set(), "the audit log shows calls the role does not grant"
+
+
+def test_every_pod_the_operator_made_was_admitted_under_restricted(
+    installed: Installed, exercised: Exercise
+) -> None:
+    labels = json.loads(
+        installed.plane.kubectl("get", "namespace", exercised.namespace, "-o", "json").stdout
+    )["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    components = {p["metadata"]["labels"].get("mlkube.io/component") for p in exercised.pods}
+    assert {"trainer", "predictor"} <= components
+    for pod in exercised.pods:
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+def test_drift_checker_role_allows_exactly_its_contract(
+    installed: Installed, exercised: Exercise, tmp_path: Path
+) -> None:
+    plane, ns = installed.plane, exercised.namespace
+    token = plane.kubectl("create", "token", "iris-drift", "-n", ns).stdout.strip()
+    config = token_kubeconfig(plane, token, tmp_path / "drift.kubeconfig")
+
+    def as_drift(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(plane.bin_dir / "kubectl"), f"--kubeconfig={config}", "-n", ns, *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    model = json.loads(as_drift("get", "model", "iris", "-o", "json").stdout)
+    assert as_drift("get", "monitor", "iris").returncode == 0
+    patched = as_drift(
+        "patch",
+        "monitor",
+        "iris",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "verdict": "drift",
+                    "samples": 600,
+                    "driftShare": 0.5,
+                    "datasetDrift": True,
+                }
+            }
+        ),
+    )
+    assert patched.returncode == 0, patched.stderr
+    job = {
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {
+            "name": "iris-drift-window-1",
+            "ownerReferences": [
+                {
+                    "apiVersion": "mlkube.io/v1alpha1",
+                    "kind": "Model",
+                    "name": "iris",
+                    "uid": model["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "drift", "reason": "drift share 0.5"},
+    }
+    created = as_drift("create", "-f", "-", input_text=json.dumps(job))
+    assert created.returncode == 0, created.stderr
+    assert as_drift("get", "trainingjobs").returncode == 0
+    for forbidden in (
+        ("patch", "model", "iris", "--type=merge", "-p", '{"spec":{"serving":{"version":1}}}'),
+        ("delete", "trainingjob", "iris-drift-window-1"),
+        ("get", "pods"),
+        ("get", "secrets"),
+        ("get", "models", "-n", "default"),
+    ):
+        refused = as_drift(*forbidden)
+        assert refused.returncode != 0 and "forbidden" in refused.stderr, forbidden
