@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drift_data import store_version, synthetic_frame
 
+from drift_data import store_version, synthetic_frame
 from harness.controlplane import ControlPlane
 
 FEATURES = ["n0", "n1", "n2", "n3", "c0", "c1"]

@@ -58,7 +58,9 @@ class NumericProfile(TypedDict):
     binEdges: list[float]  # inner edges, strictly increasing; len(binCounts) == len + 1
     binCounts: list[int]
     sample: list[float]  # seeded, without replacement, non-missing values only
-    distinct: int  # distinct non-missing values (few means "treat like a category")
+    # distinct non-missing values: exact when the quantile edges are few (< 6), otherwise a
+    # lower bound (> 5); the drift checker only asks whether there are at most five.
+    distinct: int
 
 
 class CategoricalProfile(TypedDict):
@@ -139,22 +141,35 @@ def category_key(value: Any) -> str | None:
 
 
 def quantile_edges(values: np.ndarray[Any, np.dtype[np.float64]], bins: int) -> list[float]:
-    """Inner edges at the 1/bins … (bins-1)/bins quantiles, deduplicated (discrete data)."""
+    """Inner edges at the 1/bins ... (bins-1)/bins quantiles, deduplicated (discrete data).
+
+    ``values`` must be sorted; the interpolation is numpy.quantile's default ("linear").
+    """
     if values.size == 0 or bins < 2:
         return []
-    quantiles = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    position = np.linspace(0.0, 1.0, bins + 1)[1:-1] * (values.size - 1)
+    below = np.floor(position).astype(np.intp)
+    above = np.minimum(below + 1, values.size - 1)
+    fraction = position - below
+    quantiles = values[below] + (values[above] - values[below]) * fraction
     return [float(edge) for edge in np.unique(quantiles)]
+
+
+def _distinct(sorted_values: np.ndarray[Any, np.dtype[np.float64]], edges: list[float]) -> int:
+    if len(edges) >= 6:
+        return len(edges) + 1
+    return int(np.count_nonzero(np.diff(sorted_values)) + 1) if sorted_values.size else 0
 
 
 def _numeric_profile(
     values: np.ndarray[Any, np.dtype[np.float64]], bins: int, sample_size: int,
     rng: np.random.Generator,
 ) -> NumericProfile:
-    present = values[~np.isnan(values)]
+    present = np.sort(values[~np.isnan(values)])
     edges = quantile_edges(present, bins)
-    counts = np.bincount(
-        np.searchsorted(np.asarray(edges), present, side="left"), minlength=len(edges) + 1
-    )
+    # one sort serves quantiles, bin counts (x <= edge, closed right) and distinct values
+    at_or_below = np.searchsorted(present, np.asarray(edges), side="right")
+    counts = np.diff(np.concatenate([[0], at_or_below, [present.size]]))
     if present.size > sample_size:
         sample = present[np.sort(rng.choice(present.size, size=sample_size, replace=False))]
     else:
@@ -171,13 +186,19 @@ def _numeric_profile(
         binEdges=edges,
         binCounts=[int(c) for c in counts],
         sample=[float(v) for v in sample],
-        distinct=int(np.unique(present).size),
+        distinct=_distinct(present, edges),
     )
 
 
 def _categorical_profile(series: pd.Series[Any], max_categories: int) -> CategoricalProfile:
-    keys = category_keys(series)
-    counts = keys.value_counts(dropna=True, sort=True)
+    import pandas as pd
+
+    raw = series.value_counts(dropna=True)
+    labels = category_keys(pd.Series(raw.index, dtype=object))
+    counts = (
+        pd.Series(raw.to_numpy(), index=labels.to_numpy()).groupby(level=0, sort=False).sum()
+        .sort_values(ascending=False, kind="stable")
+    )
     kept = counts.iloc[:max_categories]
     present = int(counts.sum())
     return CategoricalProfile(
