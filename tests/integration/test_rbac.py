@@ -15,7 +15,9 @@ The apiserver's audit log then lists what the operator called. A rule of the
 ClusterRole that no call used, and that no Role the operator created delegates (the
 apiserver lets it grant only what it holds), fails the test. The drift checker's
 Role is exercised with a token of the ServiceAccount the operator made for it, doing
-the calls the drift-check contract lists.
+the calls the drift-check contract lists. Every Model, TrainingJob and Monitor seen
+along the way is judged by Argo CD's health.lua, Flux's CEL expressions and kstatus,
+which must agree (a kstatus conformance check over real objects).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import yaml
 
 from conftest import MLKUBE, OperatorKit, kstatus, trainer_summary
 from harness.controlplane import REPO, ControlPlane
+from harness.gitops import ARGO_TO_KSTATUS, argocd_health, flux_verdict, kstatus_verdict
 from harness.ports import free_ports
 
 OPERATOR_USER = "system:serviceaccount:mlkube-system:mlkube-operator"
@@ -212,6 +215,7 @@ class Exercise:
     started: str
     pods: list[dict[str, Any]]
     drift_role: dict[str, Any]
+    snapshots: list[dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -222,13 +226,22 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
     log = tmp_path_factory.mktemp("rbac-operator") / "operator.log"
     started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     operator = start_operator(installed, log)
+    snapshots: list[dict[str, Any]] = []
+
+    def snapshot() -> None:
+        snapshots.extend(kit.list("models,trainingjobs,monitors"))
+
     try:
         # Train, promote, serve (Deployment, Service, HPA, PDB), Ready.
         kit.apply(MODEL)
+        kit.wait("iris-v1", lambda: kit.status("trainingjob", "iris-v1").get("version"))
+        snapshot()
         finish_training(kit, "iris-v1", 1, 0.9)
+        snapshot()
         kit.wait_get("pdb", "iris-predictor")
         make_predictors_ready(kit, 1)
         kit.wait("Model Ready", lambda: kstatus(kit.get("model", "iris")) == "Current", 60)
+        snapshot()
 
         # A failed manual training: the operator quotes the pod's log tail.
         kit.apply(manual_training_job("broken"))
@@ -263,6 +276,7 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
         kit.apply(bad)
         kit.wait("evil Stalled", lambda: kstatus(kit.get("model", "evil")) == "Failed")
         kit.wait("an InvalidSpec event", lambda: kit.events_for("Model", "evil"))
+        snapshot()
 
         # An upgrade changed children the operator does not watch: after a restart it
         # finds them differing from what it wants and re-applies them.
@@ -315,8 +329,9 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
                 (kit.get("hpa", "iris-predictor") or {}).get("spec", {}).get("maxReplicas") == 5
             ),
         )
+        snapshot()
         pods = kit.list("pods")
-        yield Exercise(ns, operator.text(), started, pods, role)
+        yield Exercise(ns, operator.text(), started, pods, role, snapshots)
     finally:
         code = operator.stop()
         plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -468,3 +483,20 @@ def test_drift_checker_role_allows_exactly_its_contract(
     ):
         refused = as_drift(*forbidden)
         assert refused.returncode != 0 and "forbidden" in refused.stderr, forbidden
+
+
+def test_argocd_flux_and_kstatus_agree_on_the_operators_objects(exercised: Exercise) -> None:
+    """kstatus conformance over real objects: every snapshot judged three ways, one verdict."""
+    seen: dict[str, set[str]] = {}
+    for obj in exercised.snapshots:
+        verdict = kstatus_verdict(obj)
+        assert kstatus(obj) == verdict
+        health = argocd_health(obj)
+        label = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert ARGO_TO_KSTATUS[health["status"]] == verdict, (label, health, obj.get("status"))
+        assert flux_verdict(obj) == verdict, (label, obj.get("status"))
+        assert health.get("message"), label
+        seen.setdefault(obj["kind"], set()).add(verdict)
+    assert seen["Model"] == {"InProgress", "Current", "Failed"}
+    assert {"InProgress", "Current", "Failed"} <= seen["TrainingJob"]
+    assert "Current" in seen["Monitor"]

@@ -13,20 +13,23 @@ in sync with the scripts.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import celpy
 import pytest
 import yaml
 from lupa import lua51
 
-REPO = Path(__file__).resolve().parents[2]
-ARGOCD = REPO / "manifests" / "gitops" / "argocd"
-FLUX_EXAMPLE = REPO / "manifests" / "gitops" / "flux" / "examples.yaml"
+from harness.gitops import (
+    ARGO_TO_KSTATUS,
+    ARGOCD,
+    argocd_health,
+    flux_exprs,
+    flux_verdict,
+    kstatus_verdict,
+)
+
 KINDS = ["Model", "TrainingJob", "Monitor"]
-ARGO_TO_KSTATUS = {"Healthy": "Current", "Progressing": "InProgress", "Degraded": "Failed"}
 
 
 def argocd_cases() -> list[tuple[str, dict[str, Any], Path]]:
@@ -44,67 +47,11 @@ CASES = argocd_cases()
 IDS = [f"{kind}-{path.stem}" for kind, _, path in CASES]
 
 
-def run_health_lua(kind: str, obj: Mapping[str, Any]) -> dict[str, str]:
-    """Runs a health.lua as Argo CD does: global ``obj``, no io/os, returns the table."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
-    lua.execute("io = nil; os = nil; require = nil; dofile = nil; loadfile = nil; package = nil")
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    script = (ARGOCD / "mlkube.io" / kind / "health.lua").read_text(encoding="utf-8")
-    result = lua.execute(script)
-    return {key: result[key] for key in ("status", "message") if result[key] is not None}
-
-
-def flux_exprs() -> dict[str, dict[str, str]]:
-    documents = list(yaml.safe_load_all(FLUX_EXAMPLE.read_text(encoding="utf-8")))
-    kustomization = next(d for d in documents if d["kind"] == "Kustomization")
-    return {e["kind"]: e for e in kustomization["spec"]["healthCheckExprs"]}
-
-
-def flux_verdict(kind: str, obj: Mapping[str, Any]) -> str:
-    """kustomize-controller's StatusEvaluator over the expressions of ``kind``."""
-    exprs = flux_exprs()[kind]
-    status = obj.get("status") or {}
-    observed = status.get("observedGeneration")
-    if observed is not None and observed != obj["metadata"].get("generation"):
-        return "InProgress"
-    env = celpy.Environment()
-    activation = {key: celpy.json_to_cel(value) for key, value in obj.items()}
-    for field, verdict in (
-        ("inProgress", "InProgress"),
-        ("failed", "Failed"),
-        ("current", "Current"),
-    ):
-        if field not in exprs:
-            continue
-        result = env.program(env.compile(exprs[field])).evaluate(activation)
-        assert isinstance(result, celpy.celtypes.BoolType), f"{kind}.{field}: {result!r}"
-        if result:
-            return verdict
-    return "InProgress"
-
-
-def kstatus_verdict(obj: Mapping[str, Any]) -> str:
-    """sigs.k8s.io/cli-utils kstatus for a custom resource with standard conditions."""
-    status = obj.get("status")
-    if not status:
-        return "InProgress"
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return "InProgress"
-    conditions = {c["type"]: c for c in status.get("conditions", [])}
-    if conditions.get("Reconciling", {}).get("status") == "True":
-        return "InProgress"
-    if conditions.get("Stalled", {}).get("status") == "True":
-        return "Failed"
-    if conditions.get("Ready", {}).get("status") != "True":
-        return "InProgress"
-    return "Current"
-
-
 @pytest.mark.parametrize(("kind", "expected", "path"), CASES, ids=IDS)
 def test_health_lua_matches_its_test_case(kind: str, expected: dict[str, str], path: Path) -> None:
     obj = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert obj["kind"] == kind
-    assert run_health_lua(kind, obj) == expected
+    assert argocd_health(obj) == expected
 
 
 @pytest.mark.parametrize(("kind", "expected", "path"), CASES, ids=IDS)
@@ -113,7 +60,7 @@ def test_flux_cel_and_kstatus_agree_with_argocd(
 ) -> None:
     obj = yaml.safe_load(path.read_text(encoding="utf-8"))
     verdict = ARGO_TO_KSTATUS[expected["status"]]
-    assert flux_verdict(kind, obj) == verdict
+    assert flux_verdict(obj) == verdict
     assert kstatus_verdict(obj) == verdict
 
 
