@@ -11,7 +11,8 @@ process, on a synthetic 100k x 30 numeric classification table in CSV:
 
 Runs are interleaved (ours, peer, peer, ours, ...) because timings on these 2-core
 machines drift by up to 1.6x over minutes; medians are reported with the ratio
-ours / peer. Target: <= 1.25x against ``bare (split)``.
+ours / peer (the median of per-repeat ratios, wall and CPU). Target: <= 1.25x against
+``bare (split)``.
 
     .venv/bin/python benchmarks/train/run.py [--rows 100000] [--repeats 3] [--estimators rf,hgb]
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -106,15 +108,21 @@ def bench(key: str, data: Path, work: Path, repeats: int) -> list[dict[str, Any]
             shutil.rmtree(store, ignore_errors=True)
             runs[name].append(timed(commands[name]))
             print(f"  {key} #{repeat + 1} {name:16s} {runs[name][-1][0]:7.2f} s", file=sys.stderr)
-    ours = statistics.median(w for w, _ in runs["mlkube train"])
+    ours = runs["mlkube train"]
     rows = []
     for name, samples in runs.items():
-        wall = statistics.median(w for w, _ in samples)
+        # Each repeat's runs are adjacent in time, so the median of per-repeat ratios is
+        # less exposed to the machine's drift than a ratio of medians.
+        paired = [o[0] / s[0] for o, s in zip(ours, samples, strict=True)]
+        paired_cpu = [o[1] / s[1] for o, s in zip(ours, samples, strict=True)]
         rows.append({
             "estimator": class_path.rsplit(".", 1)[1], "runner": name,
-            "wall_s": round(wall, 2), "cpu_s": round(statistics.median(c for _, c in samples), 2),
+            "wall_s": round(statistics.median(w for w, _ in samples), 2),
+            "cpu_s": round(statistics.median(c for _, c in samples), 2),
             "runs": [round(w, 2) for w, _ in samples],
-            "ratio_ours_over": None if name == "mlkube train" else round(ours / wall, 3),
+            "ratio_wall": None if name == "mlkube train" else round(statistics.median(paired), 3),
+            "ratio_cpu": None if name == "mlkube train" else round(
+                statistics.median(paired_cpu), 3),
         })
     return rows
 
@@ -135,11 +143,15 @@ def main() -> None:
             rows += bench(key, data, Path(work), args.repeats)
     print(f"\nmlkube train vs bare scikit-learn, {args.rows} x {args.features} CSV, "
           f"median of {args.repeats} interleaved runs\n")
-    print(f"{'estimator':32s} {'runner':16s} {'wall s':>8s} {'cpu s':>8s} {'ours/peer':>10s}")
+    print(f"{'estimator':32s} {'runner':16s} {'wall s':>8s} {'cpu s':>8s} "
+          f"{'ours/peer wall':>15s} {'ours/peer cpu':>14s}")
     for row in rows:
-        ratio = "" if row["ratio_ours_over"] is None else f"{row['ratio_ours_over']:.2f}x"
+        wall = "" if row["ratio_wall"] is None else f"{row['ratio_wall']:.2f}x"
+        cpu = "" if row["ratio_cpu"] is None else f"{row['ratio_cpu']:.2f}x"
         print(f"{row['estimator']:32s} {row['runner']:16s} {row['wall_s']:8.2f} "
-              f"{row['cpu_s']:8.2f} {ratio:>10s}")
+              f"{row['cpu_s']:8.2f} {wall:>15s} {cpu:>14s}")
+    print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} cores (ratios are medians of per-repeat ratios)")
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(
         {"rows": args.rows, "features": args.features, "repeats": args.repeats, "results": rows},

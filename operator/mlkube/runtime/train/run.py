@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+import pandas as pd
 
 from mlkube import __version__
 from mlkube.api.names import version_dir
-from mlkube.runtime.artifact import write_version
+from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.pipeline import (
@@ -37,8 +38,9 @@ from mlkube.runtime.train.pipeline import (
 from mlkube.runtime.train.quality import check_quality, unknown_column_message
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.slices import Node, SliceError, columns_used, evaluate, parse_query
-from mlkube.runtime.train.spec import TrainingSpec
+from mlkube.runtime.train.spec import TrainingSpec, ValidationSpec
 from mlkube.runtime.train.validate import (
+    Predictions,
     cross_validate,
     holdout_split,
     metric_value,
@@ -47,6 +49,7 @@ from mlkube.runtime.train.validate import (
 )
 
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
+Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,63 @@ def _passed(score: float | None, minimum: float | None, higher_is_better: bool) 
     return score >= minimum if higher_is_better else score <= minimum
 
 
+def _check_slice_columns(spec: TrainingSpec, queries: list[Node], columns: list[str]) -> None:
+    """Slices may name any column of the data, features or not (a region kept out of
+    the model is still a useful slice), but only columns that exist."""
+    for item, query in zip(spec.validation.slices, queries, strict=True):
+        unknown = sorted(columns_used(query) - set(columns))
+        if unknown:
+            raise SliceError(
+                f"slice {item.name!r}: unknown column {unknown_column_message(unknown, columns)}"
+            )
+
+
+def _slice_masks(spec: TrainingSpec, queries: list[Node], test_rows: pd.DataFrame) -> list[Mask]:
+    """Holdout rows of each slice, computed before the fit so an empty slice fails fast."""
+    masks = []
+    for item, query in zip(spec.validation.slices, queries, strict=True):
+        try:
+            mask = evaluate(query, test_rows)
+        except SliceError as error:
+            raise SliceError(f"slice {item.name!r}: {error}") from None
+        if not mask.any():
+            raise SliceError(
+                f"slice {item.name!r} ({item.query}) selects no rows of the "
+                f"{len(test_rows)}-row holdout set"
+            )
+        masks.append(mask)
+    return masks
+
+
+def _slice_results(
+    spec: TrainingSpec, masks: list[Mask], holdout: Predictions
+) -> list[dict[str, Any]]:
+    results = []
+    for item, mask in zip(spec.validation.slices, masks, strict=True):
+        value = metric_value(spec.validation.metric, holdout.subset(mask))
+        score = None if value is None else round(value, 6)
+        results.append({
+            "name": item.name, "query": item.query, "score": score, "rows": int(mask.sum()),
+            "minScore": item.min_score,
+            "passed": _passed(score, item.min_score, spec.higher_is_better),
+        })
+    return results
+
+
+def _reference_profile(
+    train_rows: pd.DataFrame, schema: list[FeatureSchema], settings: TrainSettings,
+    validation: ValidationSpec,
+) -> dict[str, Any]:
+    """The drift reference, from a seeded sample so its cost stays flat on large data."""
+    from mlkube.runtime.profile import build_reference_profile
+
+    if len(train_rows) > settings.profile_sample_rows:
+        train_rows = train_rows.sample(
+            n=settings.profile_sample_rows, random_state=validation.random_seed
+        )
+    return build_reference_profile(train_rows, schema)
+
+
 def train_model(
     request: RunRequest, settings: TrainSettings, progress: Progress
 ) -> dict[str, Any]:
@@ -180,32 +240,14 @@ def train_model(
     raw = loaded.frame.reset_index(drop=True)
     progress(f"read {len(raw)} rows x {len(raw.columns)} columns ({loaded.format})")
     checked = check_quality(raw, spec.data, spec.quality, spec.task)
-    for item, query in zip(spec.validation.slices, queries, strict=True):
-        unknown = sorted(columns_used(query) - set(raw.columns))
-        if unknown:
-            raise SliceError(
-                f"slice {item.name!r}: unknown column "
-                f"{unknown_column_message(unknown, list(raw.columns))}"
-            )
+    _check_slice_columns(spec, queries, list(raw.columns))
     schema = infer_schema(checked.frame, checked.features)
     inputs = model_inputs(checked.frame, schema)
     y = checked.frame[checked.target].to_numpy()
     train_pos, test_pos, stratified = holdout_split(
         y, spec.task, validation.test_fraction, validation.random_seed
     )
-    test_rows = raw.loc[checked.frame.index[test_pos]]
-    masks = []
-    for item, query in zip(spec.validation.slices, queries, strict=True):
-        try:
-            mask = evaluate(query, test_rows)
-        except SliceError as error:
-            raise SliceError(f"slice {item.name!r}: {error}") from None
-        if not mask.any():
-            raise SliceError(
-                f"slice {item.name!r} ({item.query}) selects no rows of the "
-                f"{len(test_rows)}-row holdout set"
-            )
-        masks.append(mask)
+    masks = _slice_masks(spec, queries, raw.loc[checked.frame.index[test_pos]])
     numeric = sum(f["kind"] == "numeric" for f in schema)
     progress(
         f"quality ok: {len(checked.features)} features ({numeric} numeric, "
@@ -220,9 +262,7 @@ def train_model(
             model.fit(inputs.iloc[train_pos], y[train_pos])
         except (ValueError, TypeError) as error:
             message = " ".join(str(error).split())
-            raise TrainingInputError(
-                f"fitting {estimator.class_path} failed: {message}"
-            ) from None
+            raise TrainingInputError(f"fitting {estimator.class_path} failed: {message}") from None
         progress("fitted; validating on the holdout")
         holdout = predict(model, inputs.iloc[test_pos], y[test_pos], spec.task)
     fit_warnings = _report_warnings(caught, progress)
@@ -233,15 +273,7 @@ def train_model(
             f"metric {validation.metric} is undefined for {estimator.class_path} on this data "
             "(it needs predict_proba or more than one class in the holdout); choose another"
         )
-    slice_results = []
-    for item, mask in zip(spec.validation.slices, masks, strict=True):
-        value = metric_value(validation.metric, holdout.subset(mask))
-        slice_score = None if value is None else round(value, 6)
-        slice_results.append({
-            "name": item.name, "query": item.query, "score": slice_score, "rows": int(mask.sum()),
-            "minScore": item.min_score,
-            "passed": _passed(slice_score, item.min_score, spec.higher_is_better),
-        })
+    slice_results = _slice_results(spec, masks, holdout)
     cross = None
     if validation.folds >= 2:
         progress(f"{validation.folds}-fold cross-validation")
@@ -252,15 +284,7 @@ def train_model(
                 metric=validation.metric, folds=validation.folds, seed=validation.random_seed,
             )
         fit_warnings += _report_warnings(caught, progress)
-    from mlkube.runtime.profile import build_reference_profile
-
-    reference = checked.frame.iloc[train_pos]
-    if len(reference) > settings.profile_sample_rows:
-        reference = reference.sample(
-            n=settings.profile_sample_rows, random_state=validation.random_seed
-        )
-    profile = build_reference_profile(reference, schema)
-
+    profile = _reference_profile(checked.frame.iloc[train_pos], schema, settings, validation)
     trained_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     target_schema: dict[str, Any] = {"name": checked.target}
     if spec.task == "classification":
