@@ -113,6 +113,28 @@ def untrusted_types(types: Iterable[str]) -> list[str]:
     return sorted(t for t in types if not t.startswith(TRUSTED_TYPE_PREFIXES))
 
 
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def check_library_versions(model_dir: Path, metadata: Metadata) -> None:
+    """Refuses an artifact recorded with another scikit-learn major.minor than this runtime's.
+
+    scikit-learn guarantees nothing for fitted estimators across versions (attributes are
+    renamed, defaults change), so such a model may load and then predict wrongly or fail
+    on its first request; refusing at load time says so where the operator looks.
+    """
+    import sklearn
+
+    recorded = (metadata.get("libraries") or {}).get("scikit-learn")
+    if recorded and _major_minor(str(recorded)) != _major_minor(sklearn.__version__):
+        raise ArtifactError(
+            f"{model_dir} was trained with scikit-learn {recorded} but this runtime has "
+            f"{sklearn.__version__}; fitted models do not carry across scikit-learn "
+            "versions: retrain it, or serve it with a runtime of the same scikit-learn"
+        )
+
+
 def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
     """Loads the fitted pipeline of one version after checking its hash and its types.
 
@@ -122,7 +144,14 @@ def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
     import skops.io as sio
 
     metadata = read_metadata(model_dir)
-    path = model_dir / metadata["artifact"]["file"]
+    file_name = str(metadata["artifact"]["file"])
+    if not file_name or Path(file_name).name != file_name or file_name in (".", ".."):
+        raise ArtifactError(
+            f"{model_dir}/{METADATA_FILE} names the artifact {file_name!r}, which is not a "
+            "file inside the version directory; refusing to load"
+        )
+    check_library_versions(model_dir, metadata)
+    path = model_dir / file_name
     expected = (expected_sha256 or metadata["artifact"]["sha256"]).lower()
     try:
         actual = sha256_file(path)
