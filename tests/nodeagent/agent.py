@@ -337,10 +337,9 @@ class NodeAgent:
             "capacity": capacity,
             "allocatable": capacity,
             "conditions": conditions,
-            "addresses": [
-                {"type": "InternalIP", "address": self.bridge.gateway},
-                {"type": "Hostname", "address": self.node_name},
-            ],
+            # Only the bridge address: a Hostname entry would send the API server's
+            # kubelet connections (logs, exec) through DNS, off this machine.
+            "addresses": [{"type": "InternalIP", "address": self.bridge.gateway}],
             "nodeInfo": {
                 "machineID": "",
                 "systemUUID": "",

@@ -1,0 +1,1 @@
+"""``make demo``: the control plane, the node agent and the operator running the iris loop."""

@@ -1,0 +1,54 @@
+"""End to end: the iris loop through real Jobs, Deployments and CronJobs whose pods run.
+
+The operator runs as ``mlkube operator`` and the node agent runs the pods it creates
+(trainer Jobs, the predictor Deployment, the drift CronJob's Job) as local processes with
+their own IPs. The loop itself lives in ``demo.loop`` so ``make demo`` shows the same
+thing; this test checks the outcome of every step and prints how long the loop took.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from demo.loop import Loop
+from demo.processes import start_node_agent, start_operator, stop
+from harness.controlplane import ControlPlane
+from nodeagent.kube import Kube
+
+
+def test_train_serve_drift_retrain_reject_rollback(
+    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    kube = Kube(control_plane.kubeconfig)
+    agent = start_node_agent(
+        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
+    )
+    try:
+        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
+        try:
+            loop = Loop(
+                kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
+                say=print,
+            )  # fmt: skip
+            try:
+                summary = loop.run()
+            except AssertionError:
+                print((tmp_path / "operator.log").read_text()[-6000:])
+                print((tmp_path / "agent.log").read_text()[-4000:])
+                raise
+        finally:
+            stop(operator)
+    finally:
+        stop(agent)
+        kube.close()
+
+    print(f"the whole loop took {summary.total_seconds:.1f}s")
+    by_version = {v["version"]: v for v in summary.versions}
+    assert sorted(by_version) == [1, 2, 3]
+    assert by_version[1]["trigger"] == "initial" and by_version[1]["promoted"]
+    assert by_version[2]["trigger"] == "drift" and by_version[2]["promoted"]
+    assert by_version[3]["promoted"] is False and by_version[3]["reason"]
+    assert by_version[3]["score"] < by_version[2]["score"]
+    assert summary.monitor["datasetDrift"] is True and summary.monitor["samples"] >= 100
+    assert set(summary.answers) == {"v1", "v2"}
+    assert summary.total_seconds < 300
