@@ -19,6 +19,8 @@ from typing import Any, Final
 import aiohttp
 
 FIELD_MANAGER: Final = "mlkube-operator"
+# Names the operator's own requests in the API server's audit log.
+USER_AGENT: Final = "mlkube-operator/0.1"
 
 # kind -> (apiVersion, plural) of everything the operator reads or writes.
 RESOURCES: Final[dict[str, tuple[str, str]]] = {
@@ -80,7 +82,7 @@ class Kube:
     ) -> None:
         self.server = server.rstrip("/")
         self._ssl = ssl_context
-        self._headers = dict(headers)
+        self._headers = {"User-Agent": USER_AGENT, **headers}
         self._limit = limit
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0

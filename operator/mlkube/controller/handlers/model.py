@@ -9,6 +9,7 @@ between leaves a gap, never a reuse.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ from mlkube.controller.conditions import (
     phase_from,
     set_condition,
 )
+from mlkube.controller.handlers.trainingjob import progress_status
 from mlkube.controller.informer import Body
 from mlkube.controller.kube import ApiError
 from mlkube.controller.reconcile import Controller, delete_if_owned, ensure_child, post_event
@@ -120,11 +122,12 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         return None
 
     training_jobs = ctl.cache.by_index("TrainingJob", namespace, name)
-    created = await _ensure_initial(ctl, model, status, training_jobs)
+    initial = _initial_training_job(model, status, training_jobs)
     scheduled, requeue = await _ensure_scheduled(ctl, model, status)
-    training_jobs += [
-        tj for tj in (created, scheduled) if tj is not None and tj not in training_jobs
-    ]
+    if scheduled is not None and scheduled not in training_jobs:
+        training_jobs.append(scheduled)
+    if initial is not None:
+        training_jobs.append(initial)
 
     allocations = _allocate(status, training_jobs)
     if allocations:
@@ -139,10 +142,25 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     status["phase"] = phase_from(status["conditions"])
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
-    if not await write_status(ctl, "Model", model, status, precondition=True):
+    write = write_status(ctl, "Model", model, status, precondition=True)
+    created: Body | None = None
+    if initial is not None:
+        # The version is reserved for the initial run's name, so both writes can go at once.
+        written, (_, created) = await asyncio.gather(
+            write, ensure_child(ctl, initial, updatable=False)
+        )
+    else:
+        written = await write
+    if not written:
         return CONFLICT_RETRY
     for tj, version in allocations:
-        await _assign_version(ctl, tj, version)
+        target = tj
+        if tj is initial:
+            found = created or ctl.cache.get("TrainingJob", namespace, initial_name(name))
+            if found is None:
+                continue
+            target = found
+        await _assign_version(ctl, target, version)
     for entry in registry.decided:
         if entry.get("decision") == "Rejected":
             await post_event(
@@ -160,17 +178,23 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     return requeue
 
 
-async def _ensure_initial(
-    ctl: Controller, model: Body, status: Mapping[str, Any], training_jobs: list[Body]
-) -> Body | None:
-    """The first TrainingJob, only while the Model has never had a version."""
-    if training_jobs or status.get("versions") or int(status.get("allocatedVersion") or 0):
+def initial_name(model: str) -> str:
+    return names.training_job_name(model, 1)
+
+
+def _initial_training_job(
+    model: Body, status: Mapping[str, Any], training_jobs: list[Body]
+) -> dict[str, Any] | None:
+    """The first TrainingJob to create, while the Model has neither versions nor runs.
+
+    Its name is fixed, so a restarted operator with a cache that has not seen it yet
+    gets AlreadyExists instead of a second run.
+    """
+    if training_jobs or status.get("versions"):
         return None
-    desired = build_training_job_resource(
-        model, names.training_job_name(name_of(model), 1), "initial", "first version of the Model"
+    return build_training_job_resource(
+        model, initial_name(name_of(model)), "initial", "first version of the Model"
     )
-    _, created = await ensure_child(ctl, desired, updatable=False)
-    return created
 
 
 async def _ensure_scheduled(
@@ -249,7 +273,7 @@ async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
                 "TrainingJob",
                 namespace,
                 name,
-                {"version": version},
+                first_status(current, version),
                 resource_version=str(current["metadata"]["resourceVersion"]),
             )
         except ApiError as error:
@@ -263,6 +287,21 @@ async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
         ctl.cache.store("TrainingJob", written)
         ctl.enqueue("TrainingJob", namespace, name)
         return
+
+
+def first_status(tj: Body, version: int) -> dict[str, Any]:
+    """The TrainingJob's first status: its version, and the Job about to be made for it.
+
+    Exactly what the TrainingJob's reconciler writes once the Job exists and waits for
+    its pod, so that reconciler has nothing to write then.
+    """
+    common = {
+        "observedGeneration": generation_of(tj),
+        "jobName": names.job_name(name_of(tj)),
+        "attempts": 0,
+        "startTime": now_iso(),
+    }
+    return {"version": version, **progress_status(tj, common, running=False)}
 
 
 def _apply_registry(status: dict[str, Any], registry: Registry) -> None:

@@ -100,19 +100,8 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
         return None
     version = status.get("version")
     if version is None:
-        desired = {
-            "observedGeneration": generation,
-            "phase": "Pending",
-            "conditions": _conditions(
-                status,
-                generation,
-                ready=False,
-                reason=Reason.WAITING_FOR_VERSION,
-                message="waiting for the Model to allocate a version",
-                reconciling=True,
-            ),
-        }
-        await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+        # The Model allocates it within one reconcile and writes this run's first status
+        # with it; writing a "waiting" status here first would only race with that write.
         ctl.enqueue("Model", namespace, model_ref(tj))
         return None
     job_name = names.job_name(name)
@@ -172,8 +161,18 @@ async def _observe_job(
         await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=message, extra=common)
         return None
     running = int(job_status.get("active") or 0) > 0
-    message = f"Job {job_name} is {'running' if running else 'waiting for its pod'}"
-    desired = {
+    await write_status(
+        ctl, "TrainingJob", tj, progress_status(tj, common, running=running), precondition=False
+    )
+    return None
+
+
+def progress_status(tj: Body, common: Mapping[str, Any], *, running: bool) -> dict[str, Any]:
+    """Status of a run whose Job exists but has not finished."""
+    status = status_of(tj)
+    generation = generation_of(tj)
+    message = f"Job {common['jobName']} is {'running' if running else 'waiting for its pod'}"
+    return {
         **common,
         "phase": "Running" if running else "Pending",
         "conditions": _conditions(
@@ -185,8 +184,6 @@ async def _observe_job(
             reconciling=True,
         ),
     }
-    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
-    return None
 
 
 async def _succeed(
