@@ -21,6 +21,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -282,3 +283,47 @@ def test_s3_credentials_never_reach_output_status_or_the_store(
     ]
     leaks = [text[:200] for text in outputs if SECRET_KEY in text or ACCESS_KEY in text]
     assert leaks == []
+
+
+def _model_body(storage: str, data_uri: str, estimator: str = "sklearn.svm.SVC") -> dict[str, Any]:
+    return {
+        "metadata": {"name": "m", "namespace": "ns"},
+        "spec": {
+            "storage": {"uri": storage},
+            "training": {
+                "estimator": {"class": estimator},
+                "data": {"uri": data_uri, "target": "t"},
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("storage", "data_uri", "fragment"),
+    [
+        ("pvc://models/../../etc", "sklearn://iris", "'..' and '.' segments"),
+        ("pvc://models/a/./b", "sklearn://iris", "'..' and '.' segments"),
+        ("pvc://models", "pvc://data/../../etc/shadow", "'..' and '.' segments"),
+        ("pvc://models", "sklearn://iris", None),
+        ("pvc://models/team-a", "pvc://data/churn/2024.csv", None),
+    ],
+)
+def test_the_operator_refuses_traversal_in_storage_and_data_uris(
+    storage: str, data_uri: str, fragment: str | None
+) -> None:
+    from mlkube.controller.settings import OperatorSettings
+    from mlkube.controller.spec import training_problem
+
+    problem = training_problem(_model_body(storage, data_uri), None, OperatorSettings())
+    assert (problem is None) if fragment is None else (fragment in str(problem))
+
+
+@pytest.mark.parametrize("estimator", ["os.system", "sklearnx.evil.Thing", "builtins.eval", ""])
+def test_the_operator_enforces_the_estimator_allow_list(estimator: str) -> None:
+    from mlkube.controller.settings import OperatorSettings
+    from mlkube.controller.spec import training_problem
+
+    problem = training_problem(
+        _model_body("pvc://m", "sklearn://iris", estimator), None, OperatorSettings()
+    )
+    assert problem is not None and ("allow-list" in problem or "missing" in problem)

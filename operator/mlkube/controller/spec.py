@@ -124,11 +124,26 @@ def training_problem(
     data = training.get("data") or {}
     if not data.get("uri") or not data.get("target"):
         return "spec.training.data needs uri and target"
+    if str(data["uri"]).startswith("pvc://") and _escapes(str(data["uri"])[len("pvc://") :]):
+        return (
+            f"spec.training.data.uri {data['uri']!r}: '..' and '.' segments are not allowed; "
+            "name a path inside the claim"
+        )
     return storage_problem(model, settings)
+
+
+def _escapes(path: str) -> bool:
+    """True when a ``/``-separated path has ``.`` or ``..`` segments (could leave its root)."""
+    return any(part in (".", "..") for part in path.split("/"))
 
 
 def storage_problem(model: Body, settings: OperatorSettings) -> str | None:
     storage = storage_of(model, settings)
+    if _escapes(storage.prefix):
+        return (
+            f"storage {storage.uri!r}: '..' and '.' segments are not allowed in the prefix; "
+            "use spec.storage.uri: pvc://<claim>[/prefix]"
+        )
     if storage.scheme != "pvc":
         return (
             f"storage {storage.uri!r}: only pvc:// stores can be mounted into pods so far; "
