@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make demo` (coming with the end-to-end issue) and `make test`.
+# The two commands a newcomer needs: `make demo` and `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,9 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean
+.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean
 
 help:
+	@echo "make demo               control plane + node agent + operator running the iris loop"
+	@echo "make demo-down          stop everything the demo started"
 	@echo "make test               venv + control plane + lint + every test tier"
 	@echo "make controlplane       build (or reuse) the cached etcd/kube-apiserver/... binaries"
 	@echo "make controlplane-up    start a control plane in the background (.controlplane/kubeconfig)"
@@ -31,6 +33,12 @@ controlplane-up: venv controlplane
 
 controlplane-down:
 	@test -x $(BIN)/python && $(BIN)/python -m harness.controlplane down --dir .controlplane || true
+
+demo: venv controlplane
+	$(BIN)/python -m demo up
+
+demo-down:
+	@test -x $(BIN)/python && $(BIN)/python -m demo down || true
 
 crds: venv
 	$(BIN)/python -m mlkube.api.crds --write crds

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from nodeagent.kube import Kube, Obj
 
@@ -81,11 +81,10 @@ class Loop:
 
     def wait(self, what: str, probe: Callable[[], T | None], timeout: float | None = None) -> T:
         deadline = time.monotonic() + (timeout or self.timeout)
-        last: Any = None
         while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
+            found = probe()
+            if found:
+                return found
             time.sleep(0.5)
         raise LoopError(f"timed out waiting for {what}; model status: {self._model_status()}")
 
@@ -241,7 +240,12 @@ class Loop:
             return None
 
         name = self.wait("a TrainingJob with trigger drift", drift_job)
-        monitor = self.kube.get(f"{GROUP}/namespaces/{self.ns}/monitors/{MODEL}")
+
+        def checked() -> Obj | None:
+            found = self.kube.get(f"{GROUP}/namespaces/{self.ns}/monitors/{MODEL}")
+            return found if found.get("status", {}).get("verdict") else None
+
+        monitor = self.wait("the drift verdict in Monitor.status", checked)
         self.summary.monitor = dict(monitor.get("status", {}))
         self.say(
             f"  drift: verdict {monitor['status'].get('verdict')}, share "
