@@ -62,6 +62,22 @@ def _with_extra() -> dict[str, Any]:
     return request
 
 
+def _binary_matrix(size: int) -> bytes:
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, 30],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": size},
+                }
+            ],
+        }
+    )
+    return header + X[0].astype("<f8").tobytes()
+
+
 CASES = [
     Bad("malformed-json", 400, ("not valid JSON",), body=b'{"inputs": [}'),
     Bad("truncated-body", 400, ("not valid JSON",), body=orjson.dumps(_matrix())[:60]),
@@ -169,11 +185,11 @@ CASES = [
     ),
     Bad("v1-empty", 400, ("empty batch",), path=PREDICT, body={"instances": []}),
     Bad(
-        "binary-extension",
-        415,
-        ("binary",),
-        body=_matrix(),
-        headers=(("Inference-Header-Content-Length", "10"),),
+        "binary-size-past-body",
+        400,
+        ("'input-0'", "binary_data_size"),
+        body=_binary_matrix(size=10_000),
+        headers=(("Inference-Header-Content-Length", str(len(_binary_matrix(size=10_000)) - 240)),),
     ),
 ]
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from serve_support import (
     Server,
@@ -222,3 +223,40 @@ def test_model_with_a_categorical_feature(store: Path, tmp_path: Path) -> None:
         assert "'plan'" in refused.json()["error"]
     finally:
         assert server.stop() == 0
+
+
+def test_v2_binary_tensor_extension_round_trip(server: Server) -> None:
+    """What tritonclient sends by default: JSON header, raw FP64 input, binary outputs."""
+    x, _, _ = cancer_data()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [4, 30],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": 4 * 30 * 8},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    )
+    reply = server.post(
+        "/v2/models/cancer/infer",
+        header + x[:4].astype("<f8").tobytes(),
+        {
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+    assert reply.status == 200, reply.body
+    json_length = int(reply.headers["inference-header-content-length"])
+    doc = orjson.loads(reply.body[:json_length])
+    predict, _proba = doc["outputs"]
+    assert "data" not in predict
+    tail = reply.body[json_length:]
+    labels = np.frombuffer(tail[: predict["parameters"]["binary_data_size"]], dtype="<i8")
+    probabilities = np.frombuffer(tail[predict["parameters"]["binary_data_size"] :], dtype="<f8")
+    expected = server.post("/v2/models/cancer/infer", v2_matrix(x[:4])).json()["outputs"]
+    assert labels.tolist() == expected[0]["data"]
+    np.testing.assert_allclose(probabilities, expected[1]["data"])

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import orjson
 
+from mlkube.runtime.serve.binary import HEADER as BINARY_HEADER
 from mlkube.runtime.serve.dataplane import DataPlane
 from mlkube.runtime.serve.errors import (
     JSON_HEADERS,
@@ -58,6 +59,8 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 POST_ROUTES: Final = frozenset({"infer", "predict"})
+# Binary-framed V2 requests (tritonclient's default) are JSON followed by raw bytes.
+ACCEPTED_MEDIA: Final = frozenset({b"application/json", b"application/octet-stream"})
 CLIENT_CLOSED: Final = 499  # nginx's code for "client closed the request", for metrics only
 
 
@@ -129,7 +132,7 @@ class ServeApp:
             if route in POST_ROUTES:
                 if method != "POST":
                     raise MethodNotAllowedError(method, scope["path"], ("POST",))
-                body = await self._predict(route, scope, receive, name, version)
+                body, headers = await self._predict(route, scope, receive, name, version)
             else:
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowedError(method, scope["path"], ("GET",))
@@ -175,7 +178,7 @@ class ServeApp:
 
     async def _predict(
         self, route: str, scope: Scope, receive: Receive, name: str, version: str | None
-    ) -> bytes:
+    ) -> tuple[bytes, Headers]:
         if not self.ready:
             raise UnavailableError("the model is not ready")
         if self.in_flight >= self.settings.max_in_flight:
@@ -186,17 +189,25 @@ class ServeApp:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
-            request_id = _check_headers(scope["headers"], self.settings.max_body_bytes)
+            request_id, binary = _check_headers(scope["headers"], self.settings.max_body_bytes)
             body = await _read_body(receive, self.settings.max_body_bytes)
             if route == "infer":
-                call: Callable[[], bytes] = lambda: self.dataplane.infer(  # noqa: E731
-                    body, name, version, request_id
+                call: Callable[[], tuple[bytes, int | None]] = lambda: self.dataplane.infer(  # noqa: E731
+                    body, name, version, request_id, binary
                 )
             else:
-                call = lambda: self.dataplane.predict_v1(body, name, request_id)  # noqa: E731
+                call = lambda: (self.dataplane.predict_v1(body, name, request_id), None)  # noqa: E731
             if self.executor is None:
-                return call()
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+                answer, json_length = call()
+            else:
+                loop = asyncio.get_running_loop()
+                answer, json_length = await loop.run_in_executor(self.executor, call)
+            if json_length is None:
+                return answer, JSON_HEADERS
+            return answer, [
+                (b"content-type", b"application/octet-stream"),
+                (BINARY_HEADER, str(json_length).encode()),
+            ]
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
@@ -231,13 +242,16 @@ def _route(path: str) -> tuple[str, str, str | None]:
     raise NotFoundError(f"no route {path}; see /v2/models/<name> and /v2/models/<name>/infer")
 
 
-def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> str | None:
-    """Checks content type and declared length; returns the x-request-id header, if any."""
+def _check_headers(
+    headers: list[tuple[bytes, bytes]], limit: int
+) -> tuple[str | None, int | None]:
+    """Checks content type and length; returns x-request-id and the binary JSON length, if any."""
     request_id = None
+    binary_length = None
     for key, value in headers:
         if key == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
-            if media != b"application/json" and not media.endswith(b"+json"):
+            if media not in ACCEPTED_MEDIA and not media.endswith(b"+json"):
                 raise UnsupportedMediaTypeError(
                     f"content type {value.decode('latin-1')!r} is not supported; "
                     "send the body as application/json"
@@ -249,11 +263,11 @@ def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> str | None
                 raise PayloadTooLargeError(f"the body has {int(value)} bytes; the limit is {limit}")
         elif key == b"x-request-id":
             request_id = value.decode("latin-1")
-        elif key == b"inference-header-content-length":
-            raise UnsupportedMediaTypeError(
-                "the binary tensor extension is not supported; send tensors as JSON data"
-            )
-    return request_id
+        elif key == BINARY_HEADER:
+            if not value.isdigit():
+                raise BadRequestError("the Inference-Header-Content-Length header is not a number")
+            binary_length = int(value)
+    return request_id, binary_length
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -25,6 +25,12 @@ import orjson
 from numpy.typing import NDArray
 
 from mlkube import __version__
+from mlkube.runtime.serve.binary import (
+    attach_binary_inputs,
+    split_request,
+    to_binary,
+    wants_binary,
+)
 from mlkube.runtime.serve.decoding import Schema, decode_v1_instances, decode_v2_inputs
 from mlkube.runtime.serve.errors import BadRequestError, NotFoundError, ServeError
 from mlkube.runtime.serve.inferencelog import InferenceLogger, Record
@@ -65,7 +71,7 @@ class DataPlane:
         self._sample_rate = sample_rate if logger is not None else 0.0
         self._outputs = ["predict", "predict_proba"] if model.is_classifier else ["predict"]
         self.server_metadata = orjson.dumps(
-            {"name": SERVER_NAME, "version": __version__, "extensions": []}
+            {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
         )
         self.model_metadata = orjson.dumps(self._model_metadata())
 
@@ -113,19 +119,34 @@ class DataPlane:
                 f"{self.model.version_label}"
             )
 
-    def infer(self, body: bytes, name: str, version: str | None, header_id: str | None) -> bytes:
-        """A V2 inference request's response body."""
+    def infer(
+        self,
+        body: bytes,
+        name: str,
+        version: str | None,
+        header_id: str | None,
+        binary_json_length: int | None = None,
+    ) -> tuple[bytes, int | None]:
+        """A V2 inference request's response body, and its JSON length if it is binary-framed."""
+        binary: set[str] = set()
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         request_id = header_id
         batch: Batch | None = None
         try:
             self.check_model(name, version)
+            tail = b""
+            if binary_json_length is not None:
+                body, tail = split_request(body, binary_json_length)
             doc = _parse(body)
+            if binary_json_length is not None:
+                attach_binary_inputs(doc.get("inputs"), tail)
             raw_id = doc.get("id")
             if raw_id is not None and not isinstance(raw_id, str):
                 raise BadRequestError("'id' must be a string")
             request_id = raw_id or request_id
             wanted = self._requested_outputs(doc.get("outputs"))
+            if binary_json_length is not None:
+                binary = wants_binary(doc, wanted)
             parameters = doc.get("parameters")
             if parameters is not None and not isinstance(parameters, dict):
                 raise BadRequestError("'parameters' must be an object")
@@ -144,7 +165,11 @@ class DataPlane:
         if request_id is not None:
             response["id"] = request_id
         response["outputs"] = self._v2_outputs(prediction, wanted)
-        return orjson.dumps(response, option=_NUMPY)
+        if binary:
+            blobs = to_binary(response["outputs"], binary)
+            header = orjson.dumps(response, option=_NUMPY)
+            return header + b"".join(blobs), len(header)
+        return orjson.dumps(response, option=_NUMPY), None
 
     def predict_v1(self, body: bytes, name: str, header_id: str | None) -> bytes:
         """A V1 ``:predict`` request's response body."""

@@ -84,7 +84,7 @@ def _tensor_header(position: int, tensor: Any) -> tuple[str, list[int], str, Any
             f"input '{name}' has datatype {datatype!r}; "
             f"expected one of {', '.join(sorted(DATATYPES))}"
         )
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):
         raise BadRequestError(f"input '{name}' has 'data' that is not a list")
     return name, shape, datatype, data
 
