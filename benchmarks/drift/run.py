@@ -130,8 +130,12 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
     return {"profileSeconds": profile_seconds, "modelDir": model_dir}
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one process, measured by /usr/bin/time -v."""
+def timed(command: list[str]) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MiB) of one process, measured by /usr/bin/time -v.
+
+    CPU time (user + system) is printed beside wall time because on a shared 2-core
+    machine wall time swings with the load of others, while CPU time mostly does not.
+    """
     started = time.perf_counter()
     result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True,
                             check=False)
@@ -139,29 +143,31 @@ def timed(command: list[str]) -> tuple[float, float]:
     if result.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
-    return wall, int(match.group(1)) / 1024 if match else float("nan")
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)",
+                                           result.stderr))
+    return wall, cpu, int(match.group(1)) / 1024 if match else float("nan")
 
 
 def run_ours(
     directory: Path, model_dir: Path, plot: bool
-) -> tuple[float, float, dict[str, Any]]:
+) -> tuple[float, float, float, dict[str, Any]]:
     out = directory / "mlkube-report.json"
-    wall, rss = timed([str(REPO / ".venv" / "bin" / "mlkube"), "drift-check", "--model-dir",
+    wall, cpu, rss = timed([str(REPO / ".venv" / "bin" / "mlkube"), "drift-check", "--model-dir",
                        str(model_dir), "--live", str(directory / "live.parquet"),
                        "--report", str(out), *([] if plot else ["--no-plot"])])
     report = json.loads(out.read_text())
     flagged = {n for n, f in report["features"].items() if f["drifted"]}
-    return wall, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
+    return wall, cpu, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
 
 
-def run_peer(python: Path, directory: Path) -> tuple[float, float, dict[str, Any]]:
+def run_peer(python: Path, directory: Path) -> tuple[float, float, float, dict[str, Any]]:
     out = directory / "evidently-report.json"
-    wall, rss = timed([str(python), str(Path(__file__).with_name("evidently_check.py")),
+    wall, cpu, rss = timed([str(python), str(Path(__file__).with_name("evidently_check.py")),
                        str(directory / "reference.parquet"), str(directory / "live.parquet"),
                        str(directory / "spec.json"), str(out)])
     report = json.loads(out.read_text())
     flagged = {n for n, f in report["features"].items() if f["drifted"]}
-    return wall, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
+    return wall, cpu, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
 
 
 def main() -> None:
@@ -180,37 +186,42 @@ def main() -> None:
         directory = RESULTS / re.sub(r"[^a-z0-9]+", "-", case.label.lower()).strip("-")
         print(f"preparing {case.label} ...", flush=True)
         prepared = prepare(case, directory)
-        ours: list[tuple[float, float]] = []
-        ours_no_plot: list[tuple[float, float]] = []
-        peer: list[tuple[float, float]] = []
+        ours: list[tuple[float, float, float]] = []
+        ours_no_plot: list[tuple[float, float, float]] = []
+        peer: list[tuple[float, float, float]] = []
         our_result: dict[str, Any] = {}
         peer_result: dict[str, Any] = {}
         for rep in range(args.reps):
-            wall, rss, our_result = run_ours(directory, prepared["modelDir"], plot=True)
-            ours.append((wall, rss))
-            print(f"  rep {rep}: mlkube {wall:.2f} s {rss:.0f} MiB", flush=True)
-            wall, rss, _ = run_ours(directory, prepared["modelDir"], plot=False)
-            ours_no_plot.append((wall, rss))
-            print(f"  rep {rep}: mlkube --no-plot {wall:.2f} s {rss:.0f} MiB", flush=True)
+            wall, cpu, rss, our_result = run_ours(directory, prepared["modelDir"], plot=True)
+            ours.append((wall, cpu, rss))
+            print(f"  rep {rep}: mlkube {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True)
+            wall, cpu, rss, _ = run_ours(directory, prepared["modelDir"], plot=False)
+            ours_no_plot.append((wall, cpu, rss))
+            print(f"  rep {rep}: mlkube --no-plot {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
+                  flush=True)
             if case.peer:
-                wall, rss, peer_result = run_peer(python, directory)
-                peer.append((wall, rss))
-                print(f"  rep {rep}: evidently {wall:.2f} s {rss:.0f} MiB", flush=True)
+                wall, cpu, rss, peer_result = run_peer(python, directory)
+                peer.append((wall, cpu, rss))
+                print(f"  rep {rep}: evidently {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
+                      flush=True)
         expected = shifted_features(case)
         row: dict[str, Any] = {
             "case": case.label, "profileSeconds": round(prepared["profileSeconds"], 2),
-            "mlkubeWall": statistics.median(w for w, _ in ours),
-            "mlkubeRssMiB": max(r for _, r in ours),
-            "noPlotWall": statistics.median(w for w, _ in ours_no_plot),
-            "noPlotRssMiB": max(r for _, r in ours_no_plot),
+            "mlkubeWall": statistics.median(w for w, _, _ in ours),
+            "mlkubeCpu": statistics.median(c for _, c, _ in ours),
+            "mlkubeRssMiB": max(r for _, _, r in ours),
+            "noPlotWall": statistics.median(w for w, _, _ in ours_no_plot),
+            "noPlotCpu": statistics.median(c for _, c, _ in ours_no_plot),
+            "noPlotRssMiB": max(r for _, _, r in ours_no_plot),
             "mlkubeFlaggedIsShifted": our_result["flagged"] == expected,
             "mlkubeFlagged": sorted(our_result["flagged"]),
             "mlkubeDatasetDrift": our_result["datasetDrift"],
         }
         if peer:
             row.update({
-                "evidentlyWall": statistics.median(w for w, _ in peer),
-                "evidentlyRssMiB": max(r for _, r in peer),
+                "evidentlyWall": statistics.median(w for w, _, _ in peer),
+                "evidentlyCpu": statistics.median(c for _, c, _ in peer),
+                "evidentlyRssMiB": max(r for _, _, r in peer),
                 "evidentlyFlagged": sorted(peer_result["flagged"]),
                 "evidentlyDatasetDrift": peer_result["datasetDrift"],
                 "sameFlagged": our_result["flagged"] == peer_result["flagged"],
@@ -219,30 +230,34 @@ def main() -> None:
             row["speedup"] = row["evidentlyWall"] / row["mlkubeWall"]
             row["rssRatio"] = row["mlkubeRssMiB"] / row["evidentlyRssMiB"]
             row["noPlotSpeedup"] = row["evidentlyWall"] / row["noPlotWall"]
+            row["cpuRatio"] = row["evidentlyCpu"] / row["mlkubeCpu"]
+            row["noPlotCpuRatio"] = row["evidentlyCpu"] / row["noPlotCpu"]
             row["noPlotRssRatio"] = row["noPlotRssMiB"] / row["evidentlyRssMiB"]
         rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(rows, indent=2))
     print()
-    print(f"{'case':<28} {'tool':<22} {'wall s':>7} {'peak MiB':>9} {'speedup':>8} "
-          f"{'RSS ratio':>9} {'flags = Evidently':>17} {'flags = shifted':>15}")
+    print(f"{'case':<28} {'tool':<22} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9} "
+          f"{'speedup':>8} {'cpu x':>6} {'RSS ratio':>9} {'flags = Evidently':>17} "
+          f"{'flags = shifted':>15}")
     case_of = {case.label: case for case in cases}
     for row in rows:
-        tools = [("mlkube (with PNG)", row["mlkubeWall"], row["mlkubeRssMiB"], "speedup",
-                  "rssRatio"),
-                 ("mlkube --no-plot", row["noPlotWall"], row["noPlotRssMiB"], "noPlotSpeedup",
+        tools = [("mlkube (with PNG)", "mlkube", "speedup", "cpuRatio", "rssRatio"),
+                 ("mlkube --no-plot", "noPlot", "noPlotSpeedup", "noPlotCpuRatio",
                   "noPlotRssRatio")]
-        for tool, wall, rss, speed_key, rss_key in tools:
+        for tool, prefix, speed_key, cpu_key, rss_key in tools:
             speed = f"{row[speed_key]:.1f}x" if speed_key in row else "-"
+            cpu_ratio = f"{row[cpu_key]:.1f}x" if cpu_key in row else "-"
             ratio = f"{row[rss_key]:.3f}" if rss_key in row else "-"
             same = str(row.get("sameFlagged", "-"))
-            print(f"{row['case']:<28} {tool:<22} {wall:>7.2f} {rss:>9.0f} {speed:>8} "
-                  f"{ratio:>9} {same:>17} {row['mlkubeFlaggedIsShifted']!s:>15}")
+            print(f"{row['case']:<28} {tool:<22} {row[prefix + 'Wall']:>7.2f} "
+                  f"{row[prefix + 'Cpu']:>6.2f} {row[prefix + 'RssMiB']:>9.0f} {speed:>8} "
+                  f"{cpu_ratio:>6} {ratio:>9} {same:>17} {row['mlkubeFlaggedIsShifted']!s:>15}")
         if "evidentlyWall" in row:
             peer_exact = set(row["evidentlyFlagged"]) == shifted_features(case_of[row["case"]])
             print(f"{row['case']:<28} {'evidently 0.7.23':<22} {row['evidentlyWall']:>7.2f} "
-                  f"{row['evidentlyRssMiB']:>9.0f} {'1.0x':>8} {'1.000':>9} {'-':>17} "
-                  f"{peer_exact!s:>15}")
+                  f"{row['evidentlyCpu']:>6.2f} {row['evidentlyRssMiB']:>9.0f} {'1.0x':>8} "
+                  f"{'1.0x':>6} {'1.000':>9} {'-':>17} {peer_exact!s:>15}")
         else:
             note = "(runs only with --full: ~6 min, ~3.5 GB)"
             print(f"{row['case']:<28} {'evidently 0.7.23':<22} {note:>40}")

@@ -15,13 +15,14 @@ file would construct must come from an allowed module prefix before skops builds
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, NotRequired, TypedDict
+
+import orjson
 
 METADATA_FORMAT: Final = "mlkube.model/v1"
 MODEL_FILE: Final = "model.skops"
@@ -100,7 +101,8 @@ def read_metadata(model_dir: Path) -> Metadata:
     except OSError as error:
         raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
     try:
-        data = json.loads(raw)
+        # orjson: metadata carries the reference profile (a few MB), read on every check
+        data = orjson.loads(raw)
     except ValueError as error:
         raise ArtifactError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(data, dict) or data.get("format") != METADATA_FORMAT:
@@ -200,8 +202,16 @@ def write_version(
         metadata["artifact"] = ArtifactInfo(
             file=MODEL_FILE, sha256=sha256_file(model_path), bytes=model_path.stat().st_size
         )
-        with (staging / METADATA_FILE).open("w", encoding="utf-8") as handle:
-            json.dump(metadata, handle, indent=2, sort_keys=True, default=str)
+        # orjson: the reference profile makes this a few MB, which the stdlib's indenting
+        # encoder (pure Python) takes about a second to write.
+        encoded = orjson.dumps(
+            metadata,
+            default=str,
+            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+            | orjson.OPT_SERIALIZE_NUMPY,
+        )
+        with (staging / METADATA_FILE).open("wb") as handle:
+            handle.write(encoded)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(staging, 0o755)

@@ -79,14 +79,16 @@ def numeric_column(column: Any) -> tuple[FloatArray, int]:
         import pyarrow.compute as pc
 
         try:
-            values = np.array(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
-                              dtype=np.float64)
+            values = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
+                                dtype=np.float64)
             invalid = 0
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values, invalid = _python_floats(column.to_pylist())
     if values.ndim != 1:
         values, invalid = _python_floats(list(column))
-    values[~np.isfinite(values)] = np.nan
+    finite = np.isfinite(values)
+    if not finite.all():
+        values = np.where(finite, values, np.nan)
     return values, invalid
 
 
@@ -112,6 +114,21 @@ def category_counts(column: Any) -> tuple[list[tuple[str, int]], int]:
         ]
     present = [(key, count) for key, count in pairs if key is not None]
     return present, sum(count for key, count in pairs if key is None)
+
+
+def bin_index(edges: FloatArray, values: FloatArray) -> NDArray[Any]:
+    """Bin of each value, closed right: the number of edges strictly below it.
+
+    Same as ``numpy.searchsorted(edges, values, side="left")``; for the few edges of a
+    profile, one comparison pass per edge is about ten times faster than a binary search
+    per value (which mispredicts on unsorted data).
+    """
+    if edges.size >= 255:
+        return np.searchsorted(edges, values, side="left")
+    index = np.zeros(values.size, dtype=np.uint8)
+    for edge in edges:
+        index += values > edge
+    return index
 
 
 class LiveSummary:
@@ -183,7 +200,8 @@ class LiveSummary:
         selection: tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray] | None,
     ) -> None:
         values, invalid = numeric_column(column)
-        present = values[~np.isnan(values)]
+        missing = np.isnan(values)
+        present = values[~missing] if missing.any() else values
         self.invalid[j] += invalid
         self.count[j] += present.size
         self.missing[j] += values.size - present.size
@@ -191,8 +209,8 @@ class LiveSummary:
             self.total[j] += float(present.sum())
             self.low[j] = min(self.low[j], float(present.min()))
             self.high[j] = max(self.high[j], float(present.max()))
-            bins = np.searchsorted(self.edges[j], present, side="left")
-            self.bin_counts[j] += np.bincount(bins, minlength=self.max_bins)
+            self.bin_counts[j] += np.bincount(bin_index(self.edges[j], present),
+                                              minlength=self.max_bins)
         if selection is not None:
             old, new, _, sample = selection
             sample[: old.size, j] = self.sample[old, j]
