@@ -14,10 +14,10 @@ RoleBinding, an invalid spec (Event), and a restart after an upgrade changed chi
 The apiserver's audit log then lists what the operator called. A rule of the
 ClusterRole that no call used, and that no Role the operator created delegates (the
 apiserver lets it grant only what it holds), fails the test. The drift checker's
-Role is exercised with a token of the ServiceAccount the operator made for it, doing
-the calls the drift-check contract lists. Every Model, TrainingJob and Monitor seen
-along the way is judged by Argo CD's health.lua, Flux's CEL expressions and kstatus,
-which must agree (a kstatus conformance check over real objects).
+Role is exercised by the real ``mlkube drift-check --monitor`` with a token of the
+ServiceAccount the operator made for it (and refused what it must not do). Every Model,
+TrainingJob and Monitor seen along the way is judged by Argo CD's health.lua, Flux's CEL
+expressions and kstatus, which must agree (a kstatus conformance check over real objects).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,14 @@ import pytest
 import yaml
 
 from conftest import MLKUBE, OperatorKit, kstatus, trainer_summary
+from drift_data import store_version, synthetic_frame
 from harness.controlplane import REPO, ControlPlane
 from harness.gitops import ARGO_TO_KSTATUS, argocd_health, flux_verdict, kstatus_verdict
 from harness.ports import free_ports
 
 OPERATOR_USER = "system:serviceaccount:mlkube-system:mlkube-operator"
 SPEC_HASH = "mlkube.io/spec-hash"
+DRIFT_FEATURES = ["n0", "n1", "n2", "n3", "c0", "c1"]
 
 
 @dataclass
@@ -417,66 +420,93 @@ def test_every_pod_the_operator_made_was_admitted_under_restricted(
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
-def test_drift_checker_role_allows_exactly_its_contract(
+def write_drifted_log(store: Path, namespace: str, rows: int, at: datetime) -> None:
+    frame = synthetic_frame(rows, seed=2, drifted=True)[DRIFT_FEATURES]
+    directory = store / namespace / "iris" / "inference" / at.strftime("%Y-%m-%d/%H")
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "w1-0.jsonl").open("w") as out:
+        for i, record in enumerate(frame.to_dict(orient="records")):
+            ts = (at + timedelta(seconds=i % 600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            row = {
+                "ts": ts,
+                "model": "iris",
+                "version": 3,
+                "request_id": str(i),
+                "status": 200,
+                "inputs": record,
+                "output": 1.0,
+            }
+            out.write(json.dumps(row) + "\n")
+
+
+def test_drift_checker_runs_under_the_role_the_operator_made(
     installed: Installed, exercised: Exercise, tmp_path: Path
 ) -> None:
+    """The real ``mlkube drift-check --monitor`` with a token of the drift ServiceAccount."""
     plane, ns = installed.plane, exercised.namespace
     token = plane.kubectl("create", "token", "iris-drift", "-n", ns).stdout.strip()
     config = token_kubeconfig(plane, token, tmp_path / "drift.kubeconfig")
+    store = tmp_path / "store"
+    store_version(
+        store,
+        synthetic_frame(3_000, seed=1, drifted=False)[DRIFT_FEATURES],
+        name="iris",
+        namespace=ns,
+        version=3,
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    write_drifted_log(store, ns, 1_200, now - timedelta(minutes=30))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    env = {**os.environ, "KUBECONFIG": str(config), "MLKUBE_STORE_ROOT": str(store)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    check = subprocess.run(
+        [
+            str(MLKUBE),
+            "drift-check",
+            "--monitor",
+            f"{ns}/iris",
+            "--now",
+            now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    monitor = json.loads(plane.kubectl("get", "monitor", "iris", "-n", ns, "-o", "json").stdout)
+    assert monitor["status"]["verdict"] == "drift"
+    created = monitor["status"]["lastTrainingJob"]
+    job = json.loads(plane.kubectl("get", "trainingjob", created, "-n", ns, "-o", "json").stdout)
+    assert job["spec"]["trigger"] == "drift"
 
-    def as_drift(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    drift_user = f"system:serviceaccount:{ns}:iris-drift"
+    calls = audit_calls(plane, drift_user, started)
+    used = {permission(e) for e in calls}
+    assert ("mlkube.io", "trainingjobs", "create") in used
+    assert ("mlkube.io", "monitors/status", "patch") in used
+    denied = [
+        permission(e)
+        for e in calls
+        if (e.get("annotations") or {}).get("authorization.k8s.io/decision") != "allow"
+    ]
+    assert denied == []
+    assert used <= expand(exercised.drift_role["rules"])
+
+    def as_drift(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(plane.bin_dir / "kubectl"), f"--kubeconfig={config}", "-n", ns, *args],
-            input=input_text,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
 
-    model = json.loads(as_drift("get", "model", "iris", "-o", "json").stdout)
-    assert as_drift("get", "monitor", "iris").returncode == 0
-    patched = as_drift(
-        "patch",
-        "monitor",
-        "iris",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "status": {
-                    "verdict": "drift",
-                    "samples": 600,
-                    "driftShare": 0.5,
-                    "datasetDrift": True,
-                }
-            }
-        ),
-    )
-    assert patched.returncode == 0, patched.stderr
-    job = {
-        "apiVersion": "mlkube.io/v1alpha1",
-        "kind": "TrainingJob",
-        "metadata": {
-            "name": "iris-drift-window-1",
-            "ownerReferences": [
-                {
-                    "apiVersion": "mlkube.io/v1alpha1",
-                    "kind": "Model",
-                    "name": "iris",
-                    "uid": model["metadata"]["uid"],
-                }
-            ],
-        },
-        "spec": {"modelRef": {"name": "iris"}, "trigger": "drift", "reason": "drift share 0.5"},
-    }
-    created = as_drift("create", "-f", "-", input_text=json.dumps(job))
-    assert created.returncode == 0, created.stderr
-    assert as_drift("get", "trainingjobs").returncode == 0
     for forbidden in (
         ("patch", "model", "iris", "--type=merge", "-p", '{"spec":{"serving":{"version":1}}}'),
-        ("delete", "trainingjob", "iris-drift-window-1"),
+        ("patch", "model", "iris", "--subresource=status", "--type=merge", "-p", "{}"),
+        ("delete", "trainingjob", created),
         ("get", "pods"),
         ("get", "secrets"),
         ("get", "models", "-n", "default"),
