@@ -114,6 +114,10 @@ CASES: dict[str, tuple[Setup, str]] = {
     "metric of the other task": (
         _with(manifest(validation={"metric": "rmse"})), "'rmse' is not a classification metric"
     ),
+    "metric needing probabilities the estimator lacks": (
+        _with(manifest(estimator="sklearn.svm.SVC", validation={"metric": "roc_auc"})),
+        "needs class probabilities",
+    ),
     "unknown bundled data set": (_with(manifest(uri="sklearn://titanic")), "unknown bundled"),
     "folds of one": (_with(manifest(validation={"folds": 1})), "folds must be 0"),
     "regression on a text target": (

@@ -233,6 +233,13 @@ def train_model(
         spec.estimator_class, spec.estimator_params, spec.task,
         settings.estimator_allowlist, validation.random_seed,
     )
+    if validation.metric in ("roc_auc", "log_loss") and not hasattr(
+        estimator.cls(**estimator.params), "predict_proba"
+    ):
+        raise TrainingInputError(
+            f"spec.training.validation.metric {validation.metric} needs class probabilities, "
+            f"which {estimator.class_path} with these params does not give; choose another"
+        )
     progress(f"training {spec.namespace}/{spec.name} v{version} with {estimator.class_path}")
 
     progress(f"reading {spec.data.uri}")
