@@ -24,8 +24,9 @@ state: dict[str, Kube] = {}
 
 
 def owner(body: Any) -> dict[str, Any]:
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": body["metadata"]["name"],
-            "uid": body["metadata"]["uid"], "controller": True}
+    meta = body["metadata"]
+    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
+            "uid": meta["uid"], "controller": True}
 
 
 async def create(manifest: dict[str, Any]) -> None:

@@ -36,14 +36,15 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes]
     log: Path
     liveness: str
+    metrics: str
 
     @classmethod
     def start(cls, plane: ControlPlane, log: Path, *args: str) -> OperatorProcess:
-        (port,) = free_ports(1)
+        port, metrics_port = free_ports(2)
         env = {
             **os.environ,
             "KUBECONFIG": str(plane.kubeconfig),
-            "MLKUBE_METRICS_PORT": "0",
+            "MLKUBE_METRICS_PORT": str(metrics_port),
             "MLKUBE_RUNTIME_IMAGE": "mlkube/runtime:test",
         }
         handle = log.open("ab")
@@ -55,7 +56,9 @@ class OperatorProcess:
             start_new_session=True,
         )
         handle.close()
-        operator = cls(proc, log, f"http://127.0.0.1:{port}/healthz")
+        operator = cls(
+            proc, log, f"http://127.0.0.1:{port}/healthz", f"http://127.0.0.1:{metrics_port}/"
+        )
         deadline = time.monotonic() + 60
         while not operator.alive():
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import urllib.request
 from typing import Any
 
 from conftest import OperatorKit, OperatorProcess, kstatus, trainer_summary
@@ -58,7 +59,10 @@ def train(kit: OperatorKit, tj: str, score: float, version: int) -> None:
     kit.finish_pod(
         pod["metadata"]["name"], 0, trainer_summary(version, score, namespace=kit.ns, model="iris")
     )
-    kit.wait(f"{tj} to succeed", lambda: kit.status("trainingjob", tj).get("phase") == "Succeeded")
+    kit.wait(
+        f"{tj} to succeed",
+        lambda: kit.status("trainingjob", tj).get("phase") in ("Succeeded", "Rejected"),
+    )
 
 
 def serve_ready(kit: OperatorKit, version: int) -> None:
@@ -130,6 +134,13 @@ def test_model_trains_serves_and_is_ready_only_when_available(
     assert not any(k.startswith("kopf") for k in final["metadata"].get("annotations") or {})
     assert not final["metadata"].get("finalizers")
     assert kstatus(kit.get("trainingjob", "iris-v1")) == "Current"
+    assert [e["reason"] for e in kit.events_for("Model", "iris")] == ["VersionPromoted"]
+
+    with urllib.request.urlopen(operator.metrics, timeout=5) as response:
+        exported = response.read().decode()
+    assert f'mlkube_serving_version{{model_name="iris",namespace="{kit.ns}"}} 1.0' in exported
+    assert 'mlkube_reconciles_total{kind="Model"}' in exported
+    assert 'mlkube_trainings_total{outcome="Succeeded"}' in exported
 
 
 def test_worse_version_rejected_better_promoted_pin_rolls_back(
@@ -148,6 +159,11 @@ def test_worse_version_rejected_better_promoted_pin_rolls_back(
     assert v2["decision"] == "Rejected"
     assert "regresses" in v2["reason"]
     assert status["servingVersion"] == 1
+    kit.wait(
+        "the run marked Rejected",
+        lambda: kit.status("trainingjob", "worse").get("phase") == "Rejected",
+    )
+    assert "not promoted" in kit.status("trainingjob", "worse")["message"]
     assert kit.wait(
         "a rejection event",
         lambda: [e for e in kit.events_for("Model", "iris") if e["reason"] == "VersionRejected"],

@@ -281,6 +281,7 @@ def run_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     operator = Operator(settings)
     loop = _new_loop()
     with contextlib.suppress(KeyboardInterrupt):

@@ -94,6 +94,7 @@ async def ensure_child(
                 raise
         else:
             _remember(ctl, kind, key, created, wanted)
+            log.info("created %s %s/%s", kind, namespace, name)
             return Outcome.CREATED, created
         existing = await ctl.kube.get(kind, namespace, name)
         if not owned_by(existing, owner_uid):
@@ -103,6 +104,7 @@ async def ensure_child(
             return Outcome.UNCHANGED, None
     applied = await ctl.kube.apply(manifest)
     _remember(ctl, kind, key, applied, wanted)
+    log.info("updated %s %s/%s", kind, namespace, name)
     return Outcome.UPDATED, applied
 
 
@@ -141,6 +143,7 @@ async def delete_if_owned(
         if not error.not_found:
             raise
     ctl.applied[key] = ""
+    log.info("deleted %s %s/%s", kind, namespace, name)
     return Outcome.DELETED
 
 

@@ -32,7 +32,7 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
     status = training_job.get("status") or {}
     version = status.get("version")
     phase = status.get("phase")
-    if version is None or phase not in ("Succeeded", "Failed"):
+    if version is None or phase not in ("Succeeded", "Rejected", "Failed"):
         return None
     entry: dict[str, Any] = {
         "version": int(version),

@@ -40,7 +40,7 @@ from mlkube.controller.conditions import (
     phase_from,
     set_condition,
 )
-from mlkube.controller.handlers.trainingjob import progress_status
+from mlkube.controller.handlers.trainingjob import TERMINAL, progress_status
 from mlkube.controller.informer import Body
 from mlkube.controller.kube import ApiError
 from mlkube.controller.reconcile import Controller, delete_if_owned, ensure_child, post_event
@@ -92,6 +92,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
             metrics.SERVING_VERSION.remove(namespace, name)
         return None
     status = dict(status_of(model))
+    previous_serving = status.get("servingVersion")
     spec = spec_of(model)
     generation = generation_of(model)
     conditions = list(status.get("conditions") or [])
@@ -161,21 +162,56 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
                 continue
             target = found
         await _assign_version(ctl, target, version)
-    for entry in registry.decided:
-        if entry.get("decision") == "Rejected":
-            await post_event(
-                ctl,
-                model,
-                "Model",
-                "VersionRejected",
-                f"v{entry['version']} rejected: {entry.get('reason')}",
-                warning=True,
-            )
+    await _announce(ctl, model, registry, previous_serving, training_jobs)
     if registry.serving_version is not None:
         metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
             registry.serving_version
         )
     return requeue
+
+
+async def _announce(
+    ctl: Controller,
+    model: Body,
+    registry: Registry,
+    previous_serving: Any,
+    training_jobs: list[Body],
+) -> None:
+    """Events for decisions and serving changes; a rejected run's TrainingJob says so too."""
+    by_name = {name_of(tj): tj for tj in training_jobs}
+    for entry in registry.decided:
+        if entry.get("decision") != "Rejected":
+            continue
+        reason = str(entry.get("reason"))
+        await post_event(
+            ctl,
+            model,
+            "Model",
+            "VersionRejected",
+            f"v{entry['version']} rejected: {reason}",
+            warning=True,
+        )
+        tj = by_name.get(str(entry.get("trainingJob")))
+        if tj is not None and (tj.get("status") or {}).get("phase") == "Succeeded":
+            await write_status(
+                ctl,
+                "TrainingJob",
+                tj,
+                {
+                    "phase": "Rejected",
+                    "message": f"trained v{entry['version']}, not promoted: {reason}",
+                },
+                precondition=False,
+            )
+    if registry.serving_version is not None and registry.serving_version != previous_serving:
+        change = registry.promotions[-1] if registry.promotions else {}
+        await post_event(
+            ctl,
+            model,
+            "Model",
+            "VersionPromoted",
+            f"serving v{registry.serving_version}: {change.get('reason', '')}",
+        )
 
 
 def initial_name(model: str) -> str:
@@ -237,7 +273,7 @@ def _allocate(status: Mapping[str, Any], training_jobs: list[Body]) -> list[tupl
         tj
         for tj in training_jobs
         if (tj.get("status") or {}).get("version") is None
-        and (tj.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
+        and (tj.get("status") or {}).get("phase") not in TERMINAL
     ]
     if not waiting:
         return []
@@ -373,11 +409,7 @@ def _model_conditions(
     model: Body, registry: Registry, training_jobs: list[Body], rollout: str, conditions: list[Any]
 ) -> list[Any]:
     generation = generation_of(model)
-    running = [
-        tj
-        for tj in training_jobs
-        if (tj.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-    ]
+    running = [tj for tj in training_jobs if (tj.get("status") or {}).get("phase") not in TERMINAL]
     succeeded = [v for v in registry.versions if v.get("decision") != "Failed"]
     latest = registry.versions[-1] if registry.versions else None
 

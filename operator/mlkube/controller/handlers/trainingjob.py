@@ -43,7 +43,7 @@ from mlkube.controller.status import (
 )
 
 log = logging.getLogger("mlkube.controller")
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = ("Succeeded", "Failed", "Rejected")
 
 
 def _conditions(
