@@ -327,3 +327,26 @@ def test_the_operator_enforces_the_estimator_allow_list(estimator: str) -> None:
         _model_body("pvc://m", "sklearn://iris", estimator), None, OperatorSettings()
     )
     assert problem is not None and ("allow-list" in problem or "missing" in problem)
+
+
+@pytest.mark.parametrize(
+    ("name", "schedule", "fragment"),
+    [
+        ("a" * 41, None, "too long"),
+        ("churn", "61 * * * *", "not a valid cron expression"),
+        ("churn", "0 3 * * 0", None),
+        ("a" * 40, None, None),
+    ],
+)
+def test_the_operator_refuses_names_and_schedules_it_cannot_honour(
+    name: str, schedule: str | None, fragment: str | None
+) -> None:
+    from mlkube.controller.settings import OperatorSettings
+    from mlkube.controller.spec import training_problem
+
+    body = _model_body("pvc://m", "sklearn://iris")
+    body["metadata"]["name"] = name
+    if schedule:
+        body["spec"]["training"]["schedule"] = schedule
+    problem = training_problem(body, None, OperatorSettings())
+    assert (problem is None) if fragment is None else (fragment in str(problem))

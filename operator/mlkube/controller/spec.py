@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from croniter import croniter
+
+from mlkube.api import names
 from mlkube.controller.settings import OperatorSettings
 
 Body = Mapping[str, Any]
@@ -111,7 +114,16 @@ def training_problem(
     model: Body, training_job: Body | None, settings: OperatorSettings
 ) -> str | None:
     """Why this training can never run (checks the schema cannot do), or None."""
+    name = str((model.get("metadata") or {}).get("name", ""))
+    if not names.is_valid_model_name(name):
+        return (
+            f"Model name {name!r} is too long for the names derived from it: use a DNS label "
+            f"of at most {names.MAX_MODEL_NAME} characters"
+        )
     training = effective_training(model, training_job)
+    schedule = training.get("schedule")
+    if schedule and not croniter.is_valid(str(schedule)):
+        return f"spec.training.schedule {schedule!r} is not a valid cron expression"
     estimator = str((training.get("estimator") or {}).get("class", ""))
     if not estimator:
         return "spec.training.estimator.class is missing"

@@ -92,7 +92,10 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
                 stalled=True,
             ),
         }
+        previous = (get_condition(status.get("conditions") or [], STALLED) or {}).get("reason")
         await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+        if previous != Reason.MODEL_NOT_FOUND:
+            await post_event(ctl, tj, "TrainingJob", Reason.MODEL_NOT_FOUND, message, warning=True)
         return None
     problem = training_problem(model, tj, ctl.settings)
     if problem is not None:
