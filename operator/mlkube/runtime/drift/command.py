@@ -12,6 +12,8 @@ stdout), 2 bad input, 1 internal error, 3 drift found with ``--fail-on-drift``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -117,6 +119,14 @@ def summarise_live(
     return summary, counts
 
 
+def release_free_memory() -> None:
+    """Returns freed heap pages to the OS (glibc's malloc_trim) before the plotting stack
+    loads, so drawing the PNG after the window's buffers are gone does not raise the
+    check's peak RSS (~30 MB on 100k rows). Does nothing where there is no glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def default_report_path(model_dir: Path, checked_at: datetime) -> Path:
     return model_dir.resolve().parent / DRIFT_DIR / f"{checked_at.strftime('%Y%m%dT%H%M%SZ')}.json"
 
@@ -148,7 +158,10 @@ def run_check(
     try:
         write_report(target, report)
         plot_path = target.with_suffix(".png")
-        wrote_plot = plot and evaluation.live_rows > 0 and write_plot(plot_path, evaluation)
+        wrote_plot = False
+        if plot and evaluation.live_rows > 0:
+            release_free_memory()
+            wrote_plot = write_plot(plot_path, evaluation)
     except OSError as error:
         raise DriftInputError(f"cannot write the report to {target}: {error.strerror}") from None
     return CheckResult(report, evaluation, target, plot_path if wrote_plot else None,
