@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean
+.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean reliability
 
 help:
 	@echo "make demo               control plane + node agent + operator running the iris loop"
@@ -60,6 +60,12 @@ integration: venv controlplane
 
 test: venv controlplane lint
 	$(BIN)/pytest tests -q --durations=15
+
+# Full reliability run (issue 9): corpus, load, soak, drift memory, then operator faults.
+reliability: venv controlplane
+	$(BIN)/python benchmarks/reliability/run.py --full
+	MLKUBE_RELIABILITY_LIFECYCLES=50 $(BIN)/pytest tests/integration/test_reliability_faults.py \
+		tests/integration/test_reliability_resources.py -q -s
 
 clean: controlplane-down
 	rm -rf $(VENV) .controlplane
