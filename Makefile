@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds lint unit integration test clean reliability
+.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds manifests lint unit integration test clean reliability
 
 help:
 	@echo "make demo               control plane + node agent + operator running the iris loop"
@@ -16,6 +16,7 @@ help:
 	@echo "make controlplane-up    start a control plane in the background (.controlplane/kubeconfig)"
 	@echo "make controlplane-down  stop it"
 	@echo "make crds               regenerate crds/ from operator/mlkube/api"
+	@echo "make manifests          regenerate manifests/ (CRD copy, Grafana JSON, argocd-cm patch)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,10 @@ demo-down:
 crds: venv
 	$(BIN)/python -m mlkube.api.crds --write crds
 	$(BIN)/python -m mlkube.api.crds --write manifests/crd
+
+manifests: crds
+	$(BIN)/python manifests/grafana/dashboard.py
+	$(BIN)/python manifests/gitops/argocd/render_cm.py
 
 lint: venv
 	$(BIN)/ruff check operator tests benchmarks
