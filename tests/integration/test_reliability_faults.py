@@ -114,11 +114,20 @@ def test_operator_killed_at_random_points_across_lifecycles(
             if not _train(kit, chaos, name, f"{name}-v1", 1):
                 stuck.append(f"{name} v1")
                 continue
+            uid = (kit.get("model", name) or {})["metadata"]["uid"]
+            owner = {
+                "apiVersion": "mlkube.io/v1alpha1",
+                "kind": "Model",
+                "name": name,
+                "uid": uid,
+                "controller": False,
+                "blockOwnerDeletion": False,
+            }
             kit.apply(
                 {
                     "apiVersion": "mlkube.io/v1alpha1",
                     "kind": "TrainingJob",
-                    "metadata": {"name": f"{name}-drift"},
+                    "metadata": {"name": f"{name}-drift", "ownerReferences": [owner]},
                     "spec": {
                         "modelRef": {"name": name},
                         "trigger": "drift",
