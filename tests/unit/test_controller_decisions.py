@@ -16,7 +16,7 @@ from mlkube.controller.conditions import (
     phase_from,
     set_condition,
 )
-from mlkube.controller.handlers.model import last_fire, scheduled_training_job_name
+from mlkube.controller.handlers.schedule import last_fire, scheduled_training_job_name
 from mlkube.controller.promotion import promotion_decision
 from mlkube.controller.registry import update_registry
 from mlkube.controller.settings import OperatorSettings, SettingsError

@@ -45,6 +45,9 @@ class Controller:
     settings: OperatorSettings
     queue: WorkQueue | None = None
     applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # Children being created right now: another reconcile waits for the watch event
+    # instead of racing to create the same object (and paying a conflict and a read).
+    creating: set[tuple[str, str, str]] = field(default_factory=set)
 
     def enqueue(self, kind: str, namespace: str, name: str, after: float = 0.0) -> None:
         if self.queue is None:
@@ -87,6 +90,9 @@ async def ensure_child(
     if existing is not None and not owned_by(existing, owner_uid):
         return Outcome.NOT_OWNED, None
     if existing is None and known is None:
+        if key in ctl.creating:
+            return Outcome.UNCHANGED, None
+        ctl.creating.add(key)
         try:
             created = await ctl.kube.create(manifest)
         except ApiError as error:
@@ -96,6 +102,8 @@ async def ensure_child(
             _remember(ctl, kind, key, created, wanted)
             log.info("created %s %s/%s", kind, namespace, name)
             return Outcome.CREATED, created
+        finally:
+            ctl.creating.discard(key)
         existing = await ctl.kube.get(kind, namespace, name)
         if not owned_by(existing, owner_uid):
             return Outcome.NOT_OWNED, None

@@ -13,10 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
-
-from croniter import croniter
 
 from mlkube.api import names
 from mlkube.controller import metrics
@@ -40,9 +37,10 @@ from mlkube.controller.conditions import (
     phase_from,
     set_condition,
 )
-from mlkube.controller.handlers.trainingjob import TERMINAL, progress_status
+from mlkube.controller.handlers.schedule import ensure_scheduled
+from mlkube.controller.handlers.trainingjob import TERMINAL
+from mlkube.controller.handlers.versions import allocate, start_run
 from mlkube.controller.informer import Body
-from mlkube.controller.kube import ApiError
 from mlkube.controller.reconcile import Controller, delete_if_owned, ensure_child, post_event
 from mlkube.controller.registry import Registry, update_registry
 from mlkube.controller.spec import (
@@ -56,33 +54,6 @@ from mlkube.controller.status import write_status
 
 log = logging.getLogger("mlkube.controller")
 CONFLICT_RETRY = 0.05
-
-
-def scheduled_training_job_name(model: str, fire: datetime) -> str:
-    """One name per schedule firing, so a restart re-finds the run instead of adding one."""
-    return f"{model}-s{fire.astimezone(UTC):%y%m%d%H%M}"
-
-
-def last_fire(schedule: str, since: datetime, now: datetime) -> tuple[datetime | None, datetime]:
-    """The latest firing in (since, now] if any, and the next firing after ``now``.
-
-    Firings missed while the operator was down collapse into one run, as a CronJob does.
-    """
-    itr = croniter(schedule, since)
-    fired: datetime | None = None
-    nxt: datetime = itr.get_next(datetime)
-    for _ in range(100_000):
-        if nxt > now:
-            break
-        fired = nxt
-        nxt = itr.get_next(datetime)
-    return fired, nxt
-
-
-def _ts(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float | None:
@@ -124,13 +95,21 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
 
     training_jobs = ctl.cache.by_index("TrainingJob", namespace, name)
     initial = _initial_training_job(model, status, training_jobs)
-    scheduled, requeue = await _ensure_scheduled(ctl, model, status)
+    scheduled, requeue = await ensure_scheduled(ctl, model, status)
     if scheduled is not None and scheduled not in training_jobs:
         training_jobs.append(scheduled)
     if initial is not None:
         training_jobs.append(initial)
 
-    allocations = _allocate(status, training_jobs)
+    allocations = allocate(
+        status,
+        [
+            t
+            for t in training_jobs
+            if ctl.cache.get("Job", namespace, names.job_name(name_of(t))) is None
+        ],
+        training_jobs,
+    )
     if allocations:
         status["allocatedVersion"] = allocations[-1][1]
 
@@ -154,6 +133,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         written = await write
     if not written:
         return CONFLICT_RETRY
+    starts = []
     for tj, version in allocations:
         target = tj
         if tj is initial:
@@ -161,7 +141,8 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
             if found is None:
                 continue
             target = found
-        await _assign_version(ctl, target, version)
+        starts.append(start_run(ctl, model, target, version))
+    await asyncio.gather(*starts)
     await _announce(ctl, model, registry, previous_serving, training_jobs)
     if registry.serving_version is not None:
         metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
@@ -231,113 +212,6 @@ def _initial_training_job(
     return build_training_job_resource(
         model, initial_name(name_of(model)), "initial", "first version of the Model"
     )
-
-
-async def _ensure_scheduled(
-    ctl: Controller, model: Body, status: dict[str, Any]
-) -> tuple[Body | None, float | None]:
-    schedule = (spec_of(model).get("training") or {}).get("schedule")
-    if not schedule:
-        return None, None
-    since = (
-        _ts(status.get("lastScheduledTraining"))
-        or _ts(model["metadata"].get("creationTimestamp"))
-        or datetime.now(UTC)
-    )
-    now = datetime.now(UTC)
-    try:
-        fired, nxt = last_fire(str(schedule), since, now)
-    except (ValueError, KeyError) as error:
-        log.warning("Model %s: schedule %r unusable: %s", name_of(model), schedule, error)
-        return None, None
-    requeue = max(1.0, (nxt - now).total_seconds() + 0.5)
-    if fired is None:
-        return None, requeue
-    desired = build_training_job_resource(
-        model,
-        scheduled_training_job_name(name_of(model), fired),
-        "schedule",
-        f"schedule {schedule!r} fired at {now_iso(fired)}",
-    )
-    await ensure_child(ctl, desired, updatable=False)
-    status["lastScheduledTraining"] = now_iso(fired)
-    found = ctl.cache.get(
-        "TrainingJob", desired["metadata"]["namespace"], desired["metadata"]["name"]
-    )
-    return found, requeue
-
-
-def _allocate(status: Mapping[str, Any], training_jobs: list[Body]) -> list[tuple[Body, int]]:
-    """Next versions for TrainingJobs without one, oldest first; never below any seen."""
-    waiting = [
-        tj
-        for tj in training_jobs
-        if (tj.get("status") or {}).get("version") is None
-        and (tj.get("status") or {}).get("phase") not in TERMINAL
-    ]
-    if not waiting:
-        return []
-    seen = [int(status.get("allocatedVersion") or 0), int(status.get("latestVersion") or 0)]
-    seen += [int(v.get("version") or 0) for v in status.get("versions") or []]
-    seen += [int((tj.get("status") or {}).get("version") or 0) for tj in training_jobs]
-    current = max(seen)
-    waiting.sort(
-        key=lambda tj: (str(tj["metadata"].get("creationTimestamp") or ""), tj["metadata"]["name"])
-    )
-    allocations = []
-    for tj in waiting:
-        current += 1
-        allocations.append((tj, current))
-    return allocations
-
-
-async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
-    """Records the version (already reserved on the Model) on the TrainingJob.
-
-    A conflict here only means the TrainingJob's status moved (its own reconciler wrote
-    a condition); the reserved number is still this TrainingJob's, so retry with the
-    fresh object unless it got a version meanwhile.
-    """
-    meta = tj["metadata"]
-    namespace, name = str(meta["namespace"]), str(meta["name"])
-    current = tj
-    for _ in range(5):
-        if (current.get("status") or {}).get("version") is not None:
-            return
-        try:
-            written = await ctl.kube.patch_status(
-                "TrainingJob",
-                namespace,
-                name,
-                first_status(current, version),
-                resource_version=str(current["metadata"]["resourceVersion"]),
-            )
-        except ApiError as error:
-            if error.not_found:
-                return
-            if not error.conflict:
-                raise
-            current = await ctl.kube.get("TrainingJob", namespace, name)
-            ctl.cache.store("TrainingJob", current)
-            continue
-        ctl.cache.store("TrainingJob", written)
-        ctl.enqueue("TrainingJob", namespace, name)
-        return
-
-
-def first_status(tj: Body, version: int) -> dict[str, Any]:
-    """The TrainingJob's first status: its version, and the Job about to be made for it.
-
-    Exactly what the TrainingJob's reconciler writes once the Job exists and waits for
-    its pod, so that reconciler has nothing to write then.
-    """
-    common = {
-        "observedGeneration": generation_of(tj),
-        "jobName": names.job_name(name_of(tj)),
-        "attempts": 0,
-        "startTime": now_iso(),
-    }
-    return {"version": version, **progress_status(tj, common, running=False)}
 
 
 def _apply_registry(status: dict[str, Any], registry: Registry) -> None:

@@ -26,7 +26,7 @@ from mlkube.controller.conditions import (
 )
 from mlkube.controller.informer import Body
 from mlkube.controller.kube import ApiError
-from mlkube.controller.reconcile import Controller, ensure_child, post_event
+from mlkube.controller.reconcile import Controller, ensure_child, owned_by, post_event
 from mlkube.controller.spec import (
     generation_of,
     model_ref,
@@ -101,20 +101,35 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
     if problem is not None:
         await _fail(ctl, tj, model, Reason.INVALID_SPEC, message=problem, extra={})
         return None
+    job_name = names.job_name(name)
+    job = ctl.cache.get("Job", namespace, job_name)
     version = status.get("version")
+    recorded = job_version(job, tj)
+    if recorded is not None and recorded != version:
+        # The Job is the record of what a run trains: it is made only after its version
+        # was reserved on the Model, so a lost or stale status write is repaired from it.
+        await write_status(ctl, "TrainingJob", tj, {"version": recorded}, precondition=False)
+        tj = ctl.cache.get("TrainingJob", namespace, name) or tj
+        version = recorded
     if version is None:
         # The Model allocates it within one reconcile and writes this run's first status
         # with it; writing a "waiting" status here first would only race with that write.
         ctl.enqueue("Model", namespace, model_ref(tj))
         return None
-    job_name = names.job_name(name)
-    job = ctl.cache.get("Job", namespace, job_name)
     if job is None:
         _, job = await ensure_child(
             ctl, build_trainer_job(model, tj, int(version), ctl.settings), updatable=False
         )
         job = job or ctl.cache.get("Job", namespace, job_name)
     return await _observe_job(ctl, tj, model, job, job_name)
+
+
+def job_version(job: Mapping[str, Any] | None, tj: Body) -> int | None:
+    """The version a run's Job trains, if the Job exists and belongs to the run."""
+    if job is None or not owned_by(job, str(tj["metadata"].get("uid"))):
+        return None
+    label = ((job.get("metadata") or {}).get("labels") or {}).get(names.LABEL_VERSION)
+    return int(label) if label and label.isdigit() else None
 
 
 def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:

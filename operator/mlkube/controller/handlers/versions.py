@@ -1,0 +1,111 @@
+"""Version allocation: one counter per Model, monotonic, never reused.
+
+The Model's reconciler is the only writer of ``status.allocatedVersion`` and writes it
+with a resourceVersion precondition before any run learns its number; a run's Job carries
+the number too, so a lost status write is repaired from the Job, never re-allocated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from mlkube.api import names
+from mlkube.controller.builders import build_trainer_job
+from mlkube.controller.conditions import now_iso
+from mlkube.controller.handlers.trainingjob import TERMINAL, progress_status
+from mlkube.controller.informer import Body
+from mlkube.controller.kube import ApiError
+from mlkube.controller.reconcile import Controller, ensure_child
+from mlkube.controller.spec import generation_of, name_of, training_problem
+
+
+def allocate(
+    status: Mapping[str, Any], candidates: list[Body], training_jobs: list[Body]
+) -> list[tuple[Body, int]]:
+    """Next versions for TrainingJobs without one (and without a Job, which would record
+    it), oldest first; never below any version seen."""
+    waiting = [
+        tj
+        for tj in candidates
+        if (tj.get("status") or {}).get("version") is None
+        and (tj.get("status") or {}).get("phase") not in TERMINAL
+    ]
+    if not waiting:
+        return []
+    seen = [int(status.get("allocatedVersion") or 0), int(status.get("latestVersion") or 0)]
+    seen += [int(v.get("version") or 0) for v in status.get("versions") or []]
+    seen += [int((tj.get("status") or {}).get("version") or 0) for tj in training_jobs]
+    current = max(seen)
+    waiting.sort(
+        key=lambda tj: (str(tj["metadata"].get("creationTimestamp") or ""), tj["metadata"]["name"])
+    )
+    allocations = []
+    for tj in waiting:
+        current += 1
+        allocations.append((tj, current))
+    return allocations
+
+
+async def start_run(ctl: Controller, model: Body, tj: Body, version: int) -> None:
+    """Records the reserved version on the run and makes its Job, both at once.
+
+    Safe in parallel because the version is already reserved on the Model, and the Job
+    carries it: should the status write be lost, the TrainingJob's reconciler repairs
+    ``status.version`` from the Job.
+    """
+    if training_problem(model, tj, ctl.settings) is not None:
+        await _assign_version(ctl, tj, version)
+        return
+    job = build_trainer_job(model, tj, version, ctl.settings)
+    await asyncio.gather(_assign_version(ctl, tj, version), ensure_child(ctl, job, updatable=False))
+
+
+async def _assign_version(ctl: Controller, tj: Body, version: int) -> None:
+    """Records the version (already reserved on the Model) on the TrainingJob.
+
+    A conflict here only means the TrainingJob's status moved (its own reconciler wrote
+    a condition); the reserved number is still this TrainingJob's, so retry with the
+    fresh object unless it got a version meanwhile.
+    """
+    meta = tj["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    current = tj
+    for _ in range(5):
+        if (current.get("status") or {}).get("version") is not None:
+            return
+        try:
+            written = await ctl.kube.patch_status(
+                "TrainingJob",
+                namespace,
+                name,
+                first_status(current, version),
+                resource_version=str(current["metadata"]["resourceVersion"]),
+            )
+        except ApiError as error:
+            if error.not_found:
+                return
+            if not error.conflict:
+                raise
+            current = await ctl.kube.get("TrainingJob", namespace, name)
+            ctl.cache.store("TrainingJob", current)
+            continue
+        ctl.cache.store("TrainingJob", written)
+        ctl.enqueue("TrainingJob", namespace, name)
+        return
+
+
+def first_status(tj: Body, version: int) -> dict[str, Any]:
+    """The TrainingJob's first status: its version, and the Job about to be made for it.
+
+    Exactly what the TrainingJob's reconciler writes once the Job exists and waits for
+    its pod, so that reconciler has nothing to write then.
+    """
+    common = {
+        "observedGeneration": generation_of(tj),
+        "jobName": names.job_name(name_of(tj)),
+        "attempts": 0,
+        "startTime": now_iso(),
+    }
+    return {"version": version, **progress_status(tj, common, running=False)}
