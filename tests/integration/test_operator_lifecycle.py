@@ -105,6 +105,7 @@ def test_model_trains_serves_and_is_ready_only_when_available(
     assert pod_spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "models"
     assert job["spec"]["backoffLimit"] == 0
     assert kstatus(kit.get("model", "iris")) == "InProgress"
+    assert kstatus(kit.get("trainingjob", "iris-v1")) == "InProgress"
 
     train(kit, "iris-v1", 0.9, 1)
     status = kit.wait(
