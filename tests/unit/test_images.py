@@ -6,22 +6,27 @@ package manager), runs as a numeric non-root UID and enters through ``mlkube``; 
 runtime dependency; .dockerignore keeps the context to what the images need.
 Replayed (slow, downloads wheels): each Dockerfile's steps run in a fresh directory
 standing for the image (harness.dockerfile), then the image's venv must start
-``mlkube`` for its commands, hold only pinned versions, and, for the operator, lack the
-scientific stack.
+``mlkube`` for its commands and hold only pinned versions; the runtime's venv trains the
+iris example and serves a prediction from it; the operator's lacks the scientific stack.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.dockerfile import Replay, entrypoint, parse
+from harness.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
@@ -146,15 +151,81 @@ def mlkube_ok(bin_dir: Path, *args: str) -> str:
     return result.stdout
 
 
+def serve_and_predict(bin_dir: Path, model_dir: Path, log: Path) -> dict[str, Any]:
+    (port,) = free_ports(1)
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [
+                str(bin_dir / "mlkube"),
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--sample-rate",
+                "0",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/v2/models/iris/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the replayed server never became ready"
+            time.sleep(0.3)
+        body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}).encode()
+        request = urllib.request.Request(
+            f"{base}/v1/models/iris:predict",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            result: dict[str, Any] = json.loads(answer.read())
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_runtime_image_build_replays_and_runs_every_command(tmp_path: Path) -> None:
+def test_runtime_image_build_replays_trains_and_serves(tmp_path: Path) -> None:
     bin_dir = replay("runtime", tmp_path)
     versions = check_pinned(bin_dir)
     assert {"scikit-learn", "skops", "uvicorn", "pyarrow"} <= set(versions)
+    site = next((tmp_path / "image" / "opt" / "mlkube" / "lib").glob("python3*/site-packages"))
+    assert not list(site.glob("*/tests")), "the libraries' test suites should be removed"
     assert "usage: mlkube" in mlkube_ok(bin_dir, "--help")
     for command in ("train", "serve", "drift-check"):
         assert f"mlkube {command}" in mlkube_ok(bin_dir, command, "--help")
+    store = tmp_path / "store"
+    summary = json.loads(
+        mlkube_ok(
+            bin_dir,
+            "train",
+            "-f",
+            str(REPO / "manifests" / "examples" / "iris.yaml"),
+            "--store",
+            str(store),
+            "--version",
+            "1",
+        )
+    )
+    assert summary["version"] == 1 and summary["score"] > 0.8
+    predictions = serve_and_predict(
+        bin_dir, store / "default" / "iris" / "v1", tmp_path / "serve.log"
+    )
+    assert len(predictions["predictions"]) == 2
     shutil.rmtree(tmp_path / "image", ignore_errors=True)
 
 
