@@ -261,6 +261,10 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
         role = kit.wait_get("role", "iris-drift")
         kit.wait_get("rolebinding", "iris-drift")
         kit.wait_get("serviceaccount", "iris-drift")
+        # A run of the drift CronJob, as the CronJob controller would start it: its pod
+        # must pass Pod Security admission too.
+        kit.kubectl("create", "job", "iris-drift-now", "--from=cronjob/iris-drift")
+        kit.job_pod("iris-drift-now")
         rescheduled = json.loads(json.dumps(MONITOR))
         rescheduled["spec"]["schedule"] = "*/15 * * * *"
         kit.apply(rescheduled)
@@ -413,7 +417,7 @@ def test_every_pod_the_operator_made_was_admitted_under_restricted(
     )["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     components = {p["metadata"]["labels"].get("mlkube.io/component") for p in exercised.pods}
-    assert {"trainer", "predictor"} <= components
+    assert {"trainer", "predictor", "drift"} <= components
     for pod in exercised.pods:
         spec = pod["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
