@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -111,6 +112,14 @@ def installed(
     return Installed(control_plane, objects, token_kubeconfig(control_plane, token, path))
 
 
+def alive(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def start_operator(installed: Installed, log: Path) -> RunningOperator:
     """The rendered Deployment's container, run as a local process under the SA token."""
     container = installed.deployment()["spec"]["template"]["spec"]["containers"][0]
@@ -134,9 +143,7 @@ def start_operator(installed: Installed, log: Path) -> RunningOperator:
     handle.close()
     running = RunningOperator(proc, log, f"http://127.0.0.1:{health}/healthz", argv)
     deadline = time.monotonic() + 60
-    while subprocess.run(
-        ["curl", "-sf", running.liveness], capture_output=True, check=False
-    ).returncode:
+    while not alive(running.liveness):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"operator did not start:\n{running.text()[-3000:]}")
         time.sleep(0.3)
