@@ -19,7 +19,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
-from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 
 import mlkube.controller.metrics
 import mlkube.runtime.serve.metrics
@@ -32,24 +32,17 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 
 
 def exported() -> dict[str, set[str]]:
-    """Series name -> label names, for every mlkube collector in the default registry."""
+    """Series name -> label names, for the collectors of the operator and the server."""
     series: dict[str, set[str]] = {"up": {"job", "instance"}}
-    for family in REGISTRY.collect():
-        if not family.name.startswith("mlkube_"):
-            continue
-        collector_labels = _labels_of(family.name)
-        for suffix in SUFFIXES.get(family.type, ("",)):
-            extra = {"le"} if suffix == "_bucket" else set()
-            series[family.name + suffix] = collector_labels | extra
-    return series
-
-
-def _labels_of(name: str) -> set[str]:
     for module in (mlkube.controller.metrics, mlkube.runtime.serve.metrics):
-        for value in vars(module).values():
-            if getattr(value, "_name", None) == name:
-                return set(value._labelnames)
-    raise AssertionError(f"no collector named {name}")
+        for collector in vars(module).values():
+            if not isinstance(collector, MetricWrapperBase):
+                continue
+            labels = set(collector._labelnames)
+            for suffix in SUFFIXES[collector._type]:
+                extra = {"le"} if suffix == "_bucket" else set()
+                series[collector._name + suffix] = labels | extra
+    return series
 
 
 def selectors(node: Any) -> Iterator[Any]:
