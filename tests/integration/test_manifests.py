@@ -79,10 +79,15 @@ def installable(control_plane: ControlPlane, crds: list[str]) -> ControlPlane:
 
 
 @pytest.mark.parametrize("target", [".", "default", "overlays/local", "overlays/production"])
-def test_server_side_dry_run_accepts_every_object(installable: ControlPlane, target: str) -> None:
+@pytest.mark.parametrize("mode", ["client-side", "server-side"])
+def test_server_side_dry_run_accepts_every_object(
+    installable: ControlPlane, target: str, mode: str
+) -> None:
+    """Both `kubectl apply -k` and the documented `kubectl apply --server-side -k`."""
     expected = len(rendered(installable, target))
+    apply = ["apply", "--server-side"] if mode == "server-side" else ["apply"]
     result = installable.kubectl(
-        "apply", "--dry-run=server", "-k", str(MANIFESTS / target), check=False
+        *apply, "--dry-run=server", "-k", str(MANIFESTS / target), check=False
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
