@@ -23,6 +23,7 @@ def test_cache_keeps_the_newest_and_indexes() -> None:
     cache.add_index("TrainingJob", lambda b: [b["spec"]["modelRef"]["name"]])
     assert cache.store("TrainingJob", body("a", 5))
     assert not cache.store("TrainingJob", body("a", 4))
+    assert not cache.store("TrainingJob", body("a", 5))  # the echo of our own write
     assert cache.get("TrainingJob", "ns", "a")["metadata"]["resourceVersion"] == "5"  # type: ignore[index]
     cache.store("TrainingJob", body("b", 6, model="other"))
     assert [b["metadata"]["name"] for b in cache.by_index("TrainingJob", "ns", "m")] == ["a"]

@@ -46,12 +46,16 @@ class Cache:
         return self.objects.get(kind, {}).get((namespace, name))
 
     def store(self, kind: str, body: Mapping[str, Any]) -> bool:
-        """Keeps ``body`` unless a newer version is already known; True when kept."""
+        """Keeps ``body`` unless this or a newer version is already known; True when kept.
+
+        The watch event of the operator's own write brings a version the cache already has
+        (stored from the write's response): False tells the caller there is no news.
+        """
         meta = body["metadata"]
         key = (str(meta.get("namespace") or ""), str(meta["name"]))
         bucket = self.objects.setdefault(kind, {})
         previous = bucket.get(key)
-        if previous is not None and _rv(previous) > _rv(body) > 0:
+        if previous is not None and _rv(previous) >= _rv(body) > 0:
             return False
         if previous is not None:
             self._unindex(kind, key, previous)

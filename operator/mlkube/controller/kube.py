@@ -139,20 +139,23 @@ class Kube:
         async with self._client().request(
             method, self.server + path, data=data, headers=headers, params=params
         ) as response:
-            text = await response.text()
+            content = await response.read()
             if response.status >= 400:
+                text = content.decode(errors="replace")
                 try:
-                    payload = json.loads(text)
-                    raise ApiError(
-                        response.status,
-                        str(payload.get("reason", "")),
-                        str(payload.get("message", text)),
-                    )
+                    payload = json.loads(content)
                 except ValueError:
                     raise ApiError(response.status, "", text[:500]) from None
+                if not isinstance(payload, dict):
+                    payload = {}
+                raise ApiError(
+                    response.status,
+                    str(payload.get("reason", "")),
+                    str(payload.get("message", text)),
+                )
             if raw:
-                return text
-            return json.loads(text) if text else {}
+                return content.decode(errors="replace")
+            return json.loads(content) if content else {}
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", path_of(kind, namespace, name))

@@ -131,7 +131,8 @@ class Operator:
         else:
             body = dict(obj)
             body["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-            self.cache.store(kind, body)
+            if not self.cache.store(kind, body):
+                return  # the echo of our own write: nothing new to reconcile
         enqueue = self.ctl.enqueue
         labels = _labels(obj)
         if kind == "Model":
