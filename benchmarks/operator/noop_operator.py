@@ -37,6 +37,10 @@ async def create(manifest: dict[str, Any]) -> None:
             raise
 
 
+async def ignore(**_: Any) -> None:
+    """Watching without acting (async: no thread-pool hop, as the real operator's handlers)."""
+
+
 def build(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry)
     async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -83,7 +87,7 @@ def build(registry: kopf.OperatorRegistry) -> None:
         ("", "v1", "pods", {**MANAGED, "mlkube.io/component": "trainer"}),
     ):
         kopf.on.event(group, version, plural, labels=labels, registry=registry,
-                      id=f"noop-{plural}")(lambda **_: None)
+                      id=f"noop-{plural}")(ignore)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 Key = tuple[str, str, str]  # kind, namespace, name
 Body = dict[str, Any]
 IndexFn = Callable[[Mapping[str, Any]], Iterable[str]]
+TrimFn = Callable[[Mapping[str, Any]], Body]
 Reconciler = Callable[[Key], Awaitable[float | None]]
 
 log = logging.getLogger("mlkube.controller")
@@ -36,11 +37,16 @@ class Cache:
 
     objects: dict[str, dict[tuple[str, str], Body]] = field(default_factory=dict)
     index_fns: dict[str, IndexFn] = field(default_factory=dict)
+    trim_fns: dict[str, TrimFn] = field(default_factory=dict)
     _indexes: dict[str, dict[tuple[str, str], set[str]]] = field(default_factory=dict)
 
     def add_index(self, kind: str, fn: IndexFn) -> None:
         self.index_fns[kind] = fn
         self._indexes.setdefault(kind, {})
+
+    def add_trim(self, kind: str, fn: TrimFn) -> None:
+        """Keeps only what the reconcilers read of ``kind`` (memory at thousands of objects)."""
+        self.trim_fns[kind] = fn
 
     def get(self, kind: str, namespace: str, name: str) -> Body | None:
         return self.objects.get(kind, {}).get((namespace, name))
@@ -59,7 +65,13 @@ class Cache:
             return False
         if previous is not None:
             self._unindex(kind, key, previous)
-        bucket[key] = dict(body)
+        trim = self.trim_fns.get(kind)
+        if trim is not None:
+            body = trim(body)
+        else:
+            body = dict(body)
+            body["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+        bucket[key] = body
         fn = self.index_fns.get(kind)
         if fn is not None:
             for value in fn(body):

@@ -64,8 +64,55 @@ def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
     return (body.get("metadata") or {}).get("labels") or {}
 
 
+_META_KEPT: Final = frozenset(
+    {
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "creationTimestamp",
+        "deletionTimestamp",
+    }
+)
+
+
+def _slim(*spec_paths: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A trimmer keeping metadata, status and only the named ``spec`` paths (a.b.c)."""
+
+    def trim(body: Mapping[str, Any]) -> dict[str, Any]:
+        meta = body.get("metadata") or {}
+        slim: dict[str, Any] = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": {k: v for k, v in meta.items() if k in _META_KEPT},
+            "status": body.get("status") or {},
+        }
+        for path in spec_paths:
+            source: Any = body
+            target = slim
+            parts = path.split(".")
+            for part in parts[:-1]:
+                source = (source or {}).get(part) if isinstance(source, Mapping) else None
+                target = target.setdefault(part, {})
+            if isinstance(source, Mapping) and parts[-1] in source:
+                target[parts[-1]] = source[parts[-1]]
+        return slim
+
+    return trim
+
+
 def new_cache() -> Cache:
     cache = Cache()
+    # Children are read for their status and identity only; the predictor also for the
+    # version label of its pod template. Pods: phase and container states.
+    cache.add_trim("Job", _slim())
+    cache.add_trim("CronJob", _slim())
+    cache.add_trim("Deployment", _slim("spec.template.metadata"))
+    cache.add_trim("Pod", _slim())
     cache.add_index("TrainingJob", lambda b: [model_ref(b)])
     cache.add_index("Monitor", lambda b: [model_ref(b)])
     cache.add_index("Pod", lambda b: [v for k in JOB_NAME_LABELS if (v := _labels(b).get(k))][:1])
@@ -128,11 +175,8 @@ class Operator:
         fresh = self.cache.get(kind, namespace, name) is None
         if event_type == "DELETED":
             self.cache.forget(kind, namespace, name)
-        else:
-            body = dict(obj)
-            body["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-            if not self.cache.store(kind, body):
-                return  # the echo of our own write: nothing new to reconcile
+        elif not self.cache.store(kind, obj):
+            return  # the echo of our own write: nothing new to reconcile
         enqueue = self.ctl.enqueue
         labels = _labels(obj)
         if kind == "Model":
@@ -213,8 +257,9 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
 
     for kind, group, version, plural, labels in WATCHES:
 
-        def make(kind: str) -> Callable[..., None]:
-            def observe(event: Mapping[str, Any], **_: Any) -> None:
+        def make(kind: str) -> Callable[..., Awaitable[None]]:
+            # async, so kopf calls it on the event loop instead of a thread pool
+            async def observe(event: Mapping[str, Any], **_: Any) -> None:
                 operator.observe(kind, event.get("type"), event["object"])
 
             return observe
