@@ -17,6 +17,20 @@ creates per Model (TrainingJob, Job) over the same aiohttp transport.
 
 Targets (issue 3): p50 at most 2x the no-op and < 200 ms; 500 Models < 60 s; RSS < 150 MB.
 
+Measured here (2 cores shared with other builds, 2026-11-24, one full run):
+
+| measure | mlkube | no-op | ratio |
+| --- | --- | --- | --- |
+| apply → Job p50 / p95 | 16.8 / 26.4 ms | 11.1 / 16.1 ms | 1.52 / 1.64 |
+| 500 Models at once → all Jobs | 6.7 s (statuses 6.8 s) | 2.7 s | 2.53 |
+| RSS at 1,000 Models | 136.5 MB | 106.7 MB | 1.28 |
+| API requests per Model | 5.2 | 2.2 | 2.38 |
+
+Earlier runs on a busier machine gave p50 25-32 ms (ratio 1.7-2.2) and 500 Models in
+16-22 s; the ratio moves less than the absolute figures. mlkube's 5.2 requests per Model:
+create TrainingJob and patch Model status (at once), patch TrainingJob status and create
+Job (at once), and a patch when the Job's pod appears.
+
 Run: ``.venv/bin/python benchmarks/operator/run.py [--models 50] [--bulk 500]``; results
 go to ``benchmarks/results/operator.json``. Needs the control-plane binaries the test
 harness builds (``make controlplane-build`` or a first integration test run).
