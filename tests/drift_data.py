@@ -68,30 +68,51 @@ def schema_of(frame: pd.DataFrame) -> list[FeatureSchema]:
 
 
 def store_version(
-    store: Path, reference: pd.DataFrame, *, name: str = "churn", namespace: str = "default",
+    store: Path,
+    reference: pd.DataFrame,
+    *,
+    name: str = "churn",
+    namespace: str = "default",
     version: int = 1,
 ) -> Path:
     """Fits a tiny pipeline on a slice of ``reference`` and writes a version with its profile."""
     features = schema_of(reference)
     categorical = [f["name"] for f in features if f["kind"] == "categorical"]
     head = reference.head(200).fillna(0) if not categorical else reference.head(200)
-    pipeline = Pipeline([
-        ("prep", ColumnTransformer(
-            [("cat", OneHotEncoder(handle_unknown="ignore"), categorical)],
-            remainder="passthrough",
-        )),
-        ("model", LinearRegression()),
-    ])
+    pipeline = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [("cat", OneHotEncoder(handle_unknown="ignore"), categorical)],
+                    remainder="passthrough",
+                ),
+            ),
+            ("model", LinearRegression()),
+        ]
+    )
     numeric_head = head.drop(columns=categorical).fillna(0.0)
-    pipeline.fit(pd.concat([numeric_head, head[categorical]], axis=1),
-                 np.arange(len(head), dtype=float))
+    pipeline.fit(
+        pd.concat([numeric_head, head[categorical]], axis=1), np.arange(len(head), dtype=float)
+    )
     metadata: dict[str, Any] = {
-        "name": name, "namespace": namespace, "version": version, "task": "regression",
+        "name": name,
+        "namespace": namespace,
+        "version": version,
+        "task": "regression",
         "estimator": {"class": "sklearn.linear_model.LinearRegression", "params": {}},
-        "features": features, "target": {"name": "y"}, "metric": "r2", "score": 0.0,
-        "metrics": {}, "slices": [], "profile": build_reference_profile(reference, features),
-        "data": {"rows": len(reference)}, "lineage": {"trigger": "initial"},
-        "libraries": {}, "trainedAt": "2024-06-01T00:00:00Z", "durationSeconds": 0.0,
+        "features": features,
+        "target": {"name": "y"},
+        "metric": "r2",
+        "score": 0.0,
+        "metrics": {},
+        "slices": [],
+        "profile": build_reference_profile(reference, features),
+        "data": {"rows": len(reference)},
+        "lineage": {"trigger": "initial"},
+        "libraries": {},
+        "trainedAt": "2024-06-01T00:00:00Z",
+        "durationSeconds": 0.0,
     }
     target = store / namespace / name / f"v{version}"
     written: Metadata = write_version(target, pipeline, metadata)

@@ -40,11 +40,20 @@ def main() -> None:
             threshold = float(config["threshold"])
             drifted = value < threshold if "p_value" in method else value >= threshold
             features[config["column"]] = {
-                "method": method, "score": value, "threshold": threshold, "drifted": drifted,
+                "method": method,
+                "score": value,
+                "threshold": threshold,
+                "drifted": drifted,
             }
     with open(out_path, "w", encoding="utf-8") as handle:
-        json.dump({"driftShare": share, "datasetDrift": share is not None and share >= 0.5,
-                   "features": features}, handle)
+        json.dump(
+            {
+                "driftShare": share,
+                "datasetDrift": share is not None and share >= 0.5,
+                "features": features,
+            },
+            handle,
+        )
 
 
 if __name__ == "__main__":

@@ -113,19 +113,29 @@ def prepare(case: Case, directory: Path) -> dict[str, Any]:
     live.to_parquet(directory / "live.parquet")
     numeric = [f"n{i}" for i in range(case.numeric)]
     categorical = [f"c{i}" for i in range(case.categorical)]
-    (directory / "spec.json").write_text(json.dumps({"numeric": numeric,
-                                                     "categorical": categorical}))
-    features = [FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=True)
-                for n in numeric]
-    features += [FeatureSchema(name=c, kind="categorical", dtype="string", nullable=True)
-                 for c in categorical]
+    (directory / "spec.json").write_text(
+        json.dumps({"numeric": numeric, "categorical": categorical})
+    )
+    features = [
+        FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=True) for n in numeric
+    ]
+    features += [
+        FeatureSchema(name=c, kind="categorical", dtype="string", nullable=True)
+        for c in categorical
+    ]
     started = time.perf_counter()
     profile = build_reference_profile(reference, features)
     profile_seconds = time.perf_counter() - started
     model_dir = directory / "store" / "default" / "bench" / "v1"
     model_dir.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": METADATA_FORMAT, "name": "bench", "namespace": "default",
-                "version": 1, "features": features, "profile": profile}
+    metadata = {
+        "format": METADATA_FORMAT,
+        "name": "bench",
+        "namespace": "default",
+        "version": 1,
+        "features": features,
+        "profile": profile,
+    }
     (model_dir / "metadata.json").write_text(json.dumps(metadata))
     return {"profileSeconds": profile_seconds, "modelDir": model_dir}
 
@@ -137,14 +147,16 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     machine wall time swings with the load of others, while CPU time mostly does not.
     """
     started = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False
+    )
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
-    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)",
-                                           result.stderr))
+    cpu = sum(
+        float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", result.stderr)
+    )
     return wall, cpu, int(match.group(1)) / 1024 if match else float("nan")
 
 
@@ -152,9 +164,19 @@ def run_ours(
     directory: Path, model_dir: Path, plot: bool
 ) -> tuple[float, float, float, dict[str, Any]]:
     out = directory / "mlkube-report.json"
-    wall, cpu, rss = timed([str(REPO / ".venv" / "bin" / "mlkube"), "drift-check", "--model-dir",
-                       str(model_dir), "--live", str(directory / "live.parquet"),
-                       "--report", str(out), *([] if plot else ["--no-plot"])])
+    wall, cpu, rss = timed(
+        [
+            str(REPO / ".venv" / "bin" / "mlkube"),
+            "drift-check",
+            "--model-dir",
+            str(model_dir),
+            "--live",
+            str(directory / "live.parquet"),
+            "--report",
+            str(out),
+            *([] if plot else ["--no-plot"]),
+        ]
+    )
     report = json.loads(out.read_text())
     flagged = {n for n, f in report["features"].items() if f["drifted"]}
     return wall, cpu, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
@@ -162,9 +184,16 @@ def run_ours(
 
 def run_peer(python: Path, directory: Path) -> tuple[float, float, float, dict[str, Any]]:
     out = directory / "evidently-report.json"
-    wall, cpu, rss = timed([str(python), str(Path(__file__).with_name("evidently_check.py")),
-                       str(directory / "reference.parquet"), str(directory / "live.parquet"),
-                       str(directory / "spec.json"), str(out)])
+    wall, cpu, rss = timed(
+        [
+            str(python),
+            str(Path(__file__).with_name("evidently_check.py")),
+            str(directory / "reference.parquet"),
+            str(directory / "live.parquet"),
+            str(directory / "spec.json"),
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     flagged = {n for n, f in report["features"].items() if f["drifted"]}
     return wall, cpu, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
@@ -197,16 +226,20 @@ def main() -> None:
             print(f"  rep {rep}: mlkube {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True)
             wall, cpu, rss, _ = run_ours(directory, prepared["modelDir"], plot=False)
             ours_no_plot.append((wall, cpu, rss))
-            print(f"  rep {rep}: mlkube --no-plot {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
-                  flush=True)
+            print(
+                f"  rep {rep}: mlkube --no-plot {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
+                flush=True,
+            )
             if case.peer:
                 wall, cpu, rss, peer_result = run_peer(python, directory)
                 peer.append((wall, cpu, rss))
-                print(f"  rep {rep}: evidently {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
-                      flush=True)
+                print(
+                    f"  rep {rep}: evidently {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True
+                )
         expected = shifted_features(case)
         row: dict[str, Any] = {
-            "case": case.label, "profileSeconds": round(prepared["profileSeconds"], 2),
+            "case": case.label,
+            "profileSeconds": round(prepared["profileSeconds"], 2),
             "mlkubeWall": statistics.median(w for w, _, _ in ours),
             "mlkubeCpu": statistics.median(c for _, c, _ in ours),
             "mlkubeRssMiB": max(r for _, _, r in ours),
@@ -218,15 +251,17 @@ def main() -> None:
             "mlkubeDatasetDrift": our_result["datasetDrift"],
         }
         if peer:
-            row.update({
-                "evidentlyWall": statistics.median(w for w, _, _ in peer),
-                "evidentlyCpu": statistics.median(c for _, c, _ in peer),
-                "evidentlyRssMiB": max(r for _, _, r in peer),
-                "evidentlyFlagged": sorted(peer_result["flagged"]),
-                "evidentlyDatasetDrift": peer_result["datasetDrift"],
-                "sameFlagged": our_result["flagged"] == peer_result["flagged"],
-                "sameVerdict": our_result["datasetDrift"] == peer_result["datasetDrift"],
-            })
+            row.update(
+                {
+                    "evidentlyWall": statistics.median(w for w, _, _ in peer),
+                    "evidentlyCpu": statistics.median(c for _, c, _ in peer),
+                    "evidentlyRssMiB": max(r for _, _, r in peer),
+                    "evidentlyFlagged": sorted(peer_result["flagged"]),
+                    "evidentlyDatasetDrift": peer_result["datasetDrift"],
+                    "sameFlagged": our_result["flagged"] == peer_result["flagged"],
+                    "sameVerdict": our_result["datasetDrift"] == peer_result["datasetDrift"],
+                }
+            )
             row["speedup"] = row["evidentlyWall"] / row["mlkubeWall"]
             row["rssRatio"] = row["mlkubeRssMiB"] / row["evidentlyRssMiB"]
             row["noPlotSpeedup"] = row["evidentlyWall"] / row["noPlotWall"]
@@ -237,37 +272,57 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(rows, indent=2))
     print()
-    print(f"{'case':<28} {'tool':<22} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9} "
-          f"{'speedup':>8} {'cpu x':>6} {'RSS ratio':>9} {'flags = Evidently':>17} "
-          f"{'flags = shifted':>15}")
+    print(
+        f"{'case':<28} {'tool':<22} {'wall s':>7} {'cpu s':>6} {'peak MiB':>9} "
+        f"{'speedup':>8} {'cpu x':>6} {'RSS ratio':>9} {'flags = Evidently':>17} "
+        f"{'flags = shifted':>15}"
+    )
     case_of = {case.label: case for case in cases}
     for row in rows:
-        tools = [("mlkube (with PNG)", "mlkube", "speedup", "cpuRatio", "rssRatio"),
-                 ("mlkube --no-plot", "noPlot", "noPlotSpeedup", "noPlotCpuRatio",
-                  "noPlotRssRatio")]
+        tools = [
+            ("mlkube (with PNG)", "mlkube", "speedup", "cpuRatio", "rssRatio"),
+            ("mlkube --no-plot", "noPlot", "noPlotSpeedup", "noPlotCpuRatio", "noPlotRssRatio"),
+        ]
         for tool, prefix, speed_key, cpu_key, rss_key in tools:
             speed = f"{row[speed_key]:.1f}x" if speed_key in row else "-"
             cpu_ratio = f"{row[cpu_key]:.1f}x" if cpu_key in row else "-"
             ratio = f"{row[rss_key]:.3f}" if rss_key in row else "-"
             same = str(row.get("sameFlagged", "-"))
-            print(f"{row['case']:<28} {tool:<22} {row[prefix + 'Wall']:>7.2f} "
-                  f"{row[prefix + 'Cpu']:>6.2f} {row[prefix + 'RssMiB']:>9.0f} {speed:>8} "
-                  f"{cpu_ratio:>6} {ratio:>9} {same:>17} {row['mlkubeFlaggedIsShifted']!s:>15}")
+            print(
+                f"{row['case']:<28} {tool:<22} {row[prefix + 'Wall']:>7.2f} "
+                f"{row[prefix + 'Cpu']:>6.2f} {row[prefix + 'RssMiB']:>9.0f} {speed:>8} "
+                f"{cpu_ratio:>6} {ratio:>9} {same:>17} {row['mlkubeFlaggedIsShifted']!s:>15}"
+            )
         if "evidentlyWall" in row:
             peer_exact = set(row["evidentlyFlagged"]) == shifted_features(case_of[row["case"]])
-            print(f"{row['case']:<28} {'evidently 0.7.23':<22} {row['evidentlyWall']:>7.2f} "
-                  f"{row['evidentlyCpu']:>6.2f} {row['evidentlyRssMiB']:>9.0f} {'1.0x':>8} "
-                  f"{'1.0x':>6} {'1.000':>9} {'-':>17} {peer_exact!s:>15}")
+            print(
+                f"{row['case']:<28} {'evidently 0.7.23':<22} {row['evidentlyWall']:>7.2f} "
+                f"{row['evidentlyCpu']:>6.2f} {row['evidentlyRssMiB']:>9.0f} {'1.0x':>8} "
+                f"{'1.0x':>6} {'1.000':>9} {'-':>17} {peer_exact!s:>15}"
+            )
         else:
             note = "(runs only with --full: ~6 min, ~3.5 GB)"
             print(f"{row['case']:<28} {'evidently 0.7.23':<22} {note:>40}")
-    print("\nprofile build (once per version, at training time): "
-          + ", ".join(f"{r['case']}: {r['profileSeconds']} s" for r in rows))
+    print(
+        "\nprofile build (once per version, at training time): "
+        + ", ".join(f"{r['case']}: {r['profileSeconds']} s" for r in rows)
+    )
     mismatches = [r["case"] for r in rows if r.get("sameFlagged") is False]
     if mismatches:
-        print("flag differences:", json.dumps([
-            {"case": r["case"], "mlkube": r["mlkubeFlagged"], "evidently": r["evidentlyFlagged"]}
-            for r in rows if r.get("sameFlagged") is False]))
+        print(
+            "flag differences:",
+            json.dumps(
+                [
+                    {
+                        "case": r["case"],
+                        "mlkube": r["mlkubeFlagged"],
+                        "evidently": r["evidentlyFlagged"],
+                    }
+                    for r in rows
+                    if r.get("sameFlagged") is False
+                ]
+            ),
+        )
     sys.stdout.flush()
 
 

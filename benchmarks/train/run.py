@@ -50,10 +50,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results" / "train"
 
 ESTIMATORS: dict[str, tuple[str, dict[str, Any]]] = {
-    "rf": ("sklearn.ensemble.RandomForestClassifier",
-           {"n_estimators": 50, "min_samples_leaf": 5, "n_jobs": -1, "random_state": 0}),
-    "hgb": ("sklearn.ensemble.HistGradientBoostingClassifier",
-            {"max_iter": 200, "random_state": 0}),
+    "rf": (
+        "sklearn.ensemble.RandomForestClassifier",
+        {"n_estimators": 50, "min_samples_leaf": 5, "n_jobs": -1, "random_state": 0},
+    ),
+    "hgb": (
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 200, "random_state": 0},
+    ),
 }
 
 
@@ -72,12 +76,17 @@ def make_data(path: Path, rows: int, features: int) -> None:
 
 def manifest(data: Path, class_path: str, params: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "mlkube.io/v1alpha1", "kind": "Model", "metadata": {"name": "bench"},
-        "spec": {"task": "classification", "training": {
-            "estimator": {"class": class_path, "params": params},
-            "data": {"uri": str(data), "target": "label"},
-            "validation": {"metric": "f1", "testFraction": 0.2, "folds": 0},
-        }},
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "task": "classification",
+            "training": {
+                "estimator": {"class": class_path, "params": params},
+                "data": {"uri": str(data), "target": "label"},
+                "validation": {"metric": "f1", "testFraction": 0.2, "folds": 0},
+            },
+        },
     }
 
 
@@ -100,13 +109,31 @@ def bench(key: str, data: Path, work: Path, repeats: int) -> list[dict[str, Any]
     model.write_text(json.dumps(manifest(data, class_path, params)))
     store = work / "store"
     runs: dict[str, list[tuple[float, float]]] = {
-        "mlkube train": [], "bare (split)": [], "bare (all rows)": [],
+        "mlkube train": [],
+        "bare (split)": [],
+        "bare (all rows)": [],
     }
-    bare = [sys.executable, str(HERE / "bare_sklearn.py"), str(data), str(work / "m.joblib"),
-            class_path, json.dumps(params)]
+    bare = [
+        sys.executable,
+        str(HERE / "bare_sklearn.py"),
+        str(data),
+        str(work / "m.joblib"),
+        class_path,
+        json.dumps(params),
+    ]
     commands = {
-        "mlkube train": [sys.executable, "-m", "mlkube", "train", "-f", str(model),
-                         "--store", str(store), "--termination-log", str(work / "log")],
+        "mlkube train": [
+            sys.executable,
+            "-m",
+            "mlkube",
+            "train",
+            "-f",
+            str(model),
+            "--store",
+            str(store),
+            "--termination-log",
+            str(work / "log"),
+        ],
         "bare (split)": [*bare, "--split"],
         "bare (all rows)": bare,
     }
@@ -123,19 +150,26 @@ def bench(key: str, data: Path, work: Path, repeats: int) -> list[dict[str, Any]
         # less exposed to the machine's drift than a ratio of medians.
         paired = [o[0] / s[0] for o, s in zip(ours, samples, strict=True)]
         paired_cpu = [o[1] / s[1] for o, s in zip(ours, samples, strict=True)]
-        rows.append({
-            "estimator": class_path.rsplit(".", 1)[1], "runner": name,
-            "wall_s": round(statistics.median(w for w, _ in samples), 2),
-            "cpu_s": round(statistics.median(c for _, c in samples), 2),
-            "runs": [round(w, 2) for w, _ in samples],
-            "ratio_wall": None if name == "mlkube train" else round(statistics.median(paired), 3),
-            "ratio_cpu": None if name == "mlkube train" else round(
-                statistics.median(paired_cpu), 3),
-            # Best against best: contention only ever adds time, so the fastest run of
-            # each is the closest either gets to a quiet machine.
-            "ratio_best": None if name == "mlkube train" else round(
-                min(w for w, _ in ours) / min(w for w, _ in samples), 3),
-        })
+        rows.append(
+            {
+                "estimator": class_path.rsplit(".", 1)[1],
+                "runner": name,
+                "wall_s": round(statistics.median(w for w, _ in samples), 2),
+                "cpu_s": round(statistics.median(c for _, c in samples), 2),
+                "runs": [round(w, 2) for w, _ in samples],
+                "ratio_wall": None
+                if name == "mlkube train"
+                else round(statistics.median(paired), 3),
+                "ratio_cpu": None
+                if name == "mlkube train"
+                else round(statistics.median(paired_cpu), 3),
+                # Best against best: contention only ever adds time, so the fastest run of
+                # each is the closest either gets to a quiet machine.
+                "ratio_best": None
+                if name == "mlkube train"
+                else round(min(w for w, _ in ours) / min(w for w, _ in samples), 3),
+            }
+        )
     return rows
 
 
@@ -153,26 +187,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mlkube-bench-train-") as work:
         for key in args.estimators.split(","):
             rows += bench(key, data, Path(work), args.repeats)
-    print(f"\nmlkube train vs bare scikit-learn, {args.rows} x {args.features} CSV, "
-          f"median of {args.repeats} interleaved runs\n")
-    print(f"{'estimator':32s} {'runner':16s} {'wall s':>8s} {'best s':>8s} {'cpu s':>8s} "
-          f"{'ours/peer wall':>15s} {'cpu':>6s} {'best':>6s}")
+    print(
+        f"\nmlkube train vs bare scikit-learn, {args.rows} x {args.features} CSV, "
+        f"median of {args.repeats} interleaved runs\n"
+    )
+    print(
+        f"{'estimator':32s} {'runner':16s} {'wall s':>8s} {'best s':>8s} {'cpu s':>8s} "
+        f"{'ours/peer wall':>15s} {'cpu':>6s} {'best':>6s}"
+    )
     for row in rows:
         ratios = [
             "" if row[key] is None else f"{row[key]:.2f}x"
             for key in ("ratio_wall", "ratio_cpu", "ratio_best")
         ]
-        print(f"{row['estimator']:32s} {row['runner']:16s} {row['wall_s']:8.2f} "
-              f"{min(row['runs']):8.2f} {row['cpu_s']:8.2f} {ratios[0]:>15s} "
-              f"{ratios[1]:>6s} {ratios[2]:>6s}")
-    print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} cores (wall and cpu: medians of per-repeat ratios; "
-          "best: fastest run over fastest run)")
+        print(
+            f"{row['estimator']:32s} {row['runner']:16s} {row['wall_s']:8.2f} "
+            f"{min(row['runs']):8.2f} {row['cpu_s']:8.2f} {ratios[0]:>15s} "
+            f"{ratios[1]:>6s} {ratios[2]:>6s}"
+        )
+    print(
+        f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} cores (wall and cpu: medians of per-repeat ratios; "
+        "best: fastest run over fastest run)"
+    )
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(
-        {"rows": args.rows, "features": args.features, "repeats": args.repeats, "results": rows},
-        indent=2,
-    ))
+    (RESULTS / f"{stamp}.json").write_text(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "features": args.features,
+                "repeats": args.repeats,
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,31 @@ NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 MLKUBE = Path(sys.executable).with_name("mlkube")
 
 MODEL: dict[str, Any] = {
-    "apiVersion": "mlkube.io/v1alpha1", "kind": "Model", "metadata": {"name": "churn"},
-    "spec": {"task": "regression", "training": {
-        "estimator": {"class": "sklearn.linear_model.LinearRegression"},
-        "data": {"uri": "sklearn://diabetes", "target": "target"}}},
+    "apiVersion": "mlkube.io/v1alpha1",
+    "kind": "Model",
+    "metadata": {"name": "churn"},
+    "spec": {
+        "task": "regression",
+        "training": {
+            "estimator": {"class": "sklearn.linear_model.LinearRegression"},
+            "data": {"uri": "sklearn://diabetes", "target": "target"},
+        },
+    },
 }
 
 
 def _monitor(name: str, model: str) -> dict[str, Any]:
     return {
-        "apiVersion": "mlkube.io/v1alpha1", "kind": "Monitor", "metadata": {"name": name},
-        "spec": {"modelRef": {"name": model}, "window": {"duration": "12h", "minSamples": 100},
-                 "drift": {"datasetDriftShare": 0.3}, "action": "retrain", "cooldown": "6h"},
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "Monitor",
+        "metadata": {"name": name},
+        "spec": {
+            "modelRef": {"name": model},
+            "window": {"duration": "12h", "minSamples": 100},
+            "drift": {"datasetDriftShare": 0.3},
+            "action": "retrain",
+            "cooldown": "6h",
+        },
     }
 
 
@@ -47,20 +60,40 @@ def _get(plane: ControlPlane, namespace: str, kind: str, name: str = "") -> Any:
     return json.loads(plane.kubectl(*args).stdout)
 
 
-def _patch_status(plane: ControlPlane, namespace: str, kind: str, name: str,
-                  status: dict[str, Any]) -> None:
-    plane.kubectl("patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge",
-                  "-p", json.dumps({"status": status}))
+def _patch_status(
+    plane: ControlPlane, namespace: str, kind: str, name: str, status: dict[str, Any]
+) -> None:
+    plane.kubectl(
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
 
 
-def _start_check(plane: ControlPlane, store: Path, reference: str,
-                 now: datetime) -> subprocess.Popen[str]:
+def _start_check(
+    plane: ControlPlane, store: Path, reference: str, now: datetime
+) -> subprocess.Popen[str]:
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig), "MLKUBE_STORE_ROOT": str(store)}
     env.pop("KUBERNETES_SERVICE_HOST", None)
     return subprocess.Popen(
-        [str(MLKUBE), "drift-check", "--monitor", reference,
-         "--now", now.strftime("%Y-%m-%dT%H:%M:%SZ")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            str(MLKUBE),
+            "drift-check",
+            "--monitor",
+            reference,
+            "--now",
+            now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -76,17 +109,29 @@ def _write_log(store: Path, namespace: str, rows: int, at: datetime) -> None:
     with (directory / "w1-0.jsonl").open("w") as out:
         for i, record in enumerate(frame.to_dict(orient="records")):
             ts = (at + timedelta(seconds=i % 600)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            out.write(json.dumps({"ts": ts, "model": "churn", "version": 1, "request_id": str(i),
-                                  "status": 200, "inputs": record, "output": 1.0}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "ts": ts,
+                        "model": "churn",
+                        "version": 1,
+                        "request_id": str(i),
+                        "status": 200,
+                        "inputs": record,
+                        "output": 1.0,
+                    }
+                )
+                + "\n"
+            )
 
 
 @pytest.fixture
-def served(control_plane: ControlPlane, crds: list[str], namespace: str,
-           tmp_path: Path) -> Path:
+def served(control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path) -> Path:
     """A Model serving v1 (status set as the operator would), its version and a drifted log."""
     store = tmp_path / "store"
-    store_version(store, synthetic_frame(3_000, seed=1, drifted=False)[FEATURES],
-                  namespace=namespace)
+    store_version(
+        store, synthetic_frame(3_000, seed=1, drifted=False)[FEATURES], namespace=namespace
+    )
     _write_log(store, namespace, 1_200, NOW - timedelta(minutes=30))
     _apply(control_plane, namespace, MODEL)
     _patch_status(control_plane, namespace, "models.mlkube.io", "churn", {"servingVersion": 1})
@@ -109,8 +154,11 @@ def test_concurrent_checks_write_status_and_create_one_training_job(
     assert job["spec"]["trigger"] == "drift" and job["spec"]["modelRef"] == {"name": "churn"}
     assert "drift in" in job["spec"]["reason"] and "n1" in job["spec"]["reason"]
     owner = job["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["uid"]) == ("Model", "churn",
-                                                           model["metadata"]["uid"])
+    assert (owner["kind"], owner["name"], owner["uid"]) == (
+        "Model",
+        "churn",
+        model["metadata"]["uid"],
+    )
     messages = " ".join(out for _, out, _ in results)
     assert f"created TrainingJob {job['metadata']['name']}" in messages
 
@@ -135,19 +183,15 @@ def test_running_job_and_cooldown_hold_back_retraining(
     (job,) = _get(control_plane, namespace, "trainingjobs.mlkube.io")["items"]
     name = job["metadata"]["name"]
 
-    code, out, _ = _finish(_start_check(control_plane, served, reference,
-                                        NOW + timedelta(hours=7)))
+    code, out, _ = _finish(_start_check(control_plane, served, reference, NOW + timedelta(hours=7)))
     assert code == 0 and f"TrainingJob {name} is still running" in out
 
-    _patch_status(control_plane, namespace, "trainingjobs.mlkube.io", name,
-                  {"phase": "Succeeded"})
-    code, out, _ = _finish(_start_check(control_plane, served, reference,
-                                        NOW + timedelta(hours=2)))
+    _patch_status(control_plane, namespace, "trainingjobs.mlkube.io", name, {"phase": "Succeeded"})
+    code, out, _ = _finish(_start_check(control_plane, served, reference, NOW + timedelta(hours=2)))
     assert code == 0 and "cooldown until" in out
     assert len(_get(control_plane, namespace, "trainingjobs.mlkube.io")["items"]) == 1
 
-    code, out, _ = _finish(_start_check(control_plane, served, reference,
-                                        NOW + timedelta(hours=7)))
+    code, out, _ = _finish(_start_check(control_plane, served, reference, NOW + timedelta(hours=7)))
     assert code == 0 and "created TrainingJob" in out
     assert len(_get(control_plane, namespace, "trainingjobs.mlkube.io")["items"]) == 2
 

@@ -95,12 +95,21 @@ def test_small_reference_uses_ks_and_chi2_p_values(tmp_path: Path) -> None:
 
 
 def test_monitor_overrides_choose_methods_and_thresholds(version: Path, tmp_path: Path) -> None:
-    settings = settings_from_monitor({
-        "kind": "Monitor",
-        "spec": {"modelRef": {"name": "churn"}, "window": {"duration": "2h", "minSamples": 10},
-                 "drift": {"numeric": "psi", "categorical": "chi2", "datasetDriftShare": 0.3,
-                           "features": {"n0": {"method": "ks", "threshold": 0.01}}}},
-    })
+    settings = settings_from_monitor(
+        {
+            "kind": "Monitor",
+            "spec": {
+                "modelRef": {"name": "churn"},
+                "window": {"duration": "2h", "minSamples": 10},
+                "drift": {
+                    "numeric": "psi",
+                    "categorical": "chi2",
+                    "datasetDriftShare": 0.3,
+                    "features": {"n0": {"method": "ks", "threshold": 0.01}},
+                },
+            },
+        }
+    )
     assert settings.min_samples == 10 and settings.window.total_seconds() == 7200
     live = tmp_path / "live.parquet"
     synthetic_frame(3_000, seed=7, drifted=False).to_parquet(live)
@@ -110,9 +119,12 @@ def test_monitor_overrides_choose_methods_and_thresholds(version: Path, tmp_path
     assert features["n5"]["method"] == "psi" and features["n5"]["threshold"] == 0.2
     assert features["c3"]["method"] == "chi2" and "pValue" in features["c3"]
     with pytest.raises(SpecError, match="wasserstein"):
-        settings_from_monitor({"kind": "Monitor", "spec": {"modelRef": {"name": "x"},
-                               "drift": {"categorical": "wasserstein"}}}).method_for(
-            "c0", "categorical", 10_000, None)
+        settings_from_monitor(
+            {
+                "kind": "Monitor",
+                "spec": {"modelRef": {"name": "x"}, "drift": {"categorical": "wasserstein"}},
+            }
+        ).method_for("c0", "categorical", 10_000, None)
     with pytest.raises(SpecError, match="datasetDriftShare"):
         settings_from_monitor({"kind": "Monitor", "spec": {"drift": {"datasetDriftShare": 2}}})
 
@@ -122,11 +134,13 @@ def test_chunk_size_does_not_change_the_result(
 ) -> None:
     live = tmp_path / "live.parquet"
     synthetic_frame(12_000, seed=8, drifted=True).to_parquet(live)
-    whole = run_check(version, live, DriftSettings(), NOW, report_path=tmp_path / "a.json",
-                      plot=False)
+    whole = run_check(
+        version, live, DriftSettings(), NOW, report_path=tmp_path / "a.json", plot=False
+    )
     monkeypatch.setattr(window_module, "CHUNK_ROWS", 997)
-    chunked = run_check(version, live, DriftSettings(), NOW, report_path=tmp_path / "b.json",
-                        plot=False)
+    chunked = run_check(
+        version, live, DriftSettings(), NOW, report_path=tmp_path / "b.json", plot=False
+    )
     for name, entry in whole.report["features"].items():
         other = chunked.report["features"][name]
         assert other["drifted"] == entry["drifted"]
@@ -152,7 +166,8 @@ def test_live_summary_state_is_bounded_by_the_profile_not_the_rows() -> None:
     everything = pd.concat([synthetic_frame(4_000, seed=100 + s, drifted=False) for s in range(6)])
     n3: Any = profile["features"]["n3"]
     edges = np.asarray(n3["binEdges"])
-    expected = np.bincount(np.searchsorted(edges, everything["n3"], side="left"),
-                           minlength=edges.size + 1)
+    expected = np.bincount(
+        np.searchsorted(edges, everything["n3"], side="left"), minlength=edges.size + 1
+    )
     assert summary.bin_counts[numeric.index("n3"), : edges.size + 1].tolist() == expected.tolist()
     assert summary.categories["c2"].counts.sum() == 24_000

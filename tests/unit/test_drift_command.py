@@ -25,7 +25,10 @@ NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 def _mlkube(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlkube", "drift-check", *map(str, args)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -37,7 +40,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_log(
-    store: Path, rows: list[dict[str, Any]], *, hour: datetime, name: str = "w1-0.jsonl",
+    store: Path,
+    rows: list[dict[str, Any]],
+    *,
+    hour: datetime,
+    name: str = "w1-0.jsonl",
     extra_lines: list[bytes] | None = None,
 ) -> Path:
     directory = store / "default/churn/inference" / hour.strftime("%Y-%m-%d/%H")
@@ -55,18 +62,36 @@ def _log_rows(frame: Any, start: datetime, status: int = 200) -> list[dict[str, 
     rows = []
     for i, record in enumerate(frame.to_dict(orient="records")):
         ts = start + timedelta(seconds=i)
-        rows.append({"ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "model": "churn", "version": 1,
-                     "request_id": f"r{i}", "status": status, "inputs": record, "output": 0.5})
+        rows.append(
+            {
+                "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "model": "churn",
+                "version": 1,
+                "request_id": f"r{i}",
+                "status": status,
+                "inputs": record,
+                "output": 0.5,
+            }
+        )
     return rows
 
 
 def _monitor(tmp_path: Path, **drift: Any) -> Path:
     path = tmp_path / "monitor.yaml"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "mlkube.io/v1alpha1", "kind": "Monitor", "metadata": {"name": "m"},
-        "spec": {"modelRef": {"name": "churn"}, "window": {"duration": "2h", "minSamples": 200},
-                 "drift": drift or {"datasetDriftShare": 0.3}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "mlkube.io/v1alpha1",
+                "kind": "Monitor",
+                "metadata": {"name": "m"},
+                "spec": {
+                    "modelRef": {"name": "churn"},
+                    "window": {"duration": "2h", "minSamples": 200},
+                    "drift": drift or {"datasetDriftShare": 0.3},
+                },
+            }
+        )
+    )
     return path
 
 
@@ -75,8 +100,12 @@ def test_inference_log_window_is_checked_and_reported_beside_the_logs(
 ) -> None:
     live = synthetic_frame(1_500, seed=2, drifted=True)[FEATURES]
     in_window = NOW - timedelta(hours=1, minutes=30)
-    _write_log(store, _log_rows(live.iloc[:1000], in_window), hour=in_window,
-               extra_lines=[b"{not json", b"\x00\x01garbage"])
+    _write_log(
+        store,
+        _log_rows(live.iloc[:1000], in_window),
+        hour=in_window,
+        extra_lines=[b"{not json", b"\x00\x01garbage"],
+    )
     failures = _log_rows(live.iloc[1000:1100], in_window, status=500)
     _write_log(store, failures, hour=in_window, name="w2-0.jsonl")
     late = NOW - timedelta(minutes=20)
@@ -84,16 +113,31 @@ def test_inference_log_window_is_checked_and_reported_beside_the_logs(
     old = NOW - timedelta(hours=5)  # outside the 2h window: partition never read
     _write_log(store, _log_rows(live.iloc[1400:], old), hour=old, extra_lines=[b"junk"])
 
-    result = _mlkube("--model-dir", store / "default/churn/v1", "--live",
-                     store / "default/churn/inference", "-f", _monitor(tmp_path),
-                     "--now", "2024-06-01T12:00:00Z", "--fail-on-drift")
+    result = _mlkube(
+        "--model-dir",
+        store / "default/churn/v1",
+        "--live",
+        store / "default/churn/inference",
+        "-f",
+        _monitor(tmp_path),
+        "--now",
+        "2024-06-01T12:00:00Z",
+        "--fail-on-drift",
+    )
     assert result.returncode == 3, result.stderr
     report_path = store / "default/churn/drift/20240601T120000Z.json"
     report = json.loads(report_path.read_text())
-    assert report["samples"] == {"live": 1300, "reference": 3000, "skippedRows": 100,
-                                 "corruptLines": 2}
-    assert report["window"] == {"start": "2024-06-01T10:00:00Z", "end": "2024-06-01T12:00:00Z",
-                                "duration": "2h"}
+    assert report["samples"] == {
+        "live": 1300,
+        "reference": 3000,
+        "skippedRows": 100,
+        "corruptLines": 2,
+    }
+    assert report["window"] == {
+        "start": "2024-06-01T10:00:00Z",
+        "end": "2024-06-01T12:00:00Z",
+        "duration": "2h",
+    }
     assert report["verdict"] == "drift" and report["features"]["n1"]["drifted"]
     assert report_path.with_suffix(".png").exists()
     assert "verdict: DRIFT" in result.stdout and "n1" in result.stdout
@@ -124,12 +168,20 @@ def test_schema_mismatch_is_refused_for_tables_and_logs(store: Path, tmp_path: P
     synthetic_frame(600, seed=4, drifted=False)[FEATURES].drop(columns=["n2"]).to_parquet(live)
     result = _mlkube("--model-dir", copy / "default/churn/v1", "--live", live)
     _assert_refused(result, "n2", copy)
-    rows = _log_rows(synthetic_frame(600, seed=4, drifted=False)[FEATURES].drop(columns=["c1"]),
-                     NOW - timedelta(minutes=30))
+    rows = _log_rows(
+        synthetic_frame(600, seed=4, drifted=False)[FEATURES].drop(columns=["c1"]),
+        NOW - timedelta(minutes=30),
+    )
     hour = NOW - timedelta(minutes=30)
     _write_log(copy, rows, hour=hour)
-    result = _mlkube("--model-dir", copy / "default/churn/v1", "--live",
-                     copy / "default/churn", "--now", "2024-06-01T12:00:00Z")
+    result = _mlkube(
+        "--model-dir",
+        copy / "default/churn/v1",
+        "--live",
+        copy / "default/churn",
+        "--now",
+        "2024-06-01T12:00:00Z",
+    )
     _assert_refused(result, "c1", copy)
 
 
@@ -137,19 +189,36 @@ def test_corrupt_log_file_and_unknown_format_are_refused(tmp_path: Path) -> None
     store_version(tmp_path, synthetic_frame(2_000, seed=1, drifted=False)[FEATURES])
     hour = NOW - timedelta(minutes=10)
     _write_log(tmp_path, [], hour=hour, extra_lines=[b"\x1f\x8b\x08 binary", b"{{{"])
-    result = _mlkube("--model-dir", tmp_path / "default/churn/v1", "--live",
-                     tmp_path / "default/churn/inference", "--now", "2024-06-01T12:00:00Z")
+    result = _mlkube(
+        "--model-dir",
+        tmp_path / "default/churn/v1",
+        "--live",
+        tmp_path / "default/churn/inference",
+        "--now",
+        "2024-06-01T12:00:00Z",
+    )
     _assert_refused(result, "w1-0.jsonl", tmp_path)
     odd = tmp_path / "live.xlsx"
     odd.write_bytes(b"x")
-    _assert_refused(_mlkube("--model-dir", tmp_path / "default/churn/v1", "--live", odd),
-                    "unknown live data format", tmp_path)
+    _assert_refused(
+        _mlkube("--model-dir", tmp_path / "default/churn/v1", "--live", odd),
+        "unknown live data format",
+        tmp_path,
+    )
 
 
 def test_empty_window_is_insufficient_data_with_a_message(store: Path, tmp_path: Path) -> None:
-    result = _mlkube("--model-dir", store / "default/churn/v1", "--live",
-                     store / "default/churn/inference", "--now", "2030-01-01T00:00:00Z",
-                     "--report", tmp_path / "r.json", "--fail-on-drift")
+    result = _mlkube(
+        "--model-dir",
+        store / "default/churn/v1",
+        "--live",
+        store / "default/churn/inference",
+        "--now",
+        "2030-01-01T00:00:00Z",
+        "--report",
+        tmp_path / "r.json",
+        "--fail-on-drift",
+    )
     assert result.returncode == 0, result.stderr
     assert "no live rows" in result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
@@ -162,8 +231,15 @@ def test_nan_only_column_is_a_data_quality_finding(store: Path, tmp_path: Path) 
     live.loc[:99, "n3"] = np.nan
     path = tmp_path / "live.parquet"
     live.to_parquet(path)
-    result = _mlkube("--model-dir", store / "default/churn/v1", "--live", path,
-                     "--report", tmp_path / "r.json", "--no-plot")
+    result = _mlkube(
+        "--model-dir",
+        store / "default/churn/v1",
+        "--live",
+        path,
+        "--report",
+        tmp_path / "r.json",
+        "--no-plot",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     findings = {(f["feature"], f["finding"]) for f in report["dataQuality"]}

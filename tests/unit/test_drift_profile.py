@@ -113,12 +113,21 @@ def test_category_keys_unify_ints_floats_strings_and_bools() -> None:
 
 
 def test_missing_feature_and_malformed_profiles_are_refused(frame: pd.DataFrame) -> None:
-    schema = [*_schema(frame, {"c"}), FeatureSchema(name="z", kind="numeric", dtype="float64",
-                                                    nullable=False)]
+    schema = [
+        *_schema(frame, {"c"}),
+        FeatureSchema(name="z", kind="numeric", dtype="float64", nullable=False),
+    ]
     with pytest.raises(ProfileError, match="z"):
         build_reference_profile(frame, schema)
-    bad: list[Any] = [None, {"format": "other"}, {"format": PROFILE_FORMAT, "rows": 1,
-                      "features": {"x": {"kind": "numeric", "binEdges": [1.0], "binCounts": []}}}]
+    bad: list[Any] = [
+        None,
+        {"format": "other"},
+        {
+            "format": PROFILE_FORMAT,
+            "rows": 1,
+            "features": {"x": {"kind": "numeric", "binEdges": [1.0], "binCounts": []}},
+        },
+    ]
     for raw in bad:
         with pytest.raises(ProfileError):
             read_reference_profile(raw)

@@ -15,8 +15,13 @@ from mlkube.runtime.drift import stats
 
 @pytest.mark.parametrize(
     ("n_ref", "n_live", "shift"),
-    [(300, 400, 0.0), (800, 5000, 0.2), (5000, 20_000, 0.05), (1000, 60_000, 0.1),
-     (20_000, 20_000, 0.0)],
+    [
+        (300, 400, 0.0),
+        (800, 5000, 0.2),
+        (5000, 20_000, 0.05),
+        (1000, 60_000, 0.1),
+        (20_000, 20_000, 0.0),
+    ],
 )
 def test_ks_matches_scipy_exact_and_asymptotic(n_ref: int, n_live: int, shift: float) -> None:
     rng = np.random.default_rng(n_ref + n_live)
@@ -83,8 +88,9 @@ def test_jensen_shannon_matches_scipy_and_ignores_padding() -> None:
     padded_live = np.hstack([live, np.zeros((10, 4))])
     scores = stats.jensen_shannon(padded_ref, padded_live)
     for row in range(10):
-        assert scores[row] == pytest.approx(distance.jensenshannon(reference[row], live[row]),
-                                            abs=1e-12)
+        assert scores[row] == pytest.approx(
+            distance.jensenshannon(reference[row], live[row]), abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("bins", [2, 3, 7])

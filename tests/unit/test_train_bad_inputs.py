@@ -24,6 +24,7 @@ Setup = Callable[[Path], list[str]]
 def _with(document: dict[str, Any]) -> Setup:
     def setup(tmp_path: Path) -> list[str]:
         return ["-f", str(write_manifest(tmp_path, document))]
+
     return setup
 
 
@@ -33,6 +34,7 @@ def _csv(frame_change: Callable[[Any], Any], **kwargs: Any) -> Setup:
         frame.to_csv(tmp_path / "data.csv", index=False)
         document = manifest(uri=str(tmp_path / "data.csv"), target="churned", **kwargs)
         return ["-f", str(write_manifest(tmp_path, document))]
+
     return setup
 
 
@@ -41,6 +43,7 @@ def _raw_file(content: bytes, name: str = "data.csv") -> Setup:
         (tmp_path / name).write_bytes(content)
         document = manifest(uri=str(tmp_path / name), target="churned")
         return ["-f", str(write_manifest(tmp_path, document))]
+
     return setup
 
 
@@ -69,7 +72,8 @@ CASES: dict[str, tuple[Setup, str]] = {
     "missing data file": (_with(manifest(uri="/nonexistent/churn.csv")), "does not exist"),
     "unreadable csv": (_raw_file(b"a,b\n1,2\n3,4,5,6\n7,8\n"), "not readable as CSV"),
     "binary garbage as parquet": (
-        _raw_file(b"\x00\x01garbage" * 10, "data.parquet"), "not readable as Parquet"
+        _raw_file(b"\x00\x01garbage" * 10, "data.parquet"),
+        "not readable as Parquet",
     ),
     "missing target": (
         _csv(lambda f: f.rename(columns={"churned": "churn"})),
@@ -77,42 +81,50 @@ CASES: dict[str, tuple[Setup, str]] = {
     ),
     "constant target": (_csv(lambda f: f.assign(churned="no")), "is constant"),
     "too few rows": (_csv(lambda f: f.head(10)), "fewer than dataQuality.minRows=20"),
-    "column over the missing threshold": (
-        _csv(_nan_every_third), "income (33.5% missing)"
-    ),
+    "column over the missing threshold": (_csv(_nan_every_third), "income (33.5% missing)"),
     "unknown feature column": (
-        _csv(lambda f: f, features=["age", "incme"]), "'incme' (did you mean 'income'?)"
+        _csv(lambda f: f, features=["age", "incme"]),
+        "'incme' (did you mean 'income'?)",
     ),
     "estimator outside the allow-list": (
-        _with(manifest(estimator="os.system")), "outside the estimator allow-list"
+        _with(manifest(estimator="os.system")),
+        "outside the estimator allow-list",
     ),
     "estimator of the wrong task": (
-        _with(manifest(estimator="sklearn.linear_model.Ridge")), "not a classifier"
+        _with(manifest(estimator="sklearn.linear_model.Ridge")),
+        "not a classifier",
     ),
     "unknown estimator class": (
         _with(manifest(estimator="sklearn.ensemble.RandomForrestClassifier")),
         "did you mean sklearn.ensemble.RandomForestClassifier",
     ),
     "unknown param": (
-        _with(manifest(params={"max_iters": 10})), "unknown parameter 'max_iters' (did you mean"
+        _with(manifest(params={"max_iters": 10})),
+        "unknown parameter 'max_iters' (did you mean",
     ),
     "bad param value": (
-        _with(manifest(estimator="sklearn.ensemble.RandomForestClassifier",
-                       params={"n_estimators": -5})),
+        _with(
+            manifest(
+                estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": -5}
+            )
+        ),
         "'n_estimators' parameter of RandomForestClassifier must be an int",
     ),
     "slice syntax error": (_slice("age >> 50"), "slice 's': syntax error"),
     "slice on an unknown column": (
-        _slice("sepal_lenght_cm > 5"), "unknown column 'sepal_lenght_cm' (did you mean"
+        _slice("sepal_lenght_cm > 5"),
+        "unknown column 'sepal_lenght_cm' (did you mean",
     ),
     "slice comparing a number column with text": (
-        _slice("sepal_length_cm == 'big'"), "compares numeric column 'sepal_length_cm'"
+        _slice("sepal_length_cm == 'big'"),
+        "compares numeric column 'sepal_length_cm'",
     ),
     "empty slice": (_slice("sepal_length_cm > 100"), "selects no rows"),
     "version dir already present": (_existing_version, "already exists"),
     "unwritable store": (_store_is_a_file, "is not a directory"),
     "metric of the other task": (
-        _with(manifest(validation={"metric": "rmse"})), "'rmse' is not a classification metric"
+        _with(manifest(validation={"metric": "rmse"})),
+        "'rmse' is not a classification metric",
     ),
     "metric needing probabilities the estimator lacks": (
         _with(manifest(estimator="sklearn.svm.SVC", validation={"metric": "roc_auc"})),
@@ -150,24 +162,39 @@ def test_bad_input_fails_with_one_line_and_leaves_the_store_alone(
 def test_invalid_yaml_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "model.yaml"
     path.write_text("kind: Model\nmetadata: {name: [unclosed\n")
-    result = run_cli(capsys, "-f", path, "--store", tmp_path / "store",
-                     "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys, "-f", path, "--store", tmp_path / "store", "--termination-log", tmp_path / "log"
+    )
     assert result.code == 2
     assert "is not valid YAML" in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "store").exists()
 
 
 def test_model_json_that_is_not_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_cli(capsys, "--model-json", "{kind: Model", "--store", tmp_path / "store",
-                     "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys,
+        "--model-json",
+        "{kind: Model",
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 2 and "--model-json is not valid JSON" in result.stderr
 
 
 def test_an_explicit_termination_log_must_be_writable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_cli(capsys, "-f", write_manifest(tmp_path, manifest()), "--store",
-                     tmp_path / "store", "--termination-log", tmp_path / "missing" / "log")
+    result = run_cli(
+        capsys,
+        "-f",
+        write_manifest(tmp_path, manifest()),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "missing" / "log",
+    )
     assert result.code == 2 and "cannot write the termination log" in result.stderr
     assert not (tmp_path / "store").exists()
 

@@ -35,7 +35,9 @@ def test_classification_on_breast_cancer_through_a_real_process(tmp_path: Path) 
         params={"n_estimators": 25, "max_depth": 6},
         uri="sklearn://breast_cancer",
         validation={
-            "metric": "roc_auc", "folds": 3, "randomSeed": 3,
+            "metric": "roc_auc",
+            "folds": 3,
+            "randomSeed": 3,
             "slices": [
                 {"name": "large", "query": "mean_radius > 15", "minScore": 0.5},
                 {"name": "impossible", "query": "mean_radius <= 15", "minScore": 1.01},
@@ -44,8 +46,16 @@ def test_classification_on_breast_cancer_through_a_real_process(tmp_path: Path) 
     )
     log = tmp_path / "termination-log"
     result = run_process(
-        "-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-        "--termination-log", log, "--trigger", "initial", "--training-job", "cancer-v1",
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        log,
+        "--trigger",
+        "initial",
+        "--training-job",
+        "cancer-v1",
     )
     assert result.code == 0, result.stderr
     summary = result.summary
@@ -67,9 +77,7 @@ def test_classification_on_breast_cancer_through_a_real_process(tmp_path: Path) 
     assert summary["artifact"]["sha256"] == file_hash
     metadata = read_metadata(version_dir)
     assert metadata["artifact"]["sha256"] == file_hash
-    assert metadata["lineage"] == {
-        "trigger": "initial", "reason": "", "trainingJob": "cancer-v1"
-    }
+    assert metadata["lineage"] == {"trigger": "initial", "reason": "", "trainingJob": "cancer-v1"}
     assert metadata["estimator"]["params"]["random_state"] == 3
     assert len(metadata["crossValidation"]["scores"]) == 3
     assert "progress" not in result.stdout and "cross-validation" in result.stderr
@@ -79,13 +87,21 @@ def test_artifact_reloads_and_predicts_what_was_measured(tmp_path: Path) -> None
     """Recomputes the holdout from the recorded seed: the reloaded model's predictions
     give exactly the recorded metrics, so the artifact is the model that was scored."""
     document = manifest(
-        "wine", uri="sklearn://wine", params={"max_iter": 2000},
+        "wine",
+        uri="sklearn://wine",
+        params={"max_iter": 2000},
         validation={"metric": "accuracy", "randomSeed": 5},
     )
     store = tmp_path / "store"
     with pytest.MonkeyPatch.context():
-        result = run_process("-f", write_manifest(tmp_path, document), "--store", store,
-                             "--termination-log", tmp_path / "log")
+        result = run_process(
+            "-f",
+            write_manifest(tmp_path, document),
+            "--store",
+            store,
+            "--termination-log",
+            tmp_path / "log",
+        )
     assert result.code == 0, result.stderr
     version_dir = store / "default" / "wine" / "v1"
     metadata = read_metadata(version_dir)
@@ -111,8 +127,11 @@ def test_saved_pipeline_predicts_identically_after_reload(tmp_path: Path) -> Non
     features = ["age", "income", "region", "plan"]
     schema = infer_schema(frame, features)
     estimator = resolve_estimator(
-        "sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 30},
-        "classification", ("sklearn.",), 0,
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        {"max_iter": 30},
+        "classification",
+        ("sklearn.",),
+        0,
     )
     model = build_pipeline(schema, estimator)
     inputs = model_inputs(frame, schema)
@@ -129,13 +148,26 @@ def test_regression_on_diabetes_with_rmse_and_kfold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     document = manifest(
-        "diabetes", task="regression", estimator="sklearn.linear_model.Ridge",
-        params={"alpha": 0.5}, uri="sklearn://diabetes",
-        validation={"metric": "rmse", "folds": 4,
-                    "slices": [{"name": "older", "query": "age > 0", "minScore": 70}]},
+        "diabetes",
+        task="regression",
+        estimator="sklearn.linear_model.Ridge",
+        params={"alpha": 0.5},
+        uri="sklearn://diabetes",
+        validation={
+            "metric": "rmse",
+            "folds": 4,
+            "slices": [{"name": "older", "query": "age > 0", "minScore": 70}],
+        },
     )
-    result = run_cli(capsys, "-f", write_manifest(tmp_path, document),
-                     "--store", tmp_path / "store", "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys,
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 0, result.stderr
     summary = result.summary
     assert summary["metric"] == "rmse" and summary["higherIsBetter"] is False
@@ -149,8 +181,9 @@ def test_regression_on_diabetes_with_rmse_and_kfold(
     assert cross["folds"] == 4 and cross["stratified"] is False
     assert cross["mean"] == pytest.approx(np.mean(cross["scores"]), abs=1e-5)
     assert load_pipeline(tmp_path / "store" / "default" / "diabetes" / "v1").predict(
-        model_inputs(pd.DataFrame([{f["name"]: 0.01 for f in metadata["features"]}]),
-                     metadata["features"])
+        model_inputs(
+            pd.DataFrame([{f["name"]: 0.01 for f in metadata["features"]}]), metadata["features"]
+        )
     ).shape == (1,)
 
 
@@ -161,14 +194,25 @@ def test_csv_with_categories_missing_values_and_a_compound_slice(
     frame.loc[::50, "income"] = np.nan  # 2 % missing, under the 5 % default
     frame.to_csv(tmp_path / "churn.csv", index=False)
     document = manifest(
-        uri=str(tmp_path / "churn.csv"), target="churned",
-        validation={"metric": "f1", "slices": [
-            {"name": "north-older", "query": 'age > 40 and region == "north"'},
-            {"name": "not-basic", "query": "not (plan in ['basic']) or income is null"},
-        ]},
+        uri=str(tmp_path / "churn.csv"),
+        target="churned",
+        validation={
+            "metric": "f1",
+            "slices": [
+                {"name": "north-older", "query": 'age > 40 and region == "north"'},
+                {"name": "not-basic", "query": "not (plan in ['basic']) or income is null"},
+            ],
+        },
     )
-    result = run_cli(capsys, "-f", write_manifest(tmp_path, document),
-                     "--store", tmp_path / "store", "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys,
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 0, result.stderr
     version_dir = tmp_path / "store" / "default" / "churn" / "v1"
     metadata = read_metadata(version_dir)
@@ -179,8 +223,10 @@ def test_csv_with_categories_missing_values_and_a_compound_slice(
     assert schema["income"]["nullable"] is True
     assert metadata["target"]["classes"] == ["no", "yes"]
     assert metadata["profile"]["features"]["region"]["kind"] == "categorical"
-    assert metadata["data"]["sha256"] == hashlib.sha256(
-        (tmp_path / "churn.csv").read_bytes()).hexdigest()
+    assert (
+        metadata["data"]["sha256"]
+        == hashlib.sha256((tmp_path / "churn.csv").read_bytes()).hexdigest()
+    )
     test = frame.iloc[holdout_split(frame["churned"].to_numpy(), "classification", 0.2, 0)[1]]
     expected_rows = int(((test["age"] > 40) & (test["region"] == "north")).sum())
     assert result.summary["slices"][0]["rows"] == expected_rows
@@ -192,21 +238,53 @@ def test_versions_increment_and_model_json_overrides_namespace(
 ) -> None:
     store = tmp_path / "store"
     document = manifest("iris", validation={"metric": "accuracy"})
-    first = run_cli(capsys, "--model-json", json.dumps(document), "--store", store,
-                    "--namespace", "team-a", "--termination-log", tmp_path / "log",
-                    "--store-uri", "pvc://models/root")
-    second = run_cli(capsys, "--model-json", json.dumps(document), "--store", store,
-                     "--namespace", "team-a", "--termination-log", tmp_path / "log",
-                     "--trigger", "drift", "--reason", "psi 0.4 on petal_width_cm")
+    first = run_cli(
+        capsys,
+        "--model-json",
+        json.dumps(document),
+        "--store",
+        store,
+        "--namespace",
+        "team-a",
+        "--termination-log",
+        tmp_path / "log",
+        "--store-uri",
+        "pvc://models/root",
+    )
+    second = run_cli(
+        capsys,
+        "--model-json",
+        json.dumps(document),
+        "--store",
+        store,
+        "--namespace",
+        "team-a",
+        "--termination-log",
+        tmp_path / "log",
+        "--trigger",
+        "drift",
+        "--reason",
+        "psi 0.4 on petal_width_cm",
+    )
     assert (first.code, second.code) == (0, 0), first.stderr + second.stderr
     assert first.summary["artifact"]["uri"] == "pvc://models/root/team-a/iris/v1"
     assert second.summary["version"] == 2
     assert sorted(p.name for p in (store / "team-a" / "iris").iterdir()) == ["v1", "v2"]
     lineage = read_metadata(store / "team-a" / "iris" / "v2")["lineage"]
     assert lineage["trigger"] == "drift" and lineage["reason"].startswith("psi 0.4")
-    explicit = run_cli(capsys, "--model-json", json.dumps(document), "--store", store,
-                       "--namespace", "team-a", "--version", "7",
-                       "--termination-log", tmp_path / "log")
+    explicit = run_cli(
+        capsys,
+        "--model-json",
+        json.dumps(document),
+        "--store",
+        store,
+        "--namespace",
+        "team-a",
+        "--version",
+        "7",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert explicit.code == 0 and explicit.summary["version"] == 7
 
 
@@ -220,10 +298,21 @@ def test_parquet_and_json_lines(
         frame.to_parquet(path)
     else:
         frame.to_json(path, orient="records", lines=True)
-    document = manifest(uri=f"file://{path}", target="churned",
-                        features=["age", "region"], validation={"metric": "accuracy"})
-    result = run_cli(capsys, "-f", write_manifest(tmp_path, document),
-                     "--store", tmp_path / "store", "--termination-log", tmp_path / "log")
+    document = manifest(
+        uri=f"file://{path}",
+        target="churned",
+        features=["age", "region"],
+        validation={"metric": "accuracy"},
+    )
+    result = run_cli(
+        capsys,
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 0, result.stderr
     metadata = read_metadata(tmp_path / "store" / "default" / "churn" / "v1")
     assert [f["name"] for f in metadata["features"]] == ["age", "region"]
@@ -237,8 +326,15 @@ def test_pvc_uri_reads_under_the_configured_root(
     churn_frame(200).to_csv(tmp_path / "pvc" / "datasets" / "churn" / "data.csv", index=False)
     monkeypatch.setenv("MLKUBE_PVC_ROOT", str(tmp_path / "pvc"))
     document = manifest(uri="pvc://datasets/churn/data.csv", target="churned")
-    result = run_cli(capsys, "-f", write_manifest(tmp_path, document),
-                     "--store", tmp_path / "store", "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys,
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 0, result.stderr
     assert read_metadata(tmp_path / "store" / "default" / "churn" / "v1")["data"]["uri"] == (
         "pvc://datasets/churn/data.csv"
@@ -251,8 +347,9 @@ def test_the_official_examples_train(
 ) -> None:
     """The samples users copy must train as they are (multi-document files included)."""
     path = Path(__file__).resolve().parents[2] / "manifests" / "examples" / example
-    result = run_cli(capsys, "-f", path, "--store", tmp_path / "store",
-                     "--termination-log", tmp_path / "log")
+    result = run_cli(
+        capsys, "-f", path, "--store", tmp_path / "store", "--termination-log", tmp_path / "log"
+    )
     assert result.code == 0, result.stderr
     assert result.summary["version"] == 1
     assert result.summary["metric"] in ("f1_macro", "r2", "accuracy")

@@ -56,9 +56,15 @@ def test_https_download_trains(tmp_path: Path, https_site: tuple[str, Path, Path
     base, served, ca_bundle = https_site
     churn_frame(300).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process("-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-                         "--termination-log", tmp_path / "log",
-                         env={"SSL_CERT_FILE": str(ca_bundle)})
+    result = run_process(
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+        env={"SSL_CERT_FILE": str(ca_bundle)},
+    )
     assert result.code == 0, result.stderr
     assert result.summary["rows"] == {"train": 240, "test": 60}
 
@@ -69,8 +75,15 @@ def test_https_404_is_one_line_and_leaves_no_version(
     base, _, ca_bundle = https_site
     document = manifest(uri=f"{base}/missing.csv", target="churned")
     log = tmp_path / "log"
-    result = run_process("-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-                         "--termination-log", log, env={"SSL_CERT_FILE": str(ca_bundle)})
+    result = run_process(
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        log,
+        env={"SSL_CERT_FILE": str(ca_bundle)},
+    )
     assert result.code == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert errors == [f"mlkube train: error: data {base}/missing.csv: HTTP 404 File not found"]
@@ -84,8 +97,14 @@ def test_untrusted_certificate_is_refused(
     base, served, _ = https_site
     churn_frame(100).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process("-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-                         "--termination-log", tmp_path / "log")
+    result = run_process(
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+    )
     assert result.code == 2 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
 
 
@@ -95,9 +114,15 @@ def test_download_over_the_size_limit_fails(
     base, served, ca_bundle = https_site
     churn_frame(300).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process("-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-                         "--termination-log", tmp_path / "log",
-                         env={"SSL_CERT_FILE": str(ca_bundle), "MLKUBE_HTTP_MAX_BYTES": "1000"})
+    result = run_process(
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+        env={"SSL_CERT_FILE": str(ca_bundle), "MLKUBE_HTTP_MAX_BYTES": "1000"},
+    )
     assert result.code == 2 and "more than 1000 (MLKUBE_HTTP_MAX_BYTES)" in result.stderr
 
 
@@ -118,25 +143,44 @@ def test_s3_through_a_loopback_endpoint(tmp_path: Path, s3_endpoint: str) -> Non
     import boto3
 
     env = {
-        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     )
     client.create_bucket(Bucket="datasets")
-    client.put_object(Bucket="datasets", Key="churn/data.csv",
-                      Body=churn_frame(250).to_csv(index=False).encode())
+    client.put_object(
+        Bucket="datasets", Key="churn/data.csv", Body=churn_frame(250).to_csv(index=False).encode()
+    )
     document = manifest(uri="s3://datasets/churn/data.csv", target="churned")
-    ok = run_process("-f", write_manifest(tmp_path, document), "--store", tmp_path / "store",
-                     "--termination-log", tmp_path / "log", env=env)
+    ok = run_process(
+        "-f",
+        write_manifest(tmp_path, document),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+        env=env,
+    )
     assert ok.code == 0, ok.stderr
     assert ok.summary["rows"]["train"] == 200
 
     missing = manifest("other", uri="s3://datasets/churn/nope.csv", target="churned")
-    failed = run_process("-f", write_manifest(tmp_path, missing, "other.json"),
-                         "--store", tmp_path / "store", "--termination-log", tmp_path / "log",
-                         env=env)
+    failed = run_process(
+        "-f",
+        write_manifest(tmp_path, missing, "other.json"),
+        "--store",
+        tmp_path / "store",
+        "--termination-log",
+        tmp_path / "log",
+        env=env,
+    )
     assert failed.code == 2 and "s3://datasets/churn/nope.csv: NoSuchKey" in failed.stderr
     assert not (tmp_path / "store" / "default" / "other").exists()

@@ -23,12 +23,14 @@ from mlkube.runtime.train.slices import (
 
 @pytest.fixture
 def frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "age": [25, 55, 61, 40, np.nan, 70],
-        "region": ["north", "north", "south", None, "east", "north"],
-        "mean radius": [10.0, 20.0, 15.0, 12.0, 18.0, 9.5],
-        "active": [True, False, True, True, False, False],
-    })
+    return pd.DataFrame(
+        {
+            "age": [25, 55, 61, 40, np.nan, 70],
+            "region": ["north", "north", "south", None, "east", "north"],
+            "mean radius": [10.0, 20.0, 15.0, 12.0, 18.0, 9.5],
+            "active": [True, False, True, True, False, False],
+        }
+    )
 
 
 def rows(query: str, frame: pd.DataFrame) -> list[int]:

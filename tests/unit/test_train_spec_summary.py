@@ -31,8 +31,10 @@ def test_defaults_follow_the_design() -> None:
     assert (spec.quality.max_missing_fraction, spec.quality.min_rows) == (0.05, 20)
     regression = parse_model(manifest(task="regression"), namespace="team-b")
     assert regression.validation.metric == "r2" and regression.namespace == "team-b"
-    assert parse_model(manifest(validation={"metric": "mae"}, task="regression")).higher_is_better \
+    assert (
+        parse_model(manifest(validation={"metric": "mae"}, task="regression")).higher_is_better
         is False
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,9 +48,12 @@ def test_defaults_follow_the_design() -> None:
         (lambda m: m["spec"]["training"]["validation"].update(folds="5"), "must be an integer"),
         (lambda m: m["spec"]["training"]["data"].update(features=["target"]), "must not include"),
         (lambda m: m["spec"]["training"]["data"].update(format="xls"), "format must be one of"),
-        (lambda m: m["spec"]["training"]["validation"].update(
-            slices=[{"name": "a", "query": "x > 1"}, {"name": "a", "query": "x > 2"}]),
-         "used twice"),
+        (
+            lambda m: m["spec"]["training"]["validation"].update(
+                slices=[{"name": "a", "query": "x > 1"}, {"name": "a", "query": "x > 2"}]
+            ),
+            "used twice",
+        ),
         (lambda m: m.update(kind="Monitor"), "expected a Model"),
     ],
 )
@@ -60,10 +65,13 @@ def test_spec_errors_name_the_field(change: Any, message: str) -> None:
 
 
 def test_settings_from_environment() -> None:
-    settings = TrainSettings.from_env({
-        "MLKUBE_PVC_ROOT": "/data", "MLKUBE_ESTIMATOR_ALLOWLIST": "sklearn.linear_model., xgb.",
-        "MLKUBE_HTTP_MAX_BYTES": "1024",
-    })
+    settings = TrainSettings.from_env(
+        {
+            "MLKUBE_PVC_ROOT": "/data",
+            "MLKUBE_ESTIMATOR_ALLOWLIST": "sklearn.linear_model., xgb.",
+            "MLKUBE_HTTP_MAX_BYTES": "1024",
+        }
+    )
     assert settings.pvc_root == Path("/data")
     assert settings.estimator_allowlist == ("sklearn.linear_model.", "xgb.")
     assert settings.http_max_bytes == 1024 and settings.http_timeout_seconds == 60.0
@@ -85,7 +93,8 @@ def test_bundled_column_names_become_identifiers() -> None:
 
 def test_classification_metrics_binary_and_multiclass() -> None:
     binary = Predictions(
-        y_true=np.array(["no", "yes", "yes", "no"]), y_pred=np.array(["no", "yes", "no", "no"]),
+        y_true=np.array(["no", "yes", "yes", "no"]),
+        y_pred=np.array(["no", "yes", "no", "no"]),
         proba=np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]]),
         classes=np.array(["no", "yes"]),
     )
@@ -102,12 +111,25 @@ def test_classification_metrics_binary_and_multiclass() -> None:
 
 def _summary(slices: int, name_length: int) -> dict[str, Any]:
     return {
-        "version": 12, "metric": "f1", "higherIsBetter": True, "score": 0.91,
-        "metrics": {"f1": 0.91, "accuracy": 0.93, "f1_macro": 0.9, "roc_auc": 0.97,
-                    "log_loss": 0.21},
+        "version": 12,
+        "metric": "f1",
+        "higherIsBetter": True,
+        "score": 0.91,
+        "metrics": {
+            "f1": 0.91,
+            "accuracy": 0.93,
+            "f1_macro": 0.9,
+            "roc_auc": 0.97,
+            "log_loss": 0.21,
+        },
         "slices": [
-            {"name": f"slice-{i:03d}-" + "x" * name_length, "score": 0.8, "rows": 40,
-             "minScore": 0.85, "passed": i % 7 != 0}
+            {
+                "name": f"slice-{i:03d}-" + "x" * name_length,
+                "score": 0.8,
+                "rows": 40,
+                "minScore": 0.85,
+                "passed": i % 7 != 0,
+            }
             for i in range(slices)
         ],
         "artifact": {"uri": "pvc://models/prod/churn/v12", "sha256": "ab" * 32},
@@ -130,7 +152,8 @@ def test_summary_never_exceeds_4_kib(slices: int, name_length: int) -> None:
         kept = document["slices"]
         failing = sum(1 for i in range(slices) if i % 7 == 0)
         assert [s["passed"] for s in kept][: min(failing, len(kept))] == [False] * min(
-            failing, len(kept))
+            failing, len(kept)
+        )
 
 
 def test_error_summary_is_bounded_and_one_line() -> None:

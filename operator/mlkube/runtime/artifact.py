@@ -207,7 +207,9 @@ def write_version(
         encoded = orjson.dumps(
             metadata,
             default=str,
-            option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+            option=orjson.OPT_INDENT_2
+            | orjson.OPT_SORT_KEYS
+            | orjson.OPT_NON_STR_KEYS
             | orjson.OPT_SERIALIZE_NUMPY,
         )
         with (staging / METADATA_FILE).open("wb") as handle:

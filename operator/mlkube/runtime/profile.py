@@ -162,7 +162,9 @@ def _distinct(sorted_values: np.ndarray[Any, np.dtype[np.float64]], edges: list[
 
 
 def _numeric_profile(
-    values: np.ndarray[Any, np.dtype[np.float64]], bins: int, sample_size: int,
+    values: np.ndarray[Any, np.dtype[np.float64]],
+    bins: int,
+    sample_size: int,
     rng: np.random.Generator,
 ) -> NumericProfile:
     present = np.sort(values[~np.isnan(values)])
@@ -196,7 +198,9 @@ def _categorical_profile(series: pd.Series[Any], max_categories: int) -> Categor
     raw = series.value_counts(dropna=True)
     labels = category_keys(pd.Series(raw.index, dtype=object))
     counts = (
-        pd.Series(raw.to_numpy(), index=labels.to_numpy()).groupby(level=0, sort=False).sum()
+        pd.Series(raw.to_numpy(), index=labels.to_numpy())
+        .groupby(level=0, sort=False)
+        .sum()
         .sort_values(ascending=False, kind="stable")
     )
     kept = counts.iloc[:max_categories]
@@ -263,8 +267,10 @@ def read_reference_profile(raw: Any) -> ReferenceProfile:
             edges = feature.get("binEdges")
             counts = feature.get("binCounts")
             if not (
-                isinstance(edges, list) and isinstance(counts, list)
-                and len(counts) == len(edges) + 1 and isinstance(feature.get("sample"), list)
+                isinstance(edges, list)
+                and isinstance(counts, list)
+                and len(counts) == len(edges) + 1
+                and isinstance(feature.get("sample"), list)
             ):
                 raise ProfileError(f"reference profile of numeric feature {name!r} is malformed")
         elif kind == "categorical":

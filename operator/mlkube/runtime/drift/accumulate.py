@@ -79,8 +79,9 @@ def numeric_column(column: Any) -> tuple[FloatArray, int]:
         import pyarrow.compute as pc
 
         try:
-            values = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
-                                dtype=np.float64)
+            values = np.asarray(
+                pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+            )
             invalid = 0
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             values, invalid = _python_floats(column.to_pylist())
@@ -109,8 +110,11 @@ def category_counts(column: Any) -> tuple[list[tuple[str, int]], int]:
         counted = pc.value_counts(column)
         pairs = [
             (category_key(value), count)
-            for value, count in zip(counted.field("values").to_pylist(),
-                                    counted.field("counts").to_pylist(), strict=True)
+            for value, count in zip(
+                counted.field("values").to_pylist(),
+                counted.field("counts").to_pylist(),
+                strict=True,
+            )
         ]
     present = [(key, count) for key, count in pairs if key is not None]
     return present, sum(count for key, count in pairs if key is None)
@@ -135,8 +139,14 @@ class LiveSummary:
     """Bounded live statistics, built block by block with ``add``."""
 
     def __init__(
-        self, profile: ReferenceProfile, numeric: Sequence[str], categorical: Sequence[str],
-        *, sample_size: int = DEFAULT_LIVE_SAMPLE, keep_sample: bool = True, seed: int = 0,
+        self,
+        profile: ReferenceProfile,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        sample_size: int = DEFAULT_LIVE_SAMPLE,
+        keep_sample: bool = True,
+        seed: int = 0,
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
@@ -163,7 +173,8 @@ class LiveSummary:
         for name in self.categorical:
             kept = list(profile["features"][name]["frequencies"])  # type: ignore[typeddict-item]
             self.categories[name] = CategoricalCounts(
-                categories=kept, index={k: i for i, k in enumerate(kept)},
+                categories=kept,
+                index={k: i for i, k in enumerate(kept)},
                 counts=np.zeros(len(kept) + 1, dtype=np.int64),
             )
 
@@ -181,8 +192,9 @@ class LiveSummary:
         if selection is not None:
             self.sample_keys, self.sample = selection[2], selection[3]
 
-    def _select(self, rows: int) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray,
-                                          FloatArray]:
+    def _select(
+        self, rows: int
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray]:
         """Which kept rows survive and which block rows join: (old, new, keys, new sample)."""
         keys: FloatArray = np.asarray(self.rng.random(rows))
         all_keys = np.concatenate([self.sample_keys, keys])
@@ -196,7 +208,9 @@ class LiveSummary:
         return old, new, all_keys[keep], sample
 
     def _add_numeric(
-        self, j: int, column: Any,
+        self,
+        j: int,
+        column: Any,
         selection: tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray] | None,
     ) -> None:
         values, invalid = numeric_column(column)
@@ -209,8 +223,9 @@ class LiveSummary:
             self.total[j] += float(present.sum())
             self.low[j] = min(self.low[j], float(present.min()))
             self.high[j] = max(self.high[j], float(present.max()))
-            self.bin_counts[j] += np.bincount(bin_index(self.edges[j], present),
-                                              minlength=self.max_bins)
+            self.bin_counts[j] += np.bincount(
+                bin_index(self.edges[j], present), minlength=self.max_bins
+            )
         if selection is not None:
             old, new, _, sample = selection
             sample[: old.size, j] = self.sample[old, j]
@@ -242,5 +257,8 @@ class LiveSummary:
             j = self.position[name]
             count, missing = int(self.count[j]), int(self.missing[j])
         missing = self.rows - count if missing + count != self.rows else missing
-        return {"count": count, "missing": missing,
-                "missingFraction": missing / self.rows if self.rows else 0.0}
+        return {
+            "count": count,
+            "missing": missing,
+            "missingFraction": missing / self.rows if self.rows else 0.0,
+        }

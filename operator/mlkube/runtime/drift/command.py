@@ -88,19 +88,26 @@ def load_reference(model_dir: Path) -> tuple[Metadata, ReferenceProfile, dict[st
         )
     for name, kind in kinds.items():
         if profile["features"][name]["kind"] != kind:
-            raise DriftInputError(f"{model_dir}: feature {name!r} is {kind} in the schema "
-                                  f"but {profile['features'][name]['kind']} in the profile")
+            raise DriftInputError(
+                f"{model_dir}: feature {name!r} is {kind} in the schema "
+                f"but {profile['features'][name]['kind']} in the profile"
+            )
     return metadata, profile, kinds
 
 
 def summarise_live(
-    live: Path, profile: ReferenceProfile, kinds: dict[str, str], settings: DriftSettings,
+    live: Path,
+    profile: ReferenceProfile,
+    kinds: dict[str, str],
+    settings: DriftSettings,
     window: Window,
 ) -> tuple[LiveSummary, WindowCounts]:
     numeric = [n for n, k in kinds.items() if k == "numeric"]
     categorical = [n for n, k in kinds.items() if k == "categorical"]
     summary = LiveSummary(
-        profile, numeric, categorical,
+        profile,
+        numeric,
+        categorical,
         keep_sample=needs_live_sample(profile, numeric, settings),
     )
     counts = WindowCounts()
@@ -132,27 +139,40 @@ def default_report_path(model_dir: Path, checked_at: datetime) -> Path:
 
 
 def run_check(
-    model_dir: Path, live: Path, settings: DriftSettings, now: datetime, *,
-    report_path: Path | None = None, plot: bool = True,
+    model_dir: Path,
+    live: Path,
+    settings: DriftSettings,
+    now: datetime,
+    *,
+    report_path: Path | None = None,
+    plot: bool = True,
 ) -> CheckResult:
     """Runs one check end to end; raises ``DriftInputError`` before writing on bad input."""
     metadata, profile, kinds = load_reference(model_dir)
     if settings.model and settings.model != metadata["name"]:
-        raise DriftInputError(f"the Monitor watches model {settings.model!r} but {model_dir} "
-                              f"holds model {metadata['name']!r}")
+        raise DriftInputError(
+            f"the Monitor watches model {settings.model!r} but {model_dir} "
+            f"holds model {metadata['name']!r}"
+        )
     try:
         for name, kind in kinds.items():
-            settings.method_for(name, kind, profile["rows"],
-                                profile["features"][name].get("distinct"))
+            settings.method_for(
+                name, kind, profile["rows"], profile["features"][name].get("distinct")
+            )
     except SpecError as error:
         raise DriftInputError(str(error)) from None
     window = Window(now - settings.window, now)
     summary, counts = summarise_live(live, profile, kinds, settings, window)
     evaluation = evaluate(profile, summary, settings, kinds)
     report = build_report(
-        model=metadata["name"], version=metadata["version"], checked_at=now,
-        window=window if counts.windowed else None, counts=counts, evaluation=evaluation,
-        share_threshold=settings.dataset_drift_share, live_source=str(live),
+        model=metadata["name"],
+        version=metadata["version"],
+        checked_at=now,
+        window=window if counts.windowed else None,
+        counts=counts,
+        evaluation=evaluation,
+        share_threshold=settings.dataset_drift_share,
+        live_source=str(live),
     )
     target = report_path or default_report_path(model_dir, now)
     try:
@@ -164,8 +184,13 @@ def run_check(
             wrote_plot = write_plot(plot_path, evaluation)
     except OSError as error:
         raise DriftInputError(f"cannot write the report to {target}: {error.strerror}") from None
-    return CheckResult(report, evaluation, target, plot_path if wrote_plot else None,
-                       render_table(report, evaluation))
+    return CheckResult(
+        report,
+        evaluation,
+        target,
+        plot_path if wrote_plot else None,
+        render_table(report, evaluation),
+    )
 
 
 def _monitor_command(args: argparse.Namespace) -> int:
@@ -191,8 +216,10 @@ def command(args: argparse.Namespace) -> int:
 
     if args.monitor:
         if args.model_dir or args.live or args.file or args.report or args.window:
-            raise CommandError("--monitor reads everything from the cluster; it takes no "
-                               "--model-dir, --live, -f, --report or --window")
+            raise CommandError(
+                "--monitor reads everything from the cluster; it takes no "
+                "--model-dir, --live, -f, --report or --window"
+            )
         return _monitor_command(args)
     if not args.model_dir or not args.live:
         raise CommandError("give --model-dir and --live (local mode) or --monitor NS/NAME")
@@ -201,18 +228,24 @@ def command(args: argparse.Namespace) -> int:
         if args.window:
             settings = replace(settings, window=parse_duration(args.window))
         now = parse_time(args.now) if args.now else datetime.now(UTC).replace(microsecond=0)
-        result = run_check(args.model_dir, args.live, settings, now, report_path=args.report,
-                           plot=not args.no_plot)
+        result = run_check(
+            args.model_dir, args.live, settings, now, report_path=args.report, plot=not args.no_plot
+        )
     except DriftInputError as error:
         raise CommandError(str(error)) from None
     except ValueError as error:
         raise CommandError(str(error)) from None
     print(result.table)
-    print(f"report: {result.report_path}" + (f"  plot: {result.plot_path}" if result.plot_path
-                                             else ""))
+    print(
+        f"report: {result.report_path}"
+        + (f"  plot: {result.plot_path}" if result.plot_path else "")
+    )
     if result.evaluation.live_rows == 0:
-        print(f"mlkube drift-check: no live rows in {args.live} for the window; "
-              "verdict insufficient-data", file=sys.stderr)
+        print(
+            f"mlkube drift-check: no live rows in {args.live} for the window; "
+            "verdict insufficient-data",
+            file=sys.stderr,
+        )
     if args.fail_on_drift and result.report["verdict"] == "drift":
         return EXIT_DRIFT
     return 0
@@ -224,14 +257,19 @@ def register(subparsers: Any) -> None:
         help="compare live rows with a model version's reference profile",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--monitor", metavar="NS/NAME",
-                        help="in a cluster: check this Monitor, write its status, retrain")
+    parser.add_argument(
+        "--monitor",
+        metavar="NS/NAME",
+        help="in a cluster: check this Monitor, write its status, retrain",
+    )
     parser.add_argument("--model-dir", type=Path, help="the serving version: DIR/NS/MODEL/vN")
-    parser.add_argument("--live", type=Path,
-                        help="inference-log directory, or a CSV/Parquet/JSONL data file")
+    parser.add_argument(
+        "--live", type=Path, help="inference-log directory, or a CSV/Parquet/JSONL data file"
+    )
     parser.add_argument("-f", "--file", type=Path, help="Monitor manifest (YAML) with the settings")
-    parser.add_argument("--report", type=Path,
-                        help="report path (default: <store>/<ns>/<model>/drift/<time>.json)")
+    parser.add_argument(
+        "--report", type=Path, help="report path (default: <store>/<ns>/<model>/drift/<time>.json)"
+    )
     parser.add_argument("--window", help="window duration, e.g. 24h (overrides the Monitor)")
     parser.add_argument("--now", help="end of the window, RFC 3339 (default: now)")
     parser.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")

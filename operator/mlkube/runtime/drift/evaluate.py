@@ -41,8 +41,11 @@ class FeatureResult:
 
     def as_report(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "kind": self.kind, "method": self.method, "score": self.score,
-            "threshold": self.threshold, "drifted": self.drifted,
+            "kind": self.kind,
+            "method": self.method,
+            "score": self.score,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
             "liveMissingFraction": self.live_missing_fraction,
         }
         if self.p_value is not None:
@@ -75,9 +78,9 @@ def needs_live_sample(
     return False
 
 
-def _binned(profile: ReferenceProfile, live: LiveSummary, name: str) -> tuple[
-    NDArray[np.float64], NDArray[np.float64], list[str]
-]:
+def _binned(
+    profile: ReferenceProfile, live: LiveSummary, name: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
     feature: Any = profile["features"][name]
     if feature["kind"] == "numeric":
         j = live.numeric.index(name)
@@ -99,7 +102,9 @@ def _padded(rows: list[NDArray[np.float64]]) -> NDArray[np.float64]:
 
 
 def _score_binned(
-    method: str, results: list[FeatureResult], refs: list[NDArray[np.float64]],
+    method: str,
+    results: list[FeatureResult],
+    refs: list[NDArray[np.float64]],
     lives: list[NDArray[np.float64]],
 ) -> None:
     ref, live = _padded(refs), _padded(lives)
@@ -131,7 +136,9 @@ def _score_sample(profile: ReferenceProfile, live: LiveSummary, result: FeatureR
 
 
 def evaluate(
-    profile: ReferenceProfile, live: LiveSummary, settings: DriftSettings,
+    profile: ReferenceProfile,
+    live: LiveSummary,
+    settings: DriftSettings,
     kinds: dict[str, str],
 ) -> Evaluation:
     """Scores every feature, collects data-quality findings and decides the verdict."""
@@ -144,27 +151,52 @@ def evaluate(
             name, kind, profile["rows"], feature.get("distinct")
         )
         counts = live.summary_for(name)
-        result = FeatureResult(name, kind, method, threshold,
-                               live_missing_fraction=counts["missingFraction"])
+        result = FeatureResult(
+            name, kind, method, threshold, live_missing_fraction=counts["missingFraction"]
+        )
         results[name] = result
         if live.rows and counts["count"] == 0:
-            findings.append({"feature": name, "finding": "all-missing", "value": 1.0,
-                             "limit": settings.max_missing_fraction})
+            findings.append(
+                {
+                    "feature": name,
+                    "finding": "all-missing",
+                    "value": 1.0,
+                    "limit": settings.max_missing_fraction,
+                }
+            )
         elif counts["missingFraction"] > settings.max_missing_fraction:
-            findings.append({"feature": name, "finding": "missing-fraction",
-                             "value": counts["missingFraction"],
-                             "limit": settings.max_missing_fraction})
+            findings.append(
+                {
+                    "feature": name,
+                    "finding": "missing-fraction",
+                    "value": counts["missingFraction"],
+                    "limit": settings.max_missing_fraction,
+                }
+            )
         if kind == "numeric" and live.invalid[live.numeric.index(name)]:
-            findings.append({"feature": name, "finding": "not-a-number",
-                             "value": int(live.invalid[live.numeric.index(name)]), "limit": 0})
+            findings.append(
+                {
+                    "feature": name,
+                    "finding": "not-a-number",
+                    "value": int(live.invalid[live.numeric.index(name)]),
+                    "limit": 0,
+                }
+            )
         if kind == "categorical" and live.categories[name].new and counts["count"]:
             new = live.categories[name].new
-            findings.append({"feature": name, "finding": "unseen-categories",
-                             "value": sum(new.values()) / counts["count"], "limit": 0.0,
-                             "examples": [k for k, _ in new.most_common(5)]})
+            findings.append(
+                {
+                    "feature": name,
+                    "finding": "unseen-categories",
+                    "value": sum(new.values()) / counts["count"],
+                    "limit": 0.0,
+                    "examples": [k for k, _ in new.most_common(5)],
+                }
+            )
         if feature["count"] == 0:
-            findings.append({"feature": name, "finding": "reference-empty", "value": 0,
-                             "limit": None})
+            findings.append(
+                {"feature": name, "finding": "reference-empty", "value": 0, "limit": None}
+            )
         ref, cur, labels = _binned(profile, live, name)
         result.reference_counts, result.live_counts = ref.tolist(), cur.tolist()
         result.bin_labels = labels
@@ -176,8 +208,9 @@ def evaluate(
         else:
             groups.setdefault(method, []).append((result, ref, cur))
     for method, members in groups.items():
-        _score_binned(method, [m[0] for m in members], [m[1] for m in members],
-                      [m[2] for m in members])
+        _score_binned(
+            method, [m[0] for m in members], [m[1] for m in members], [m[2] for m in members]
+        )
     tested = 0
     drifted = 0
     for result in results.values():
@@ -197,7 +230,12 @@ def evaluate(
             result.drifted = False
     verdict = "insufficient-data" if not enough else ("drift" if dataset_drift else "no-drift")
     return Evaluation(
-        features=results, findings=findings, live_rows=live.rows,
-        reference_rows=profile["rows"], verdict=verdict, dataset_drift=dataset_drift,
-        drift_share=share, tested=tested,
+        features=results,
+        findings=findings,
+        live_rows=live.rows,
+        reference_rows=profile["rows"],
+        verdict=verdict,
+        dataset_drift=dataset_drift,
+        drift_share=share,
+        tested=tested,
     )

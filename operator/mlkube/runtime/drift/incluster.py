@@ -85,21 +85,33 @@ def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) 
 
 
 def _condition(
-    previous: list[dict[str, Any]], *, status: str, reason: str, message: str, generation: int,
+    previous: list[dict[str, Any]],
+    *,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
     now: datetime,
 ) -> list[dict[str, Any]]:
     old = next((c for c in previous if c.get("type") == DRIFTED), None)
     transition = old["lastTransitionTime"] if old and old.get("status") == status else rfc3339(now)
-    condition = {"type": DRIFTED, "status": status, "reason": reason, "message": message[:4000],
-                 "lastTransitionTime": transition, "observedGeneration": generation}
+    condition = {
+        "type": DRIFTED,
+        "status": status,
+        "reason": reason,
+        "message": message[:4000],
+        "lastTransitionTime": transition,
+        "observedGeneration": generation,
+    }
     return [c for c in previous if c.get("type") != DRIFTED] + [condition]
 
 
 class MonitorCheck:
     """One check of one Monitor against the API server."""
 
-    def __init__(self, api_client: Any, settings: ClusterSettings, namespace: str, name: str,
-                 now: datetime) -> None:
+    def __init__(
+        self, api_client: Any, settings: ClusterSettings, namespace: str, name: str, now: datetime
+    ) -> None:
         from kubernetes import client
 
         self.api = client.CustomObjectsApi(api_client)
@@ -158,16 +170,20 @@ class MonitorCheck:
                 return Path(uri)
             if uri.startswith("store://"):
                 return self.settings.store_root / uri.removeprefix("store://")
-            raise DriftInputError(f"spec.data.uri {uri!r}: the drift check reads file://, "
-                                  "store:// or absolute paths")
+            raise DriftInputError(
+                f"spec.data.uri {uri!r}: the drift check reads file://, store:// or absolute paths"
+            )
         return self.settings.store_root / names.inference_dir(self.namespace, model)
 
     def _training_jobs(self, model: str) -> list[dict[str, Any]]:
         listed: Any = self.api.list_namespaced_custom_object(
             names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.TRAINING_JOB]
         )
-        return [tj for tj in listed.get("items", [])
-                if ((tj.get("spec") or {}).get("modelRef") or {}).get("name") == model]
+        return [
+            tj
+            for tj in listed.get("items", [])
+            if ((tj.get("spec") or {}).get("modelRef") or {}).get("name") == model
+        ]
 
     def _maybe_retrain(
         self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
@@ -178,14 +194,20 @@ class MonitorCheck:
             return None, "drift found; action is alert, no TrainingJob"
         model_name = model["metadata"]["name"]
         jobs = self._training_jobs(model_name)
-        running = [tj["metadata"]["name"] for tj in jobs
-                   if (tj.get("status") or {}).get("phase") not in TERMINAL_PHASES]
+        running = [
+            tj["metadata"]["name"]
+            for tj in jobs
+            if (tj.get("status") or {}).get("phase") not in TERMINAL_PHASES
+        ]
         if running:
             return None, f"drift found; TrainingJob {running[0]} is still running"
         last = [
-            parse_time((tj["metadata"].get("annotations") or {}).get(CHECKED_AT)
-                       or tj["metadata"]["creationTimestamp"])
-            for tj in jobs if (tj.get("spec") or {}).get("trigger") == "drift"
+            parse_time(
+                (tj["metadata"].get("annotations") or {}).get(CHECKED_AT)
+                or tj["metadata"]["creationTimestamp"]
+            )
+            for tj in jobs
+            if (tj.get("spec") or {}).get("trigger") == "drift"
         ]
         if last and self.now - max(last) < drift.cooldown:
             return None, f"drift found; in cooldown until {rfc3339(max(last) + drift.cooldown)}"
@@ -200,19 +222,32 @@ class MonitorCheck:
         name = drift_training_job_name(model_name, self.now, drift.cooldown.total_seconds())
         top = [r for r in top_features(result.evaluation, 5) if r.drifted]
         scores = ", ".join(f"{r.name} {r.method} {r.score:.3g}" for r in top if r.score is not None)
-        reason = (f"Monitor {self.name}: drift in {result.report['driftShare']:.0%} of features "
-                  f"(>= {drift.dataset_drift_share:.0%}) over {result.report['samples']['live']} "
-                  f"rows, version {result.report['version']}; {scores}")
+        reason = (
+            f"Monitor {self.name}: drift in {result.report['driftShare']:.0%} of features "
+            f"(>= {drift.dataset_drift_share:.0%}) over {result.report['samples']['live']} "
+            f"rows, version {result.report['version']}; {scores}"
+        )
         body = {
-            "apiVersion": names.API_VERSION, "kind": names.TRAINING_JOB,
+            "apiVersion": names.API_VERSION,
+            "kind": names.TRAINING_JOB,
             "metadata": {
-                "name": name, "namespace": self.namespace,
-                "labels": {names.LABEL_MODEL: model_name, names.LABEL_TRIGGER: "drift",
-                           names.LABEL_MONITOR: self.name,
-                           names.LABEL_MANAGED_BY: names.MANAGED_BY},
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {
+                    names.LABEL_MODEL: model_name,
+                    names.LABEL_TRIGGER: "drift",
+                    names.LABEL_MONITOR: self.name,
+                    names.LABEL_MANAGED_BY: names.MANAGED_BY,
+                },
                 "annotations": {CHECKED_AT: rfc3339(self.now)},
-                "ownerReferences": [{"apiVersion": names.API_VERSION, "kind": names.MODEL,
-                                     "name": model_name, "uid": model["metadata"]["uid"]}],
+                "ownerReferences": [
+                    {
+                        "apiVersion": names.API_VERSION,
+                        "kind": names.MODEL,
+                        "name": model_name,
+                        "uid": model["metadata"]["uid"],
+                    }
+                ],
             },
             "spec": {"modelRef": {"name": model_name}, "trigger": "drift", "reason": reason[:2048]},
         }
@@ -227,25 +262,42 @@ class MonitorCheck:
         return name, f"drift found; created TrainingJob {name}"
 
     def _write_status(
-        self, monitor: dict[str, Any], drift: DriftSettings, result: CheckResult, version: int,
+        self,
+        monitor: dict[str, Any],
+        drift: DriftSettings,
+        result: CheckResult,
+        version: int,
         job: str | None,
     ) -> None:
         report = result.report
         verdict = report["verdict"]
-        state = {"drift": ("True", "DatasetDrift"), "no-drift": ("False", "NoDrift"),
-                 "insufficient-data": ("Unknown", "InsufficientData")}[verdict]
-        message = (f"{report['samples']['live']} live rows, {report['driftShare']:.0%} of "
-                   f"features drifted (threshold {drift.dataset_drift_share:.0%})")
+        state = {
+            "drift": ("True", "DatasetDrift"),
+            "no-drift": ("False", "NoDrift"),
+            "insufficient-data": ("Unknown", "InsufficientData"),
+        }[verdict]
+        message = (
+            f"{report['samples']['live']} live rows, {report['driftShare']:.0%} of "
+            f"features drifted (threshold {drift.dataset_drift_share:.0%})"
+        )
         features = {
-            r.name: {"method": r.method, "score": r.score, "threshold": r.threshold,
-                     "drifted": r.drifted}
+            r.name: {
+                "method": r.method,
+                "score": r.score,
+                "threshold": r.threshold,
+                "drifted": r.drifted,
+            }
             for r in top_features(result.evaluation, STATUS_FEATURES)
             if r.score is not None and r.threshold is not None
         }
         fields: dict[str, Any] = {
-            "lastCheckTime": rfc3339(self.now), "checkedVersion": version, "verdict": verdict,
-            "samples": report["samples"]["live"], "datasetDrift": report["datasetDrift"],
-            "driftShare": report["driftShare"], "features": features,
+            "lastCheckTime": rfc3339(self.now),
+            "checkedVersion": version,
+            "verdict": verdict,
+            "samples": report["samples"]["live"],
+            "datasetDrift": report["datasetDrift"],
+            "driftShare": report["driftShare"],
+            "features": features,
             "lastReport": str(result.report_path),
         }
         if job is not None:
@@ -260,7 +312,11 @@ class MonitorCheck:
         return Outcome(2, message)
 
     def _patch_status(
-        self, monitor: dict[str, Any], fields: dict[str, Any], status: str, reason: str,
+        self,
+        monitor: dict[str, Any],
+        fields: dict[str, Any],
+        status: str,
+        reason: str,
         message: str,
     ) -> None:
         """One merge patch of status guarded by resourceVersion; recomputed on conflict."""
@@ -271,18 +327,31 @@ class MonitorCheck:
             previous = list((monitor.get("status") or {}).get("conditions") or [])
             body = {
                 "metadata": {"resourceVersion": monitor["metadata"]["resourceVersion"]},
-                "status": {**fields, "observedGeneration": generation,
-                           "conditions": _condition(previous, status=status, reason=reason,
-                                                    message=message, generation=generation,
-                                                    now=self.now)},
+                "status": {
+                    **fields,
+                    "observedGeneration": generation,
+                    "conditions": _condition(
+                        previous,
+                        status=status,
+                        reason=reason,
+                        message=message,
+                        generation=generation,
+                        now=self.now,
+                    ),
+                },
             }
             if "features" in fields:
                 old = (monitor.get("status") or {}).get("features") or {}
                 body["status"]["features"] = {**dict.fromkeys(old), **fields["features"]}
             try:
                 self.api.patch_namespaced_custom_object_status(
-                    names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.MONITOR],
-                    self.name, body, _content_type="application/merge-patch+json",
+                    names.GROUP,
+                    names.VERSION,
+                    self.namespace,
+                    names.PLURALS[names.MONITOR],
+                    self.name,
+                    body,
+                    _content_type="application/merge-patch+json",
                 )
                 return
             except ApiException as error:
@@ -292,20 +361,24 @@ class MonitorCheck:
             if fresh is None:
                 return
             monitor = fresh
-        raise DriftInputError(f"Monitor {self.namespace}/{self.name}: status kept changing; "
-                              "gave up after retries")
+        raise DriftInputError(
+            f"Monitor {self.namespace}/{self.name}: status kept changing; gave up after retries"
+        )
 
 
 def run_monitor(
-    reference: str, now: datetime | None = None, fail_on_drift: bool = False,
-    api_client: Any = None, settings: ClusterSettings | None = None,
+    reference: str,
+    now: datetime | None = None,
+    fail_on_drift: bool = False,
+    api_client: Any = None,
+    settings: ClusterSettings | None = None,
 ) -> Outcome:
     """Checks Monitor ``NS/NAME``; the Outcome carries the exit code and a one-line summary."""
     namespace, _, name = reference.partition("/")
     if not namespace or not name or "/" in name:
         raise DriftInputError(f"--monitor takes NAMESPACE/NAME, got {reference!r}")
     moment = now or datetime.now(UTC).replace(microsecond=0)
-    check = MonitorCheck(api_client or load_client(), settings or ClusterSettings.from_env(),
-                         namespace, name, moment)
+    check = MonitorCheck(
+        api_client or load_client(), settings or ClusterSettings.from_env(), namespace, name, moment
+    )
     return check.run(fail_on_drift)
-

@@ -28,8 +28,14 @@ def rfc3339(moment: datetime) -> str:
 
 def build_report(
     *,
-    model: str, version: int, checked_at: datetime, window: Window | None,
-    counts: WindowCounts, evaluation: Evaluation, share_threshold: float, live_source: str,
+    model: str,
+    version: int,
+    checked_at: datetime,
+    window: Window | None,
+    counts: WindowCounts,
+    evaluation: Evaluation,
+    share_threshold: float,
+    live_source: str,
 ) -> dict[str, Any]:
     return {
         "format": REPORT_FORMAT,
@@ -145,8 +151,9 @@ def write_plot(path: Path, evaluation: Evaluation) -> bool:
     layout engine): the figure is a few bar charts, and drawing it should not cost more
     than the check. Returns False when nothing was drawn (no drift, or no matplotlib).
     """
-    chosen = [r for r in top_features(evaluation, PLOTTED_FEATURES)
-              if r.drifted and r.reference_counts]
+    chosen = [
+        r for r in top_features(evaluation, PLOTTED_FEATURES) if r.drifted and r.reference_counts
+    ]
     if not chosen:
         return False
     try:
@@ -161,14 +168,25 @@ def write_plot(path: Path, evaluation: Evaluation) -> bool:
         ref_total = sum(result.reference_counts) or 1.0
         live_total = sum(result.live_counts) or 1.0
         positions = list(range(len(result.reference_counts)))
-        axis.bar([p - 0.2 for p in positions], [c / ref_total for c in result.reference_counts],
-                 width=0.4, label="reference")
-        axis.bar([p + 0.2 for p in positions], [c / live_total for c in result.live_counts],
-                 width=0.4, label="live")
+        axis.bar(
+            [p - 0.2 for p in positions],
+            [c / ref_total for c in result.reference_counts],
+            width=0.4,
+            label="reference",
+        )
+        axis.bar(
+            [p + 0.2 for p in positions],
+            [c / live_total for c in result.live_counts],
+            width=0.4,
+            label="live",
+        )
         axis.set_xticks(positions[:: max(1, len(positions) // 8)])
         axis.set_xticklabels(result.bin_labels[:: max(1, len(positions) // 8)], fontsize=6)
-        axis.set_title(f"{result.name}: {result.method} {_format_number(result.score)}"
-                       f" (threshold {result.threshold:g})", fontsize=8)
+        axis.set_title(
+            f"{result.name}: {result.method} {_format_number(result.score)}"
+            f" (threshold {result.threshold:g})",
+            fontsize=8,
+        )
         axis.tick_params(axis="y", labelsize=6)
     axes[0].legend(fontsize=6)
     figure.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.06, hspace=0.6)

@@ -21,7 +21,11 @@ P_VALUE_METHODS: Final = frozenset({"ks", "chi2"})
 NUMERIC_METHODS: Final = frozenset(METHODS)
 CATEGORICAL_METHODS: Final = frozenset({"psi", "jensenshannon", "chi2"})
 DEFAULT_THRESHOLDS: Final = {
-    "psi": 0.2, "ks": 0.05, "chi2": 0.05, "wasserstein": 0.1, "jensenshannon": 0.1,
+    "psi": 0.2,
+    "ks": 0.05,
+    "chi2": 0.05,
+    "wasserstein": 0.1,
+    "jensenshannon": 0.1,
 }
 SMALL_REFERENCE_ROWS: Final = 1000
 FEW_DISTINCT_VALUES: Final = 5
@@ -123,9 +127,11 @@ def settings_from_monitor(manifest: Mapping[str, Any]) -> DriftSettings:
         entry = _mapping(raw, f"spec.drift.features.{name}")
         threshold = entry.get("threshold")
         overrides[str(name)] = FeatureOverride(
-            method=None if entry.get("method") in (None, "auto")
+            method=None
+            if entry.get("method") in (None, "auto")
             else _method(entry.get("method"), f"spec.drift.features.{name}.method"),
-            threshold=None if threshold is None
+            threshold=None
+            if threshold is None
             else _number(threshold, f"spec.drift.features.{name}.threshold", 0.0),
         )
     min_samples = window.get("minSamples", 500)

@@ -40,7 +40,12 @@ KEY_SCAN_ROWS: Final = 100
 _HOUR_DIR = re.compile(r"^\d{2}$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS: Final = {
-    "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
 }
 
 
@@ -204,9 +209,7 @@ def _check_columns(source: Path, columns: Sequence[str], features: Sequence[str]
         )
 
 
-def _read_parquet(
-    path: Path, features: Sequence[str], counts: WindowCounts
-) -> Iterator[Block]:
+def _read_parquet(path: Path, features: Sequence[str], counts: WindowCounts) -> Iterator[Block]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -294,7 +297,10 @@ def _read_jsonl(
 
 
 def read_live(
-    path: Path, features: Sequence[str], categorical: set[str], window: Window,
+    path: Path,
+    features: Sequence[str],
+    categorical: set[str],
+    window: Window,
     counts: WindowCounts,
 ) -> Iterator[Block]:
     """Chunks of live rows (feature columns only) from a log directory or a data file."""

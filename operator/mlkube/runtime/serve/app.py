@@ -242,9 +242,7 @@ def _route(path: str) -> tuple[str, str, str | None]:
     raise NotFoundError(f"no route {path}; see /v2/models/<name> and /v2/models/<name>/infer")
 
 
-def _check_headers(
-    headers: list[tuple[bytes, bytes]], limit: int
-) -> tuple[str | None, int | None]:
+def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> tuple[str | None, int | None]:
     """Checks content type and length; returns x-request-id and the binary JSON length, if any."""
     request_id = None
     binary_length = None

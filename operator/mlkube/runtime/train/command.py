@@ -39,29 +39,53 @@ def register(subparsers: Any) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "-f", "--filename", type=Path, metavar="MODEL_YAML",
+        "-f",
+        "--filename",
+        type=Path,
+        metavar="MODEL_YAML",
         help="the Model manifest (YAML or JSON; - for stdin)",
     )
     source.add_argument(
         "--model-json", metavar="JSON", help="the effective Model manifest as a JSON string"
     )
-    parser.add_argument("--store", type=Path, required=True, metavar="DIR",
-                        help="the model store's root directory")
-    parser.add_argument("--store-uri", metavar="URI",
-                        help="how the summary names the store (default: the absolute --store)")
-    parser.add_argument("--version", type=int, metavar="N",
-                        help="version to write (default: 1 + the highest in the store)")
-    parser.add_argument("--namespace", metavar="NS",
-                        help="overrides metadata.namespace (default: default)")
-    parser.add_argument("--termination-log", type=Path, metavar="PATH",
-                        help="where the summary goes too (default: /dev/termination-log, "
-                        "skipped when that cannot be written outside a pod)")
-    parser.add_argument("--trigger", choices=TRIGGERS, default="manual",
-                        help="why this run happens, recorded in the lineage")
-    parser.add_argument("--reason", default="", metavar="TEXT",
-                        help="free text recorded in the lineage")
-    parser.add_argument("--training-job", metavar="NAME",
-                        help="the TrainingJob this run belongs to, recorded in the lineage")
+    parser.add_argument(
+        "--store", type=Path, required=True, metavar="DIR", help="the model store's root directory"
+    )
+    parser.add_argument(
+        "--store-uri",
+        metavar="URI",
+        help="how the summary names the store (default: the absolute --store)",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="version to write (default: 1 + the highest in the store)",
+    )
+    parser.add_argument(
+        "--namespace", metavar="NS", help="overrides metadata.namespace (default: default)"
+    )
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        metavar="PATH",
+        help="where the summary goes too (default: /dev/termination-log, "
+        "skipped when that cannot be written outside a pod)",
+    )
+    parser.add_argument(
+        "--trigger",
+        choices=TRIGGERS,
+        default="manual",
+        help="why this run happens, recorded in the lineage",
+    )
+    parser.add_argument(
+        "--reason", default="", metavar="TEXT", help="free text recorded in the lineage"
+    )
+    parser.add_argument(
+        "--training-job",
+        metavar="NAME",
+        help="the TrainingJob this run belongs to, recorded in the lineage",
+    )
     parser.set_defaults(func=run_command)
 
 
@@ -117,8 +141,11 @@ def run_command(args: argparse.Namespace) -> int:
             with args.termination_log.open("ab"):
                 pass
         except OSError as error:
-            _fail(args, f"cannot write the termination log {args.termination_log}: "
-                  f"{error.strerror}", 2)
+            _fail(
+                args,
+                f"cannot write the termination log {args.termination_log}: {error.strerror}",
+                2,
+            )
     try:
         settings = TrainSettings.from_env()
         if args.version is not None and args.version < 1:
@@ -148,8 +175,7 @@ def run_command(args: argparse.Namespace) -> int:
             args.store / version_dir(spec.namespace, spec.name, summary["version"]),
             ignore_errors=True,
         )
-        _fail(args, f"cannot write the termination log {args.termination_log}: "
-              f"{error.strerror}", 1)
+        _fail(args, f"cannot write the termination log {args.termination_log}: {error.strerror}", 1)
     sys.stdout.write(payload.decode("utf-8") + "\n")
     sys.stdout.flush()
     progress(f"done: {summary['metric']}={summary['score']}")

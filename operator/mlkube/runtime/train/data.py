@@ -33,7 +33,11 @@ from mlkube.runtime.train.spec import DataSpec
 
 SKLEARN_DATASETS: Final = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 _EXTENSIONS: Final = {
-    ".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 
 
@@ -111,7 +115,7 @@ def _file_path(uri: str) -> Path:
 
 def pvc_path(uri: str, root: Path) -> Path:
     """``pvc://claim/some/file.csv`` → ``<root>/claim/some/file.csv``, never outside the claim."""
-    rest = uri[len("pvc://"):]
+    rest = uri[len("pvc://") :]
     claim, _, inner = rest.partition("/")
     parts = PurePosixPath(inner).parts
     if not claim or not inner or ".." in parts or claim in (".", ".."):
@@ -219,7 +223,7 @@ def identifier(name: str) -> str:
 def _load_sklearn(uri: str) -> LoadedData:
     import sklearn.datasets
 
-    name = uri[len("sklearn://"):].strip("/")
+    name = uri[len("sklearn://") :].strip("/")
     if name not in SKLEARN_DATASETS:
         raise TrainingInputError(
             f"data uri {uri!r}: unknown bundled data set; use one of "

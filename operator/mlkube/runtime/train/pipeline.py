@@ -87,8 +87,7 @@ def resolve_estimator(
             close = difflib.get_close_matches(name, list(known), n=1)
             details.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise TrainingInputError(
-            f"spec.training.estimator.params: unknown parameter {', '.join(details)} "
-            f"for {attr}"
+            f"spec.training.estimator.params: unknown parameter {', '.join(details)} for {attr}"
         )
     effective = dict(params)
     if "random_state" in known and "random_state" not in effective:
@@ -159,17 +158,25 @@ def build_pipeline(schema: list[FeatureSchema], estimator: EstimatorChoice) -> A
     if numeric:
         transformers.append(("numeric", SimpleImputer(strategy="median"), numeric))
     if categorical:
-        encode = Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-            ("onehot", OneHotEncoder(
-                handle_unknown="infrequent_if_exist",
-                max_categories=MAX_ONEHOT_COLUMNS,
-                sparse_output=False,
-                dtype=np.float64,
-            )),
-        ])
+        encode = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                (
+                    "onehot",
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist",
+                        max_categories=MAX_ONEHOT_COLUMNS,
+                        sparse_output=False,
+                        dtype=np.float64,
+                    ),
+                ),
+            ]
+        )
         transformers.append(("categorical", encode, categorical))
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([
-        ("preprocess", preprocess), ("estimator", estimator.cls(**estimator.params)),
-    ])
+    return Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("estimator", estimator.cls(**estimator.params)),
+        ]
+    )

@@ -35,7 +35,7 @@ def _listing(items: list[str]) -> str:
 
 
 def unknown_column_message(missing: list[str], columns: list[str]) -> str:
-    """"column 'agee' (did you mean 'age'?)" style text for a list of absent columns."""
+    """ "column 'agee' (did you mean 'age'?)" style text for a list of absent columns."""
     parts = []
     for name in missing[:_MAX_LISTED]:
         close = difflib.get_close_matches(name, columns, n=1)

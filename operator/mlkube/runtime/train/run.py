@@ -136,14 +136,12 @@ def _libraries() -> dict[str, str]:
     }
 
 
-def _report_warnings(
-    caught: list[warnings.WarningMessage], progress: Progress
-) -> list[str]:
+def _report_warnings(caught: list[warnings.WarningMessage], progress: Progress) -> list[str]:
     """Warnings from fitting (convergence, …) are shown once each and kept in the metadata:
     they say something about this model, so they belong in its record, not lost on a tty."""
-    messages = list(dict.fromkeys(
-        f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught
-    ))
+    messages = list(
+        dict.fromkeys(f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught)
+    )
     for message in messages:
         progress(f"warning: {message}")
     return messages
@@ -192,16 +190,23 @@ def _slice_results(
     for item, mask in zip(spec.validation.slices, masks, strict=True):
         value = metric_value(spec.validation.metric, holdout.subset(mask))
         score = None if value is None else round(value, 6)
-        results.append({
-            "name": item.name, "query": item.query, "score": score, "rows": int(mask.sum()),
-            "minScore": item.min_score,
-            "passed": _passed(score, item.min_score, spec.higher_is_better),
-        })
+        results.append(
+            {
+                "name": item.name,
+                "query": item.query,
+                "score": score,
+                "rows": int(mask.sum()),
+                "minScore": item.min_score,
+                "passed": _passed(score, item.min_score, spec.higher_is_better),
+            }
+        )
     return results
 
 
 def _reference_profile(
-    train_rows: pd.DataFrame, schema: list[FeatureSchema], settings: TrainSettings,
+    train_rows: pd.DataFrame,
+    schema: list[FeatureSchema],
+    settings: TrainSettings,
     validation: ValidationSpec,
 ) -> dict[str, Any]:
     """The drift reference, from a seeded sample so its cost stays flat on large data."""
@@ -214,9 +219,7 @@ def _reference_profile(
     return build_reference_profile(train_rows, schema)
 
 
-def train_model(
-    request: RunRequest, settings: TrainSettings, progress: Progress
-) -> dict[str, Any]:
+def train_model(request: RunRequest, settings: TrainSettings, progress: Progress) -> dict[str, Any]:
     """Runs training and writes the version; returns the summary (not yet trimmed)."""
     spec = request.spec
     validation = spec.validation
@@ -224,14 +227,15 @@ def train_model(
     version = request.version or next_version(model_dir)
     target_dir = request.store / version_dir(spec.namespace, spec.name, version)
     if target_dir.exists():
-        raise TrainingInputError(
-            f"{target_dir} already exists; versions are never overwritten"
-        )
+        raise TrainingInputError(f"{target_dir} already exists; versions are never overwritten")
     check_store_writable(target_dir)
     queries = _parse_slices(spec)
     estimator = resolve_estimator(
-        spec.estimator_class, spec.estimator_params, spec.task,
-        settings.estimator_allowlist, validation.random_seed,
+        spec.estimator_class,
+        spec.estimator_params,
+        spec.task,
+        settings.estimator_allowlist,
+        validation.random_seed,
     )
     if validation.metric in ("roc_auc", "log_loss") and not hasattr(
         estimator.cls(**estimator.params), "predict_proba"
@@ -287,8 +291,13 @@ def train_model(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cross = cross_validate(
-                lambda: build_pipeline(schema, estimator), inputs, y, task=spec.task,
-                metric=validation.metric, folds=validation.folds, seed=validation.random_seed,
+                lambda: build_pipeline(schema, estimator),
+                inputs,
+                y,
+                task=spec.task,
+                metric=validation.metric,
+                folds=validation.folds,
+                seed=validation.random_seed,
             )
         fit_warnings += _report_warnings(caught, progress)
     profile = _reference_profile(checked.frame.iloc[train_pos], schema, settings, validation)
@@ -311,12 +320,18 @@ def train_model(
         "slices": slice_results,
         "profile": profile,
         "data": {
-            "uri": spec.data.uri, "format": loaded.format, "sha256": loaded.sha256,
-            "rows": len(checked.frame), "droppedRows": checked.dropped_rows,
-            "trainRows": len(train_pos), "testRows": len(test_pos), "stratified": stratified,
+            "uri": spec.data.uri,
+            "format": loaded.format,
+            "sha256": loaded.sha256,
+            "rows": len(checked.frame),
+            "droppedRows": checked.dropped_rows,
+            "trainRows": len(train_pos),
+            "testRows": len(test_pos),
+            "stratified": stratified,
         },
         "lineage": {
-            "trigger": request.trigger, "reason": request.reason,
+            "trigger": request.trigger,
+            "reason": request.reason,
             "trainingJob": request.training_job,
         },
         "warnings": fit_warnings[:20],
@@ -334,11 +349,13 @@ def train_model(
         "higherIsBetter": spec.higher_is_better,
         "score": score,
         "metrics": metrics,
-        "slices": [{k: s[k] for k in ("name", "score", "rows", "minScore", "passed")}
-                   for s in slice_results],
+        "slices": [
+            {k: s[k] for k in ("name", "score", "rows", "minScore", "passed")}
+            for s in slice_results
+        ],
         "artifact": {
             "uri": f"{request.store_uri.rstrip('/')}/"
-                   f"{version_dir(spec.namespace, spec.name, version)}",
+            f"{version_dir(spec.namespace, spec.name, version)}",
             "sha256": written["artifact"]["sha256"],
         },
         "rows": {"train": len(train_pos), "test": len(test_pos)},

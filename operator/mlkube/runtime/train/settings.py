@@ -59,9 +59,7 @@ class TrainSettings:
 _Number = TypeVar("_Number", int, float)
 
 
-def _positive(
-    env: Mapping[str, str], name: str, default: _Number, kind: type[_Number]
-) -> _Number:
+def _positive(env: Mapping[str, str], name: str, default: _Number, kind: type[_Number]) -> _Number:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

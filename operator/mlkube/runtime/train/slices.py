@@ -302,9 +302,12 @@ def evaluate(node: Node, frame: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.boo
     _check_types(node.left, node.right, frame)
     left, right = _operand(node.left, frame), _operand(node.right, frame)
     result = {
-        "==": lambda: left == right, "!=": lambda: left != right,
-        "<": lambda: left < right, "<=": lambda: left <= right,
-        ">": lambda: left > right, ">=": lambda: left >= right,
+        "==": lambda: left == right,
+        "!=": lambda: left != right,
+        "<": lambda: left < right,
+        "<=": lambda: left <= right,
+        ">": lambda: left > right,
+        ">=": lambda: left >= right,
     }[node.op]()
     mask = pd.Series(result, dtype="boolean").fillna(False).to_numpy(dtype=bool)
     return np.asarray(

@@ -19,7 +19,13 @@ from mlkube.runtime.train import TrainingInputError
 Task = Literal["classification", "regression"]
 
 CLASSIFICATION_METRICS: Final = (
-    "f1", "f1_macro", "accuracy", "roc_auc", "log_loss", "precision", "recall",
+    "f1",
+    "f1_macro",
+    "accuracy",
+    "roc_auc",
+    "log_loss",
+    "precision",
+    "recall",
 )
 REGRESSION_METRICS: Final = ("r2", "rmse", "mae")
 LOWER_IS_BETTER: Final = frozenset({"rmse", "mae", "log_loss"})
@@ -215,9 +221,7 @@ def parse_model(manifest: Mapping[str, Any], namespace: str | None = None) -> Tr
     spec = _section(manifest, "spec", "", required=True)
     task = spec.get("task")
     if task not in ("classification", "regression"):
-        raise TrainingInputError(
-            f"spec.task must be classification or regression, got {task!r}"
-        )
+        raise TrainingInputError(f"spec.task must be classification or regression, got {task!r}")
     training = _section(spec, "training", "spec", required=True)
     estimator = _section(training, "estimator", "spec.training", required=True)
     params = estimator.get("params") or {}

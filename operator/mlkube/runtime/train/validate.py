@@ -119,8 +119,12 @@ def _compute(name: str, p: Predictions, m: Any) -> float | None:
     classes = p.classes if p.classes is not None else np.unique(p.y_true)
     positive = _positive_class(classes)
     if name in ("f1", "precision", "recall", "f1_macro"):
-        scorer = {"f1": m.f1_score, "f1_macro": m.f1_score,
-                  "precision": m.precision_score, "recall": m.recall_score}[name]
+        scorer = {
+            "f1": m.f1_score,
+            "f1_macro": m.f1_score,
+            "precision": m.precision_score,
+            "recall": m.recall_score,
+        }[name]
         if positive is not None and name != "f1_macro":
             return float(scorer(p.y_true, p.y_pred, pos_label=positive, zero_division=0))
         # Macro over the labels present, so a slice holding two of three classes is not
