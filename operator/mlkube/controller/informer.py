@@ -109,8 +109,15 @@ class Cache:
 class WorkQueue:
     """Deduplicating queue: a key queued twice runs once; a key is never run concurrently."""
 
-    def __init__(self, reconcile: Reconciler, workers: int) -> None:
+    def __init__(
+        self,
+        reconcile: Reconciler,
+        workers: int,
+        expected: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """``expected`` errors (an API server's answer) are logged in one line, not a trace."""
         self._reconcile = reconcile
+        self._expected = expected
         self._workers = workers
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -168,11 +175,14 @@ class WorkQueue:
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(300.0, 0.5 * 2 ** min(failures, 10))
-                log.exception("reconcile of %s/%s/%s failed; retrying in %.1fs", *key, delay)
+                if isinstance(error, self._expected):
+                    log.warning("reconcile of %s/%s/%s: %s; retrying in %.1fs", *key, error, delay)
+                else:
+                    log.exception("reconcile of %s/%s/%s failed; retrying in %.1fs", *key, delay)
             finally:
                 self._processing.discard(key)
             if key in self._dirty:

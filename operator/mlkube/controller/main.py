@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import aiohttp
 import kopf
 
 from mlkube.api import names
@@ -32,7 +33,7 @@ from mlkube.controller.handlers.model import reconcile_model
 from mlkube.controller.handlers.monitor import reconcile_monitor
 from mlkube.controller.handlers.trainingjob import reconcile_training_job
 from mlkube.controller.informer import Cache, Key, WorkQueue
-from mlkube.controller.kube import Kube
+from mlkube.controller.kube import ApiError, Kube
 from mlkube.controller.reconcile import Controller
 from mlkube.controller.settings import OperatorSettings, SettingsError
 from mlkube.controller.spec import model_ref
@@ -137,7 +138,11 @@ class Operator:
             raise kopf.PermanentError("no credentials: neither a service account nor KUBECONFIG")
         kube = Kube.from_connection(self.connection)
         self.ctl = Controller(kube=kube, cache=self.cache, settings=self.settings)
-        self.ctl.queue = WorkQueue(self.dispatch, self.settings.workers)
+        self.ctl.queue = WorkQueue(
+            self.dispatch,
+            self.settings.workers,
+            expected=(ApiError, aiohttp.ClientError, TimeoutError),
+        )
         self.ctl.queue.start()
         if self.settings.metrics_port:
             from prometheus_client import start_http_server
