@@ -17,6 +17,7 @@ from mlkube.controller.conditions import (
     set_condition,
 )
 from mlkube.controller.handlers.schedule import last_fire, scheduled_training_job_name
+from mlkube.controller.handlers.versions import allocate
 from mlkube.controller.promotion import promotion_decision
 from mlkube.controller.registry import update_registry
 from mlkube.controller.settings import OperatorSettings, SettingsError
@@ -257,3 +258,45 @@ def test_settings_from_environment() -> None:
         OperatorSettings.from_env({"MLKUBE_WORKERS": "0"})
     with pytest.raises(SettingsError, match="DEFAULT_STORAGE"):
         OperatorSettings.from_env({"MLKUBE_DEFAULT_STORAGE": "/data"})
+
+
+def run(name: str, uid: str | None = None, version: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "creationTimestamp": f"2026-01-01T00:00:0{len(name)}Z"}
+    if uid:
+        meta["uid"] = uid
+    return {"metadata": meta, "status": {"version": version} if version else {}}
+
+
+class TestAllocation:
+    def test_numbers_follow_everything_seen_and_are_reserved(self) -> None:
+        status = {"allocatedVersion": 3, "versions": [{"version": 2}]}
+        allocations, reservations = allocate(status, [run("a", "u1")], [run("a", "u1")])
+        assert [v for _, v in allocations] == [4]
+        assert reservations == [{"trainingJob": "a", "version": 4, "uid": "u1"}]
+
+    def test_a_crash_before_recording_gives_the_same_number_again(self) -> None:
+        status = {"allocatedVersion": 1, "reservations": [{"trainingJob": "m-v1", "version": 1}]}
+        tj = run("m-v1", "u1")
+        allocations, reservations = allocate(status, [tj], [tj])
+        assert allocations == [(tj, 1)]
+        assert reservations == [{"trainingJob": "m-v1", "version": 1, "uid": "u1"}]
+
+    def test_reservations_never_go_to_another_run(self) -> None:
+        status = {
+            "allocatedVersion": 2,
+            "reservations": [{"trainingJob": "old", "version": 2, "uid": "u-old"}],
+        }
+        newcomer = run("old", "u-new")  # same name, another object
+        unseen = run("other", "u2")  # the reserved run is not in the cache yet
+        allocations, reservations = allocate(status, [newcomer], [newcomer])
+        assert [v for _, v in allocations] == [3]
+        assert {"trainingJob": "old", "version": 3, "uid": "u-new"} in reservations
+        allocations, reservations = allocate(status, [unseen], [unseen])
+        assert [v for _, v in allocations] == [3]
+        assert reservations[0] == {"trainingJob": "old", "version": 2, "uid": "u-old"}
+
+    def test_recorded_versions_release_their_reservation(self) -> None:
+        status = {"allocatedVersion": 1, "reservations": [{"trainingJob": "a", "version": 1}]}
+        allocations, reservations = allocate(status, [], [run("a", "u1", version=1)])
+        assert allocations == []
+        assert reservations == []

@@ -374,6 +374,20 @@ def model_status_schema() -> Schema:
             "allocatedVersion": integer(
                 "Highest version number handed out to a TrainingJob; never reused.", minimum=0
             ),
+            "reservations": array(
+                "Versions handed to TrainingJobs whose status does not show them yet; a "
+                "restarted operator gives such a run the same number again.",
+                obj(
+                    "One reserved version.",
+                    {
+                        "trainingJob": string("Name of the TrainingJob."),
+                        "uid": string("UID of the TrainingJob, once known.", max_length=64),
+                        "version": integer("The reserved version.", minimum=1),
+                    },
+                    required=["trainingJob", "version"],
+                ),
+                max_items=50,
+            ),
             "servingVersion": integer("Version the predictor serves.", minimum=1),
             "servingScore": number("Validation score of the serving version."),
             "servingSha256": string(

@@ -101,7 +101,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     if initial is not None:
         training_jobs.append(initial)
 
-    allocations = allocate(
+    allocations, reservations = allocate(
         status,
         [
             t
@@ -110,8 +110,11 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         ],
         training_jobs,
     )
+    status["reservations"] = reservations
     if allocations:
-        status["allocatedVersion"] = allocations[-1][1]
+        status["allocatedVersion"] = max(
+            int(status.get("allocatedVersion") or 0), *(v for _, v in allocations)
+        )
 
     now = now_iso()
     registry = update_registry(status, training_jobs, spec, now, ctl.settings.max_versions)
