@@ -50,7 +50,7 @@ from mlkube.controller.spec import (
     status_of,
     training_problem,
 )
-from mlkube.controller.status import write_status
+from mlkube.controller.status import changed_fields, write_status
 
 log = logging.getLogger("mlkube.controller")
 CONFLICT_RETRY = 0.05
@@ -125,6 +125,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     status["phase"] = phase_from(status["conditions"])
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
+    _defer_releases(status_of(model), status)
     write = write_status(ctl, "Model", model, status, precondition=True)
     created: Body | None = None
     if initial is not None:
@@ -152,6 +153,20 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
             registry.serving_version
         )
     return requeue
+
+
+def _defer_releases(current: Mapping[str, Any], desired: dict[str, Any]) -> None:
+    """Releasing reservations rides along with the next write instead of costing one.
+
+    A released reservation is one whose run already shows its version, which allocation
+    ignores anyway; new reservations, though, are written at once.
+    """
+    kept = list(current.get("reservations") or [])
+    wanted = desired["reservations"]
+    if all(r in kept for r in wanted):
+        desired["reservations"] = kept
+        if changed_fields(current, desired):
+            desired["reservations"] = wanted
 
 
 async def _announce(
