@@ -17,19 +17,20 @@ creates per Model (TrainingJob, Job) over the same aiohttp transport.
 
 Targets (issue 3): p50 at most 2x the no-op and < 200 ms; 500 Models < 60 s; RSS < 150 MB.
 
-Measured here (2 cores shared with other builds, 2026-11-24, one full run):
+Measured here (2 cores shared with other builds, 2026-11-24, final code, one full run):
 
 | measure | mlkube | no-op | ratio |
 | --- | --- | --- | --- |
-| apply → Job p50 / p95 | 16.8 / 26.4 ms | 11.1 / 16.1 ms | 1.52 / 1.64 |
-| 500 Models at once → all Jobs | 6.7 s (statuses 6.8 s) | 2.7 s | 2.53 |
-| RSS at 1,000 Models | 136.5 MB | 106.7 MB | 1.28 |
-| API requests per Model | 5.2 | 2.2 | 2.38 |
+| apply → Job p50 / p95 | 25.9 / 47.4 ms | 15.8 / 26.9 ms | 1.64 / 1.76 |
+| 500 Models at once → all Jobs | 10.0 s (statuses 10.3 s) | 4.7 s | 2.15 |
+| RSS at 1,000 Models | 128.8 MB | 106.4 MB | 1.21 |
+| API requests per Model | 5.2 | 2.2 | 2.37 |
 
-Earlier runs on a busier machine gave p50 25-32 ms (ratio 1.7-2.2) and 500 Models in
-16-22 s; the ratio moves less than the absolute figures. mlkube's 5.2 requests per Model:
-create TrainingJob and patch Model status (at once), patch TrainingJob status and create
-Job (at once), and a patch when the Job's pod appears.
+Other runs of the same code on a quieter or busier machine: p50 16.8-25.9 ms (ratio
+1.5-1.6), 500 Models in 6.7-10 s, RSS 129-137 MB; the ratios move less than the absolute
+figures. mlkube's 5.2 requests per Model: create TrainingJob and patch Model status (at
+once), patch TrainingJob status and create Job (at once), and a patch when the Job's pod
+appears.
 
 Run: ``.venv/bin/python benchmarks/operator/run.py [--models 50] [--bulk 500]``; results
 go to ``benchmarks/results/operator.json``. Needs the control-plane binaries the test
