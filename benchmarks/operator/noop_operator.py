@@ -25,8 +25,13 @@ state: dict[str, Kube] = {}
 
 def owner(body: Any) -> dict[str, Any]:
     meta = body["metadata"]
-    return {"apiVersion": body["apiVersion"], "kind": body["kind"], "name": meta["name"],
-            "uid": meta["uid"], "controller": True}
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+    }
 
 
 async def create(manifest: dict[str, Any]) -> None:
@@ -59,25 +64,46 @@ def build(registry: kopf.OperatorRegistry) -> None:
     async def model(event: Any, body: Any, **_: Any) -> None:
         if event["type"] in (None, "ADDED"):
             name = body["metadata"]["name"]
-            await create({
-                "apiVersion": "mlkube.io/v1alpha1", "kind": "TrainingJob",
-                "metadata": {"name": f"{name}-v1", "namespace": body["metadata"]["namespace"],
-                             "ownerReferences": [owner(body)]},
-                "spec": {"modelRef": {"name": name}, "trigger": "initial"},
-            })
+            await create(
+                {
+                    "apiVersion": "mlkube.io/v1alpha1",
+                    "kind": "TrainingJob",
+                    "metadata": {
+                        "name": f"{name}-v1",
+                        "namespace": body["metadata"]["namespace"],
+                        "ownerReferences": [owner(body)],
+                    },
+                    "spec": {"modelRef": {"name": name}, "trigger": "initial"},
+                }
+            )
 
     @kopf.on.event("mlkube.io", "v1alpha1", "trainingjobs", registry=registry)
     async def training_job(event: Any, body: Any, **_: Any) -> None:
         if event["type"] in (None, "ADDED"):
             name = body["metadata"]["name"]
-            await create({
-                "apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": f"{name}-train", "namespace": body["metadata"]["namespace"],
-                             "labels": MANAGED, "ownerReferences": [owner(body)]},
-                "spec": {"backoffLimit": 0, "template": {"spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "trainer", "image": "mlkube/runtime:bench"}]}}},
-            })
+            await create(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {
+                        "name": f"{name}-train",
+                        "namespace": body["metadata"]["namespace"],
+                        "labels": MANAGED,
+                        "ownerReferences": [owner(body)],
+                    },
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [
+                                    {"name": "trainer", "image": "mlkube/runtime:bench"}
+                                ],
+                            }
+                        },
+                    },
+                }
+            )
 
     for group, version, plural, labels in (
         ("mlkube.io", "v1alpha1", "monitors", None),
@@ -86,8 +112,9 @@ def build(registry: kopf.OperatorRegistry) -> None:
         ("apps", "v1", "deployments", MANAGED),
         ("", "v1", "pods", {**MANAGED, "mlkube.io/component": "trainer"}),
     ):
-        kopf.on.event(group, version, plural, labels=labels, registry=registry,
-                      id=f"noop-{plural}")(ignore)
+        kopf.on.event(
+            group, version, plural, labels=labels, registry=registry, id=f"noop-{plural}"
+        )(ignore)
 
 
 def main() -> None:
@@ -98,8 +125,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     registry = kopf.OperatorRegistry()
     build(registry)
-    kopf.run(registry=registry, standalone=True, namespaces=args.namespace,
-             liveness_endpoint=args.liveness)
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness,
+    )
 
 
 if __name__ == "__main__":

@@ -69,11 +69,16 @@ BENCH_AGENT = "mlkube-bench/0.1"
 
 def model_manifest(name: str, namespace: str) -> dict[str, Any]:
     return {
-        "apiVersion": "mlkube.io/v1alpha1", "kind": "Model",
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "Model",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"task": "classification", "training": {
-            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-            "data": {"uri": "sklearn://iris", "target": "target"}}},
+        "spec": {
+            "task": "classification",
+            "training": {
+                "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+                "data": {"uri": "sklearn://iris", "target": "target"},
+            },
+        },
     }
 
 
@@ -104,8 +109,11 @@ class JobWatch:
             listing = await self.kube.request("GET", path_of("Job", self.namespace))
             for item in listing["items"]:
                 self._saw(item["metadata"]["name"])
-            params = {"watch": "1", "timeoutSeconds": "3600",
-                      "resourceVersion": listing["metadata"]["resourceVersion"]}
+            params = {
+                "watch": "1",
+                "timeoutSeconds": "3600",
+                "resourceVersion": listing["metadata"]["resourceVersion"],
+            }
             try:
                 async with session.get(url, params=params, timeout=forever) as response:
                     ready.set()
@@ -135,17 +143,30 @@ class JobWatch:
         return max(self.seen[n] for n in names)
 
 
-def start_operator(which: str, plane: ControlPlane, namespaces: list[str],
-                   log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_operator(
+    which: str, plane: ControlPlane, namespaces: list[str], log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     (port,) = free_ports(1)
     liveness = f"http://127.0.0.1:{port}/healthz"
     flags = [a for ns in namespaces for a in ("--namespace", ns)]
     if which == "mlkube":
-        cmd = [str(BIN / "mlkube"), "operator", *flags, "--liveness", liveness,
-               "--metrics-port", "0"]
+        cmd = [
+            str(BIN / "mlkube"),
+            "operator",
+            *flags,
+            "--liveness",
+            liveness,
+            "--metrics-port",
+            "0",
+        ]
     else:
-        cmd = [sys.executable, str(Path(__file__).with_name("noop_operator.py")), *flags,
-               "--liveness", liveness]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).with_name("noop_operator.py")),
+            *flags,
+            "--liveness",
+            liveness,
+        ]
     env = {**os.environ, "KUBECONFIG": str(plane.kubeconfig)}
     handle = log.open("ab")
     proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -199,12 +220,17 @@ async def bulk(kube: Kube, watch: JobWatch, prefix: str, count: int) -> float:
     return done - started
 
 
-async def statuses_written(kube: Kube, namespace: str, prefix: str, count: int,
-                           started: float) -> float:
+async def statuses_written(
+    kube: Kube, namespace: str, prefix: str, count: int, started: float
+) -> float:
     while True:
         items = (await kube.request("GET", path_of("Model", namespace)))["items"]
-        ready = [m for m in items if m["metadata"]["name"].startswith(prefix + "-")
-                 and (m.get("status") or {}).get("allocatedVersion")]
+        ready = [
+            m
+            for m in items
+            if m["metadata"]["name"].startswith(prefix + "-")
+            and (m.get("status") or {}).get("allocatedVersion")
+        ]
         if len(ready) >= count:
             return time.perf_counter() - started
         await asyncio.sleep(0.5)
@@ -235,8 +261,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/models.mlkube.io", "crd/trainingjobs.mlkube.io")
+        plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/models.mlkube.io",
+            "crd/trainingjobs.mlkube.io",
+        )
         spaces = {"mlkube": ("lat-a", "bulk-a"), "noop": ("lat-b", "bulk-b")}
         for pair in spaces.values():
             for ns in pair:
@@ -247,8 +278,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         kube._headers["User-Agent"] = BENCH_AGENT
         lives = {}
         for which, pair in spaces.items():
-            procs[which], lives[which] = start_operator(which, plane, list(pair),
-                                                        workdir / f"{which}.log")
+            procs[which], lives[which] = start_operator(
+                which, plane, list(pair), workdir / f"{which}.log"
+            )
         for url in lives.values():
             await wait_live(url, kube)
         await asyncio.sleep(2)
@@ -262,11 +294,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(3)
         requests = audit_counts(plane.audit_log, {w: p[0] for w, p in spaces.items()})
 
-        results: dict[str, Any] = {"latency_ms": {}, "bulk_s": {}, "rss_mb": {},
-                                   "requests_per_model": {}, "requests_by_verb": requests}
+        results: dict[str, Any] = {
+            "latency_ms": {},
+            "bulk_s": {},
+            "rss_mb": {},
+            "requests_per_model": {},
+            "requests_by_verb": requests,
+        }
         for which, values in lat.items():
-            results["latency_ms"][which] = {"p50": 1000 * statistics.median(values),
-                                            "p95": 1000 * pct(values, 0.95)}
+            results["latency_ms"][which] = {
+                "p50": 1000 * statistics.median(values),
+                "p95": 1000 * pct(values, 0.95),
+            }
             results["requests_per_model"][which] = sum(requests[which].values()) / args.models
 
         for which in spaces:
@@ -275,8 +314,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             jobs = await bulk(kube, bulk_watches[which], "b", args.bulk)
             entry = {"jobs": jobs}
             if which == "mlkube":
-                entry["status"] = await statuses_written(kube, spaces[which][1], "b",
-                                                         args.bulk, started)
+                entry["status"] = await statuses_written(
+                    kube, spaces[which][1], "b", args.bulk, started
+                )
             results["bulk_s"][which] = entry
             await asyncio.sleep(2)
 
@@ -309,13 +349,16 @@ def report(results: dict[str, Any]) -> str:
     rows = [
         ("apply → Job p50 (ms)", lat["mlkube"]["p50"], lat["noop"]["p50"], "<= 2x and < 200"),
         ("apply → Job p95 (ms)", lat["mlkube"]["p95"], lat["noop"]["p95"], ""),
-        (f"{results['bulk_models']} Models → all Jobs (s)", bulk_s["mlkube"]["jobs"],
-         bulk_s["noop"]["jobs"], "< 60"),
+        (
+            f"{results['bulk_models']} Models → all Jobs (s)",
+            bulk_s["mlkube"]["jobs"],
+            bulk_s["noop"]["jobs"],
+            "< 60",
+        ),
         (f"RSS at {results['models_for_rss']} Models (MB)", rss["mlkube"], rss["noop"], "< 150"),
         ("API requests per Model", req["mlkube"], req["noop"], ""),
     ]
-    lines = [f"{'measure':34} {'mlkube':>10} {'no-op':>10} {'ratio':>7}  target",
-             "-" * 78]
+    lines = [f"{'measure':34} {'mlkube':>10} {'no-op':>10} {'ratio':>7}  target", "-" * 78]
     for label, ours, peer, target in rows:
         ratio = ours / peer if peer else float("nan")
         lines.append(f"{label:34} {ours:10.1f} {peer:10.1f} {ratio:7.2f}  {target}")

@@ -1,11 +1,18 @@
 """Benchmark: ``mlkube serve`` against MLServer on the same scikit-learn models.
 
 What it does
-    Fits a LogisticRegression (with a StandardScaler) and a 100-tree RandomForest on
-    breast_cancer, writes them once as mlkube artifacts (skops, through
-    ``write_version``) and once as joblib files for MLServer 1.7.1 + mlserver-sklearn
-    1.7.1 (installed with uvloop==0.21.0, which it needs, into its own venv under
-    ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
+    Two kinds of model, each a LogisticRegression and a 100-tree RandomForest on
+    breast_cancer:
+
+    - ``lr``, ``rf``: fitted here on a plain array (the LogisticRegression behind a
+      StandardScaler) and written with ``write_version``;
+    - ``lr-trained``, ``rf-trained`` (the headline): made by ``mlkube train`` from a
+      manifest (``sklearn://breast_cancer``), i.e. the pipeline production serves, with
+      the trainer's imputation/ColumnTransformer in front of the estimator.
+
+    Every model is also joblib-dumped (from the very object mlkube serves) for MLServer
+    1.7.1 + mlserver-sklearn 1.7.1 (installed with uvloop==0.21.0, which it needs, into its
+    own venv under ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
 
     - ``mlkube``      ``mlkube serve`` with one worker (sample rate 0, as MLServer logs nothing)
     - ``mlkube-w2``   ``mlkube serve --workers 2``
@@ -19,12 +26,15 @@ What it does
     1.6x over minutes. Server CPU per request is the CPU time of the server's process
     tree during the run divided by the requests it answered.
 
-    The in-process floor is the same work without HTTP: orjson decode, float64 array,
-    ``predict_proba`` (+ argmax for labels), orjson encode.
+    The in-process floor is the server's own work without HTTP, timed step by step with
+    the server's functions: decode (orjson + schema validation into a ``Batch``), build
+    the pipeline's input (``ServedModel.model_input``: an array, or a DataFrame for
+    artifacts fitted on frames), predict (``predict_proba`` + argmax), encode (orjson).
 
 Run
     .venv/bin/python benchmarks/serve/run.py            # quick: a few minutes
     .venv/bin/python benchmarks/serve/run.py --full     # longer runs, two rounds
+    .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained
 
 Output
     A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
@@ -57,11 +67,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlkube.runtime.artifact import FeatureSchema, write_version
+from mlkube.runtime.artifact import FeatureSchema, load_pipeline, write_version
+from mlkube.runtime.serve.decoding import Schema, decode_v2_inputs
+from mlkube.runtime.serve.model import ServedModel, load_model
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
 VENV = Path.home() / ".cache" / "mlkube" / "bench-venvs" / "mlserver"
+MODELS = ("lr-trained", "rf-trained", "lr", "rf")
+TRAINED = {
+    "lr-trained": ("sklearn.linear_model.LogisticRegression", {"max_iter": 5000}),
+    "rf-trained": ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 100}),
+}
+STEPS = ("decode", "build", "predict", "encode")
 PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
 LUA = """
 local f = io.open(os.getenv("BODY"), "rb"); local body = f:read("*a"); f:close()
@@ -96,6 +114,51 @@ def fit_models() -> dict[str, Any]:
     return {"lr": lr.fit(x, y), "rf": rf.fit(x, y)}
 
 
+def train_models(store: Path, work: Path) -> dict[str, Any]:
+    """Runs ``mlkube train`` for the trained models; returns the pipelines it wrote."""
+    out = {}
+    for name, (estimator, params) in TRAINED.items():
+        manifest = {
+            "apiVersion": "mlkube.io/v1alpha1",
+            "kind": "Model",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "task": "classification",
+                "training": {
+                    "estimator": {"class": estimator, "params": params},
+                    "data": {"uri": "sklearn://breast_cancer", "target": "target"},
+                    "validation": {"testFraction": 0.2},
+                },
+            },
+        }
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "mlkube", "train", "--model-json", json.dumps(manifest)),
+                *("--store", str(store), "--version", "1"),
+                *("--termination-log", str(work / f"train-{name}.json")),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        out[name] = load_pipeline(store / "default" / name / "v1")
+    return out
+
+
+def write_peer_model(peer: Path, name: str, model: Any) -> None:
+    folder = peer / name
+    folder.mkdir(parents=True)
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+
+
 def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
     store, peer = work / "store", work / "mlserver"
     names = [str(n) for n in load_breast_cancer().feature_names]
@@ -103,6 +166,9 @@ def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
         FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=False) for n in names
     ]
     for name, model in models.items():
+        if name in TRAINED:
+            write_peer_model(peer, name, model)
+            continue
         write_version(
             store / "default" / name / "v1",
             model,
@@ -126,18 +192,7 @@ def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
                 "durationSeconds": 0.0,
             },
         )
-        folder = peer / name
-        folder.mkdir(parents=True)
-        joblib.dump(model, folder / "model.joblib")
-        (folder / "model-settings.json").write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "implementation": "mlserver_sklearn.SKLearnModel",
-                    "parameters": {"uri": "./model.joblib", "version": "v1"},
-                }
-            )
-        )
+        write_peer_model(peer, name, model)
     return store, peer
 
 
@@ -254,11 +309,13 @@ class Server:
                 self.process.wait()
 
 
-def start_servers(store: Path, peer: Path, work: Path, mlserver: Path) -> list[Server]:
+def start_servers(
+    store: Path, peer: Path, work: Path, mlserver: Path, model_names: list[str]
+) -> list[Server]:
     servers = []
     mlkube = [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--sample-rate", "0"]
     for name, workers in (("mlkube", 1), ("mlkube-w2", 2)):
-        for model in ("lr", "rf"):
+        for model in model_names:
             port = free_port()
             servers.append(
                 Server(
@@ -294,7 +351,7 @@ def start_servers(store: Path, peer: Path, work: Path, mlserver: Path) -> list[S
             )
         )
     for server in servers:
-        models = [server.name.split("/")[1]] if "/" in server.name else ["lr", "rf"]
+        models = [server.name.split("/")[1]] if "/" in server.name else model_names
         server.wait_ready(models)
     return servers
 
@@ -340,35 +397,45 @@ def run_wrk(url: str, body: Path, connections: int, seconds: int, lua: Path) -> 
     }
 
 
-def floor_ms(model: Any, body: bytes, budget_seconds: float) -> float:
-    """Milliseconds per request for the same work in process, over ``budget_seconds``."""
-    classes = model.classes_
-
-    def once() -> bytes:
-        tensor = orjson.loads(body)["inputs"][0]
-        x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
-        proba = model.predict_proba(x)
+def step_costs(model: ServedModel, body: bytes, budget_seconds: float) -> dict[str, float]:
+    """Milliseconds per request of each server step, in process, over ``budget_seconds``."""
+    schema = Schema(model.features, 10_000)
+    classes = model.classes
+    assert classes is not None
+    totals = dict.fromkeys(STEPS, 0.0)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < budget_seconds or count < 5:
+        t0 = time.perf_counter()
+        batch = decode_v2_inputs(orjson.loads(body)["inputs"], schema)
+        t1 = time.perf_counter()
+        x = model.model_input(batch)
+        t2 = time.perf_counter()
+        proba = model.pipeline.predict_proba(x)
         labels = classes[proba.argmax(axis=1)]
+        t3 = time.perf_counter()
         outputs = [
             {"name": "predict", "data": labels},
             {"name": "predict_proba", "data": proba.ravel()},
         ]
-        return orjson.dumps({"outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY)
-
-    for _ in range(5):
-        once()
-    count, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < budget_seconds or count < 5:
-        once()
+        orjson.dumps({"outputs": outputs}, option=orjson.OPT_SERIALIZE_NUMPY)
+        t4 = time.perf_counter()
+        for step, spent in zip(STEPS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            totals[step] += spent
         count += 1
-    return elapsed / count * 1000
+    return {step: spent / count * 1000 for step, spent in totals.items()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="longer runs and two rounds (A,B,B,A)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}"
+    )
     args = parser.parse_args()
+    model_names = [m for m in args.models.split(",") if m]
+    if unknown := sorted(set(model_names) - set(MODELS)):
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {MODELS}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     seconds = args.seconds or (15 if args.full else 4)
@@ -379,18 +446,21 @@ def main() -> int:
     lua = work / "post.lua"
     lua.write_text(LUA)
     mlserver = ensure_peer_venv()
-    models = fit_models()
+    store = work / "store"
+    models = {**fit_models(), **train_models(store, work)}
+    models = {name: models[name] for name in model_names}
     store, peer = write_stores(models, work)
+    served = {name: load_model(store / "default" / name / "v1", None) for name in models}
     body_paths = bodies(work)
-    floor_samples: dict[str, list[float]] = {}
-    servers = start_servers(store, peer, work, mlserver)
+    step_samples: dict[str, list[dict[str, float]]] = {}
+    servers = start_servers(store, peer, work, mlserver, model_names)
     rows: list[Row] = []
     try:
-        cells = [(m, b, c) for m in ("lr", "rf") for b in (1, 100) for c in (1, 8, 64)]
+        cells = [(m, b, c) for m in model_names for b in (1, 100) for c in (1, 8, 64)]
         for model, batch, connections in cells:
             relevant = [s for s in servers if "/" not in s.name or s.name.endswith("/" + model)]
-            floor_samples.setdefault(f"{model}/{batch}", []).append(
-                floor_ms(models[model], body_paths[batch].read_bytes(), 1.0)
+            step_samples.setdefault(f"{model}/{batch}", []).append(
+                step_costs(served[model], body_paths[batch].read_bytes(), 1.0)
             )
             for round_index in range(rounds):
                 order = relevant if round_index % 2 == 0 else list(reversed(relevant))
@@ -420,18 +490,32 @@ def main() -> int:
     finally:
         for server in servers:
             server.stop()
-    floors = {key: float(np.median(values)) for key, values in floor_samples.items()}
-    report = render(rows, floors, seconds, rounds)
+    steps = {
+        key: {step: float(np.median([v[step] for v in values])) for step in STEPS}
+        for key, values in step_samples.items()
+    }
+    layouts = {name: "frame" if served[name].uses_frame else "array" for name in served}
+    report = render(
+        rows, steps=steps, layouts=layouts, seconds=seconds, rounds=rounds, model_names=model_names
+    )
     print(report)
     (work / "report.txt").write_text(report)
     (work / "rows.json").write_text(
-        json.dumps({"rows": [asdict(r) for r in rows], "floor_ms": floors}, indent=1)
+        json.dumps({"rows": [asdict(r) for r in rows], "step_ms": steps}, indent=1)
     )
     print(f"results in {work}")
     return 0
 
 
-def render(rows: list[Row], floors: dict[str, float], seconds: int, rounds: int) -> str:
+def render(
+    rows: list[Row],
+    *,
+    steps: dict[str, dict[str, float]],
+    layouts: dict[str, str],
+    seconds: int,
+    rounds: int,
+    model_names: list[str],
+) -> str:
     def mean(values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
@@ -440,13 +524,13 @@ def render(rows: list[Row], floors: dict[str, float], seconds: int, rounds: int)
         f"mlkube serve vs MLServer 1.7.1 — wrk {seconds}s per run, {rounds} round(s); "
         f"{os.cpu_count()} CPUs; means over rounds",
         "",
-        f"{'model':5} {'batch':>5} {'conn':>4} {'server':12} {'req/s':>9} {'p50 ms':>8} "
+        f"{'model':10} {'batch':>5} {'conn':>4} {'server':12} {'req/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x shipped':>9} {'x tuned':>8} "
         f"{'p99/shp':>7} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
     ]
-    for model in ("lr", "rf"):
+    for model in model_names:
         for batch in (1, 100):
-            floor = floors[f"{model}/{batch}"]
+            floor = sum(steps[f"{model}/{batch}"].values())
             for connections in (1, 8, 64):
                 cell = [
                     r
@@ -476,21 +560,71 @@ def render(rows: list[Row], floors: dict[str, float], seconds: int, rounds: int)
                             f"{floor / s['cpu']:9.0%}"
                         )
                     lines.append(
-                        f"{model:5} {batch:5} {connections:4} {server:12} {s['rps']:9.1f} "
+                        f"{model:10} {batch:5} {connections:4} {server:12} {s['rps']:9.1f} "
                         f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
                     )
             lines.append("")
+    lines.append("in-process steps of the server (its own functions, no HTTP), ms/request:")
     lines.append(
-        "in-process floor (orjson decode -> array -> predict_proba -> encode), ms/request:"
+        f"  {'model/batch':15} {'input':6} "
+        + " ".join(f"{s:>8}" for s in STEPS)
+        + f" {'total':>8} {'req/s/core':>10}"
     )
-    for key, value in floors.items():
-        lines.append(f"  {key:8} {value:8.3f} ms  = {1000 / value:8.0f} req/s on one core")
+    for key, values in steps.items():
+        total = sum(values.values())
+        lines.append(
+            f"  {key:15} {layouts[key.split('/')[0]]:6} "
+            + " ".join(f"{values[s]:8.3f}" for s in STEPS)
+            + f" {total:8.3f} {1000 / total:10.0f}"
+        )
     lines.append(
-        "'of floor' = req/s x floor time (100%: one core's worth of floor-speed requests); "
-        "'floor/cpu' = floor time / server CPU per request (how much of the server's CPU "
-        "is the unavoidable work). Floor uses scikit-learn's default config."
+        "'of floor' = req/s x in-process total (100%: one core's worth of requests at that "
+        "speed); 'floor/cpu' = in-process total / server CPU per request (the share of the "
+        "server's CPU that is the model's own work)."
     )
+    lines += ["", *headline(rows, model_names)]
     return "\n".join(lines)
+
+
+def headline(rows: list[Row], model_names: list[str]) -> list[str]:
+    """Trainer-made models: mlkube vs MLServer on the same object, and vs array-fitted."""
+    trained = [m for m in model_names if m in TRAINED]
+    if not trained:
+        return []
+
+    def cell(model: str, batch: int, conn: int, server: str) -> tuple[float, float]:
+        mine = [
+            r
+            for r in rows
+            if (r.model, r.batch, r.connections, r.server) == (model, batch, conn, server)
+        ]
+        if not mine or any(r.errors for r in mine):
+            return float("nan"), float("nan")
+        return float(np.mean([r.rps for r in mine])), float(
+            np.mean([r.cpu_ms_per_request for r in mine])
+        )
+
+    lines = [
+        "headline: trainer-made models (req/s, server CPU ms/request; ratios of req/s; "
+        "nan = errors or not run)",
+        f"{'model':10} {'batch':>5} {'conn':>4} {'mlkube':>16} {'mls-tuned':>16} "
+        f"{'mls-shipped':>16} {'x tuned':>7} {'x shipped':>9} {'x array-fitted':>14}",
+    ]
+    for model in trained:
+        array_model = model.split("-")[0]
+        for batch in (1, 100):
+            for conn in (1, 8, 64):
+                ours = cell(model, batch, conn, "mlkube")
+                tuned = cell(model, batch, conn, "mls-tuned")
+                shipped = cell(model, batch, conn, "mls-shipped")
+                fitted = cell(array_model, batch, conn, "mlkube")
+                lines.append(
+                    f"{model:10} {batch:5} {conn:4} "
+                    + " ".join(f"{rps:8.1f} {cpu:7.3f}" for rps, cpu in (ours, tuned, shipped))
+                    + f" {ours[0] / tuned[0]:7.2f} {ours[0] / shipped[0]:9.2f} "
+                    f"{ours[0] / fitted[0]:14.2f}"
+                )
+    return lines
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from mlkube.runtime.artifact import ArtifactError, load_pipeline, read_metadata, write_version
+from mlkube.runtime.train.pipeline import model_inputs
 from reliability.workspace import Reference, build_reference, churn_frame, model_manifest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mlkube"
@@ -129,8 +130,8 @@ def _edit(version: Path, **changes: object) -> None:
 
 def test_the_pristine_version_loads_and_predicts(version: Path) -> None:
     pipeline = load_pipeline(version)
-    frame = churn_frame(5).drop(columns=["churned"])
-    assert len(pipeline.predict(frame)) == 5
+    features = read_metadata(version)["features"]
+    assert len(pipeline.predict(model_inputs(churn_frame(5), features))) == 5
 
 
 def test_a_hash_from_the_operator_wins_over_metadata(version: Path) -> None:

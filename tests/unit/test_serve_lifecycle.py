@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pandas as pd
 from serve_support import Server, base_metadata, cancer_data, v2_matrix, write_cancer_model
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from train_support import churn_frame, manifest, run_process, write_manifest
 
 from mlkube.runtime.artifact import FeatureSchema, load_pipeline, read_metadata, write_version
+from mlkube.runtime.train.pipeline import model_inputs
 
 X, _, NAMES = cancer_data()
 INFER = "/v2/models/cancer/infer"
@@ -171,7 +171,7 @@ def test_serves_a_model_trained_by_mlkube_train(tmp_path: Path) -> None:
         reply = server.post("/v1/models/churn:predict", {"instances": records})
         assert reply.status == 200, reply.body
         pipeline = load_pipeline(model_dir)
-        expected = pipeline.predict(pd.DataFrame(rows))
+        expected = pipeline.predict(model_inputs(rows, read_metadata(model_dir)["features"]))
         assert reply.json()["predictions"] == expected.tolist()
         meta = server.get("/v2/models/churn/versions/1").json()
         assert {i["name"]: i["datatype"] for i in meta["inputs"]}["region"] == "BYTES"

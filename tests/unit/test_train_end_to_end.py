@@ -112,7 +112,13 @@ def test_artifact_reloads_and_predicts_what_was_measured(tmp_path: Path) -> None
     y = frame["target"].to_numpy()
     _, test, stratified = holdout_split(y, "classification", 0.2, 5)
     assert stratified
-    inputs = model_inputs(frame, metadata["features"]).iloc[test]
+    assert metadata["input"] == {
+        "layout": "array",
+        "order": [f["name"] for f in metadata["features"]],
+        "dtype": "float64",
+    }
+    inputs = model_inputs(frame, metadata["features"])[test]
+    assert inputs.dtype == np.float64
     predicted = model.predict(inputs)
     assert np.mean(predicted == y[test]) == pytest.approx(metadata["metrics"]["accuracy"], abs=1e-6)
     assert metadata["target"]["classes"] == [0, 1, 2]
@@ -138,7 +144,8 @@ def test_saved_pipeline_predicts_identically_after_reload(tmp_path: Path) -> Non
     model.fit(inputs, frame["churned"].to_numpy())
     write_version(tmp_path / "v1", model, {"name": "churn", "version": 1})
     loaded = load_pipeline(tmp_path / "v1")
-    unseen = inputs.head(20).assign(region="atlantis")
+    assert inputs.dtype == object
+    unseen = model_inputs(frame.head(20).assign(region="atlantis"), schema)
     for rows in (inputs, unseen):
         assert (loaded.predict(rows) == model.predict(rows)).all()
         assert np.array_equal(loaded.predict_proba(rows), model.predict_proba(rows))

@@ -47,6 +47,21 @@ class FeatureSchema(TypedDict):
     categories: NotRequired[list[str]]  # categorical only: values seen in training
 
 
+class InputLayout(TypedDict):
+    """How the fitted pipeline is called: ``metadata.json``'s ``input``.
+
+    ``array``: a 2-D numpy array whose columns are ``order`` (the feature names), float64
+    (``dtype``) when every feature is numeric, else object (numbers as floats, categories
+    as text, NaN for missing). Versions without ``input`` predate it: their pipeline
+    takes a DataFrame when it records ``feature_names_in_``, else a float64 array in
+    schema order.
+    """
+
+    layout: Literal["array"]
+    order: list[str]
+    dtype: Literal["float64", "object"]
+
+
 class TargetSchema(TypedDict):
     name: str
     classes: NotRequired[list[Any]]  # classification only, in predict_proba column order
@@ -69,6 +84,7 @@ class Metadata(TypedDict):
     artifact: ArtifactInfo
     estimator: dict[str, Any]  # {"class": import path, "params": {...}}
     features: list[FeatureSchema]
+    input: NotRequired[InputLayout]
     target: TargetSchema
     metric: str
     score: float

@@ -5,9 +5,13 @@
 this pipeline, and runs a warm-up prediction, so a model that cannot predict refuses to
 start instead of failing its first request.
 
-Speed matters here because every request pays it. Pipelines fitted on plain arrays get a
-float64 matrix (no DataFrame); classifiers whose ``predict`` is by definition the argmax
-of ``predict_proba`` get one model call per request instead of two.
+Speed matters here because every request pays it. The pipeline's input follows
+metadata.json's ``input`` (``InputLayout``): with layout ``array`` (what ``mlkube train``
+writes) it gets the decoded float64 matrix as is, or an object array when some features
+are categorical; no DataFrame is built per request. Versions without ``input`` are read
+as before: a DataFrame when the pipeline records ``feature_names_in_`` (or has
+categorical features), else the float64 matrix. Classifiers whose ``predict`` is by
+definition the argmax of ``predict_proba`` get one model call per request instead of two.
 """
 
 from __future__ import annotations
@@ -102,7 +106,11 @@ class ServedModel:
         )
         names_in = getattr(pipeline, "feature_names_in_", None)
         self._frame_columns: list[str] | None = None
-        if names_in is not None or not self.numeric_only:
+        self._array_order: list[int] | None = None
+        layout = metadata.get("input")
+        if layout is not None:
+            self._array_order = self._check_array_layout(layout, names_in)
+        elif names_in is not None or not self.numeric_only:
             self._frame_columns = (
                 [str(n) for n in names_in] if names_in is not None else self.feature_names
             )
@@ -113,6 +121,27 @@ class ServedModel:
                     "feature schema does not list"
                 )
         self.predict_ms = 0.0
+
+    def _check_array_layout(self, layout: Any, names_in: Any) -> list[int] | None:
+        """Column positions of ``layout``'s order in the schema (None: schema order)."""
+        if not isinstance(layout, dict) or layout.get("layout") != "array":
+            found = layout.get("layout") if isinstance(layout, dict) else layout
+            raise ArtifactError(
+                f"metadata.json's input layout {found!r} is unknown to this server "
+                "(it knows 'array'); serve it with the runtime that trained it"
+            )
+        order = layout.get("order")
+        if not isinstance(order, list) or sorted(map(str, order)) != sorted(self.feature_names):
+            raise ArtifactError(
+                "metadata.json's input order does not list exactly the schema's features"
+            )
+        if names_in is not None:
+            raise ArtifactError(
+                "metadata.json says the pipeline takes an array, but it was fitted on "
+                "named columns (a DataFrame)"
+            )
+        positions = [self.feature_names.index(name) for name in order]
+        return None if positions == list(range(len(positions))) else positions
 
     @property
     def uses_frame(self) -> bool:
@@ -133,7 +162,7 @@ class ServedModel:
 
     def predict(self, batch: Batch) -> Prediction:
         """Predicts one batch; ``ModelInputError`` if the pipeline refuses the data."""
-        x = self._model_input(batch)
+        x = self.model_input(batch)
         try:
             if self._proba_gives_labels:
                 assert self.classes is not None
@@ -145,12 +174,21 @@ class ServedModel:
             raise ModelInputError(f"the model rejected the input: {error}") from None
         return Prediction(labels, proba)
 
-    def _model_input(self, batch: Batch) -> Any:
+    def model_input(self, batch: Batch) -> Any:
+        """What the pipeline is called with for ``batch`` (decided once, at load time)."""
         if self._frame_columns is None:
+            names = self.feature_names
+            if self._array_order is not None:
+                names = [names[i] for i in self._array_order]
             if batch.matrix is not None:
+                if self._array_order is not None:
+                    return batch.matrix[:, self._array_order]
                 return batch.matrix
             assert batch.columns is not None
-            return np.column_stack([batch.columns[n] for n in self.feature_names])
+            cells = np.empty((batch.rows, len(names)), dtype=object)
+            for position, name in enumerate(names):
+                cells[:, position] = batch.columns[name]
+            return cells
         import pandas as pd
 
         if batch.matrix is not None:

@@ -6,11 +6,16 @@ import: only paths under an allow-listed prefix (``MLKUBE_ESTIMATOR_ALLOWLIST``,
 model's task. Parameters are plain YAML values checked against ``get_params()`` before
 any data is read, so a typo fails in milliseconds with a suggestion, not after a fit.
 
-The pipeline takes a frame with the schema's columns in order: numeric columns are
-median-imputed, categorical ones get a constant for missing values and a one-hot
-encoding (at most 100 columns, rare categories pooled) that maps unseen categories to
-the pooled column or to none, so serving never fails on a new category.
-The schema recorded in the metadata is what the server validates requests against.
+The pipeline takes a 2-D numpy array with the schema's features as columns, in schema
+order (``model_inputs``): float64 when every feature is numeric, else an object array
+(numbers as floats, categories as text, NaN for missing). Its ColumnTransformer selects
+columns by position, not by name, so the server hands it the array it decoded a request
+into, with no DataFrame per request; metadata.json records this as ``input`` (see
+``input_layout``). Numeric columns are median-imputed, categorical ones get a constant
+for missing values and a one-hot encoding (at most 100 columns, rare categories pooled)
+that maps unseen categories to the pooled column or to none, so serving never fails on a
+new category. The schema recorded in the metadata is what the server validates requests
+against.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from mlkube.runtime.artifact import FeatureSchema
+from mlkube.runtime.artifact import FeatureSchema, InputLayout
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.spec import Task
 
@@ -128,22 +133,38 @@ def infer_schema(frame: pd.DataFrame, features: list[str]) -> list[FeatureSchema
     return schema
 
 
-def model_inputs(frame: pd.DataFrame, schema: list[FeatureSchema]) -> pd.DataFrame:
-    """The frame the pipeline expects: schema order, booleans as 0/1, categories as text.
+def model_inputs(frame: pd.DataFrame, schema: list[FeatureSchema]) -> np.ndarray[Any, Any]:
+    """The array the pipeline expects: schema order, float64 if all numeric, else objects.
 
-    The server builds requests the same way from the schema, so training and serving see
-    identical input types.
+    Booleans become 0/1, categories their text, and every missing value NaN (the value
+    the server decodes a ``null`` into), so training and serving see identical inputs.
     """
-    columns: dict[str, Any] = {}
-    for feature in schema:
+    if all(f["kind"] == "numeric" for f in schema):
+        return np.column_stack([_numeric_column(frame[f["name"]]) for f in schema])
+    out = np.empty((len(frame), len(schema)), dtype=object)
+    for position, feature in enumerate(schema):
         column = frame[feature["name"]]
         if feature["kind"] == "numeric":
-            columns[feature["name"]] = (
-                column.astype("float64") if feature["dtype"] == "bool" else column
-            )
+            out[:, position] = _numeric_column(column)
         else:
-            columns[feature["name"]] = column.map(str, na_action="ignore").astype(object)
-    return pd.DataFrame(columns, index=frame.index)
+            text = column.map(str, na_action="ignore").to_numpy(dtype=object)
+            text[column.isna().to_numpy()] = np.nan
+            out[:, position] = text
+    return out
+
+
+def _numeric_column(column: pd.Series) -> np.ndarray[Any, Any]:
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def input_layout(schema: list[FeatureSchema]) -> InputLayout:
+    """metadata.json's ``input``: how the fitted pipeline wants to be called."""
+    numeric_only = all(f["kind"] == "numeric" for f in schema)
+    return InputLayout(
+        layout="array",
+        order=[f["name"] for f in schema],
+        dtype="float64" if numeric_only else "object",
+    )
 
 
 def build_pipeline(schema: list[FeatureSchema], estimator: EstimatorChoice) -> Any:
@@ -152,9 +173,9 @@ def build_pipeline(schema: list[FeatureSchema], estimator: EstimatorChoice) -> A
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    numeric = [f["name"] for f in schema if f["kind"] == "numeric"]
-    categorical = [f["name"] for f in schema if f["kind"] == "categorical"]
-    transformers: list[tuple[str, Any, list[str]]] = []
+    numeric = [i for i, f in enumerate(schema) if f["kind"] == "numeric"]
+    categorical = [i for i, f in enumerate(schema) if f["kind"] == "categorical"]
+    transformers: list[tuple[str, Any, list[int]]] = []
     if numeric:
         transformers.append(("numeric", SimpleImputer(strategy="median"), numeric))
     if categorical:

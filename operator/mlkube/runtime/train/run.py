@@ -32,6 +32,7 @@ from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.pipeline import (
     build_pipeline,
     infer_schema,
+    input_layout,
     model_inputs,
     resolve_estimator,
 )
@@ -270,12 +271,12 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(inputs.iloc[train_pos], y[train_pos])
+            model.fit(inputs[train_pos], y[train_pos])
         except (ValueError, TypeError) as error:
             message = " ".join(str(error).split())
             raise TrainingInputError(f"fitting {estimator.class_path} failed: {message}") from None
         progress("fitted; validating on the holdout")
-        holdout = predict(model, inputs.iloc[test_pos], y[test_pos], spec.task)
+        holdout = predict(model, inputs[test_pos], y[test_pos], spec.task)
     fit_warnings = _report_warnings(caught, progress)
     metrics = standard_metrics(spec.task, validation.metric, holdout)
     score = metrics.get(validation.metric)
@@ -312,6 +313,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         "task": spec.task,
         "estimator": {"class": estimator.class_path, "params": estimator.params},
         "features": schema,
+        "input": input_layout(schema),
         "target": target_schema,
         "metric": validation.metric,
         "higherIsBetter": spec.higher_is_better,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mlkube.runtime.train.spec import Task
 
@@ -48,7 +47,7 @@ class Predictions:
 _ARGMAX_CHECK_ROWS = 512
 
 
-def predict(model: Any, frame: pd.DataFrame, y: Array, task: Task) -> Predictions:
+def predict(model: Any, x: Array, y: Array, task: Task) -> Predictions:
     """Predictions and, where the model has them, class probabilities.
 
     Most classifiers predict the most probable class, so labels are taken from the
@@ -58,13 +57,13 @@ def predict(model: Any, frame: pd.DataFrame, y: Array, task: Task) -> Prediction
     """
     if task == "regression" or not hasattr(model, "predict_proba"):
         classes = None if task == "regression" else np.asarray(model.classes_)
-        return Predictions(y, np.asarray(model.predict(frame)), None, classes)
+        return Predictions(y, np.asarray(model.predict(x)), None, classes)
     classes = np.asarray(model.classes_)
-    proba = np.asarray(model.predict_proba(frame))
+    proba = np.asarray(model.predict_proba(x))
     y_pred = classes[np.argmax(proba, axis=1)]
-    head = frame.iloc[:_ARGMAX_CHECK_ROWS]
+    head = x[:_ARGMAX_CHECK_ROWS]
     if not np.array_equal(np.asarray(model.predict(head)), y_pred[: len(head)]):
-        y_pred = np.asarray(model.predict(frame))
+        y_pred = np.asarray(model.predict(x))
     return Predictions(y, y_pred, proba, classes)
 
 
@@ -163,7 +162,7 @@ def standard_metrics(task: Task, metric: str, p: Predictions) -> dict[str, float
 
 def cross_validate(
     make_model: Callable[[], Any],
-    frame: pd.DataFrame,
+    x: Array,
     y: Array,
     *,
     task: Task,
@@ -181,8 +180,8 @@ def cross_validate(
         stratified = True
     scores: list[float | None] = []
     for train, test in splitter.split(np.zeros(len(y)), y):
-        model = make_model().fit(frame.iloc[train], y[train])
-        scores.append(metric_value(metric, predict(model, frame.iloc[test], y[test], task)))
+        model = make_model().fit(x[train], y[train])
+        scores.append(metric_value(metric, predict(model, x[test], y[test], task)))
     defined = [s for s in scores if s is not None]
     return {
         "folds": folds,
