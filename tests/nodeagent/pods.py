@@ -36,6 +36,8 @@ from nodeagent.volumes import VolumeBuilder, remove_pod_volumes
 LOG = logging.getLogger("nodeagent")
 TICK = 0.2
 DEFAULT_NONROOT_UID = 65532
+# The checkout whose editable install the venv's ``mlkube`` runs from.
+SOURCE_TREE = Path(__file__).resolve().parents[2]
 MANAGED_CONDITIONS = (
     "PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled",
 )  # fmt: skip
@@ -244,6 +246,7 @@ class PodWorker:
         return {
             "argv": command_line(spec, env),
             "expose": [sys.base_prefix, str(self.node.venv_bin.parent)],
+            "preserve": [sys.base_prefix, str(self.node.venv_bin.parent), str(SOURCE_TREE)],
             "env": env,
             "mounts": mounts,
             "workingDir": spec.get("workingDir") or "/",

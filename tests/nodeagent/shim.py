@@ -89,6 +89,23 @@ def _ensure_mountpoint(target: str, is_file: bool) -> str:
     return path
 
 
+def _covered(path: str, targets: list[str]) -> bool:
+    return any(path == t or path.startswith(t.rstrip("/") + "/") for t in targets)
+
+
+def _restore(preserved: list[tuple[str, int]], targets: list[str]) -> None:
+    """Binds back what a volume hid: the venv and source tree the entry point runs from.
+
+    A pod that mounts an emptyDir at ``/tmp`` would otherwise hide a checkout (and its venv)
+    that lives under ``/tmp``, as a CI clone may.
+    """
+    for path, descriptor in preserved:
+        if _covered(path, targets):
+            os.makedirs(path, exist_ok=True)
+            _mount(f"/proc/self/fd/{descriptor}", path, None, MS_BIND | MS_REC)
+        os.close(descriptor)
+
+
 def main(spec_path: str) -> None:
     with open(spec_path) as handle:
         spec = json.load(handle)
@@ -101,6 +118,11 @@ def main(spec_path: str) -> None:
     mounts = sorted(spec["mounts"], key=lambda m: m["target"].count("/"))
     # Sources are opened before any mount: a volume at /tmp may cover a later source.
     sources = [os.open(m["source"], os.O_PATH) for m in mounts]
+    preserved = [
+        (os.path.realpath(p), os.open(p, os.O_PATH | os.O_DIRECTORY))
+        for p in spec.get("preserve", [])
+        if os.path.isdir(p)
+    ]
     for mount, source in zip(mounts, sources, strict=True):
         is_file = os.path.isfile(f"/proc/self/fd/{source}")
         target = _ensure_mountpoint(mount["target"], is_file)
@@ -108,6 +130,7 @@ def main(spec_path: str) -> None:
         os.close(source)
         if mount["readOnly"]:
             _mount("none", target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    _restore(preserved, [os.path.realpath(m["target"]) for m in mounts])
     if spec["readOnlyRoot"]:
         _mount("none", "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     if spec["gid"] is not None:
