@@ -210,6 +210,17 @@ def test_worse_version_rejected_better_promoted_pin_rolls_back(
     kit.wait("an impossible pin stalls", lambda: kstatus(kit.get("model", "iris")) == "Failed")
     assert kit.status("model", "iris")["servingVersion"] == 2
 
+    def pin_events() -> list[dict[str, Any]]:
+        return [e for e in kit.events_for("Model", "iris") if e["reason"] == "InvalidPin"]
+
+    events = kit.wait("an InvalidPin Event", pin_events)
+    assert events[0]["type"] == "Warning"
+    assert "spec.serving.version 9 does not exist" in events[0]["message"]
+    kit.apply(model(serving={"version": 9, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}}))
+    kit.wait("the new generation observed", lambda: kstatus(kit.get("model", "iris")) == "Failed")
+    time.sleep(1)  # a second Event, were one posted per reconcile, would show by now
+    assert len(pin_events()) == 1
+
 
 def test_failed_training_reports_exit_code_log_tail_and_events(
     operator: OperatorProcess, kit: OperatorKit

@@ -907,7 +907,6 @@ RESOURCES: Final[list[ResourceCase]] = [
         "m",
         "9",
         reason="InvalidPin",
-        event=False,
     ),
     ResourceCase(
         "resource-trainingjob-missing-model",

@@ -148,11 +148,26 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         starts.append(start_run(ctl, model, target, version))
     await asyncio.gather(*starts)
     await _announce(ctl, model, registry, previous_serving, training_jobs)
+    if registry.pin_problem and _stalled_by(status_of(model)) != (
+        Reason.INVALID_PIN,
+        registry.pin_problem,
+    ):
+        await post_event(
+            ctl, model, "Model", Reason.INVALID_PIN, registry.pin_problem, warning=True
+        )
     if registry.serving_version is not None:
         metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
             registry.serving_version
         )
     return requeue
+
+
+def _stalled_by(status: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Reason and message of a ``Stalled=True`` condition: an Event goes out once per change."""
+    stalled = get_condition(status.get("conditions") or [], STALLED) or {}
+    if stalled.get("status") != "True":
+        return None
+    return str(stalled.get("reason")), str(stalled.get("message"))
 
 
 def _defer_releases(current: Mapping[str, Any], desired: dict[str, Any]) -> None:
