@@ -38,6 +38,16 @@ Run
 
 Output
     A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
+
+Seen here (quick mode, 3 s runs, shared 2-core machine; ``--seconds 3``)
+    Trainer-made models, batch 1, 1-8 connections, one worker. Before the array input
+    layout (pipelines fitted on DataFrames): lr-trained 340-380 req/s at 2.5-2.8 ms server
+    CPU/request (0.2-0.28x the array-fitted lr in the same run; 0.45 ms of the 2.4 ms
+    in-process was building the DataFrame, most of the rest sklearn's frame handling in
+    predict), and MLServer answered every request with an error. After: lr-trained
+    1,370-1,500 req/s at 0.45 ms CPU/request vs MLServer tuned 400-440 req/s at 1.5-1.6 ms
+    (2.8-3.7x), rf-trained 127-143 req/s at 4.9-6.9 ms vs 66-90 at 10.7-11.3 ms
+    (1.4-2.2x); in-process lr-trained 0.28-0.49 ms/request.
 """
 
 from __future__ import annotations
