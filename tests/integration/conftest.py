@@ -39,13 +39,16 @@ class OperatorProcess:
     metrics: str
 
     @classmethod
-    def start(cls, plane: ControlPlane, log: Path, *args: str) -> OperatorProcess:
+    def start(
+        cls, plane: ControlPlane, log: Path, *args: str, env: dict[str, str] | None = None
+    ) -> OperatorProcess:
         port, metrics_port = free_ports(2)
         env = {
             **os.environ,
             "KUBECONFIG": str(plane.kubeconfig),
             "MLKUBE_METRICS_PORT": str(metrics_port),
             "MLKUBE_RUNTIME_IMAGE": "mlkube/runtime:test",
+            **(env or {}),
         }
         handle = log.open("ab")
         proc = subprocess.Popen(
@@ -86,6 +89,14 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return int(self.proc.returncode)
+
+    def metric(self, name: str) -> float | None:
+        """One series, named with its labels as exported (None: not exported)."""
+        with urllib.request.urlopen(self.metrics, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
 
     def tail(self, lines: int = 40) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,23 +1,26 @@
 """Least privilege, proven: the operator runs under the manifests' ClusterRole only.
 
-The module installs the rendered Namespace, ServiceAccount, ClusterRole and binding,
-mints a token for the ServiceAccount (TokenRequest, ``kubectl create token``) and starts
-``mlkube operator`` with the rendered Deployment's command, args and env, outside a
-container, with a kubeconfig holding nothing but that token. It then drives every path
-that needs a permission: train → promote → serve → Ready (pods created by the real Job
-and ReplicaSet controllers, so Pod Security ``restricted`` admits every one of them),
-a failed training (pod log tail), a PodDisruptionBudget created then deleted, a spec
-change rolled out (patches), a Monitor with its CronJob, ServiceAccount, Role and
-RoleBinding, an invalid spec (Event), and a restart after an upgrade changed children
-(server-side apply of every unwatched kind).
+The module installs the rendered Namespace, ServiceAccount, ClusterRole and binding (and
+the leader-election Role and binding in the operator's namespace), mints a token for the
+ServiceAccount (TokenRequest, ``kubectl create token``) and starts ``mlkube operator``
+with the rendered Deployment's command, args and env, outside a container, with a
+kubeconfig holding nothing but that token (the downward-API namespace becomes the
+Deployment's, as the kubelet would set it). It then drives every path that needs a
+permission: train → promote → serve → Ready (pods created by the real Job and ReplicaSet
+controllers, so Pod Security ``restricted`` admits every one of them), a failed training
+(pod log tail), a PodDisruptionBudget created then deleted, a spec change rolled out
+(patches), a Monitor with its CronJob, ServiceAccount, Role and RoleBinding, an invalid
+spec (Event), and a restart after an upgrade changed children (server-side apply of every
+unwatched kind).
 
-The apiserver's audit log then lists what the operator called. A rule of the
-ClusterRole that no call used, and that no Role the operator created delegates (the
-apiserver lets it grant only what it holds), fails the test. The drift checker's
-Role is exercised by the real ``mlkube drift-check --monitor`` with a token of the
-ServiceAccount the operator made for it (and refused what it must not do). Every Model,
-TrainingJob and Monitor seen along the way is judged by Argo CD's health.lua, Flux's CEL
-expressions and kstatus, which must agree (a kstatus conformance check over real objects).
+The apiserver's audit log then lists what the operator called. A rule of the ClusterRole
+or of the leader-election Role (its Lease is created, renewed, released on the restart and
+taken again) that no call used, and that no Role the operator created delegates (the
+apiserver lets it grant only what it holds), fails the test. The drift checker's Role is
+exercised by the real ``mlkube drift-check --monitor`` with a token of the ServiceAccount
+the operator made for it (and refused what it must not do). Every Model, TrainingJob and
+Monitor seen along the way is judged by Argo CD's health.lua, Flux's CEL expressions and
+kstatus, which must agree (a kstatus conformance check over real objects).
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class Installed:
 
     def deployment(self) -> dict[str, Any]:
         return next(o for o in self.objects if o["kind"] == "Deployment")
+
+    def leader_election_role(self) -> dict[str, Any]:
+        return next(o for o in self.objects if o["kind"] == "Role")
 
     def cluster_role(self) -> dict[str, Any]:
         return next(
@@ -101,7 +107,14 @@ def installed(
 ) -> Installed:
     rendered = control_plane.kubectl("kustomize", str(REPO / "manifests" / "default")).stdout
     objects = [o for o in yaml.safe_load_all(rendered) if o]
-    wanted = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    wanted = {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    }
     for obj in objects:
         if obj["kind"] in wanted:
             control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(obj))
@@ -129,7 +142,13 @@ def start_operator(installed: Installed, log: Path) -> RunningOperator:
         f"--liveness=http://127.0.0.1:{health}/healthz" if arg.startswith("--liveness=") else arg
         for arg in container["args"]
     ]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    own_namespace = installed.deployment()["metadata"]["namespace"]
+    env = {
+        e["name"]: e["value"]
+        if "value" in e
+        else {"metadata.namespace": own_namespace}[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for e in container["env"]
+    }
     env |= {
         "PATH": os.environ["PATH"],
         "HOME": str(log.parent),
@@ -407,12 +426,13 @@ def test_reconcile_flow_runs_under_the_cluster_role_alone(
 
 def test_every_cluster_role_rule_is_used(installed: Installed, exercised: Exercise) -> None:
     granted = expand(installed.cluster_role()["rules"])
+    granted |= expand(installed.leader_election_role()["rules"])
     used = {permission(e) for e in audit_calls(installed.plane, OPERATOR_USER, exercised.started)}
     delegated = expand(exercised.drift_role["rules"])
     # get where list is used reveals nothing more (the role file says why it is there).
     implied = {(g, r, "get") for g, r, v in used if v == "list"}
     unused = sorted(granted - used - delegated - implied)
-    assert unused == [], f"ClusterRole grants what the operator never used: {unused}"
+    assert unused == [], f"the roles grant what the operator never used: {unused}"
     assert used - granted == set(), "the audit log shows calls the role does not grant"
 
 

@@ -260,6 +260,30 @@ def test_settings_from_environment() -> None:
         OperatorSettings.from_env({"MLKUBE_DEFAULT_STORAGE": "/data"})
 
 
+def test_leader_election_settings() -> None:
+    assert OperatorSettings.from_env({}).leader_election is False
+    settings = OperatorSettings.from_env(
+        {
+            "MLKUBE_LEADER_ELECTION": "true",
+            "MLKUBE_LEADER_ELECTION_NAMESPACE": "ops",
+            "MLKUBE_LEADER_LEASE_SECONDS": "30",
+            "MLKUBE_LEADER_RENEW_SECONDS": "10",
+        }
+    )
+    assert settings.leader_election is True
+    assert (settings.leader_election_namespace, settings.leader_election_name) == (
+        "ops",
+        "mlkube-operator",
+    )
+    assert (settings.lease_duration_seconds, settings.renew_period_seconds) == (30, 10)
+    with pytest.raises(SettingsError, match="at most half"):
+        OperatorSettings.from_env(
+            {"MLKUBE_LEADER_LEASE_SECONDS": "8", "MLKUBE_LEADER_RENEW_SECONDS": "5"}
+        )
+    with pytest.raises(SettingsError, match="MLKUBE_LEADER_ELECTION"):
+        OperatorSettings.from_env({"MLKUBE_LEADER_ELECTION": "maybe"})
+
+
 def run(name: str, uid: str | None = None, version: int | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "creationTimestamp": f"2026-01-01T00:00:0{len(name)}Z"}
     if uid:

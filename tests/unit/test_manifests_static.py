@@ -2,9 +2,10 @@
 
 Covers: every base and overlay renders with the kubectl built with the control plane;
 the CRD copy in manifests/crd matches the Python source; every ClusterRole rule carries
-a comment saying why; the operator Deployment meets the restricted Pod Security profile,
-has probes on the kopf liveness endpoint, requests and limits, one replica replaced with
-Recreate; the aggregated roles reach view/edit and never grant status.
+a comment saying why (the leader-election Role's too); the operator Deployment meets the
+restricted Pod Security profile, has probes on the kopf liveness endpoint, requests and
+limits, two replicas electing a leader on a Lease in their own namespace and a rolling
+update that keeps one running; the aggregated roles reach view/edit and never grant status.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def test_every_target_renders_the_crds_and_the_operator(
             ("ServiceAccount", "mlkube-operator"),
             ("ClusterRole", "mlkube-operator"),
             ("ClusterRoleBinding", "mlkube-operator"),
+            ("Role", "mlkube-operator-leader-election"),
+            ("RoleBinding", "mlkube-operator-leader-election"),
             ("Deployment", "mlkube-operator"),
             ("Service", "mlkube-operator-metrics"),
             ("ConfigMap", "mlkube-grafana-dashboard"),
@@ -89,12 +92,13 @@ def test_local_overlay_drops_prometheus_operator_objects(
     assert "monitoring.coreos.com" not in groups("overlays/local")
 
 
-def test_every_cluster_role_rule_says_why() -> None:
-    role = (MANIFESTS / "rbac" / "role.yaml").read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("source", ["role.yaml", "leader_election_role.yaml"])
+def test_every_role_rule_says_why(source: str) -> None:
+    role = (MANIFESTS / "rbac" / source).read_text(encoding="utf-8").splitlines()
     rules = [n for n, line in enumerate(role) if line.strip().startswith("- apiGroups:")]
     assert rules
     for number in rules:
-        assert role[number - 1].strip().startswith("#"), f"role.yaml:{number + 1}"
+        assert role[number - 1].strip().startswith("#"), f"{source}:{number + 1}"
 
 
 def test_aggregated_roles_reach_view_and_edit_without_status(
@@ -112,13 +116,20 @@ def test_aggregated_roles_reach_view_and_edit_without_status(
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_operator_deployment_is_restricted_probed_and_single(
+def test_operator_deployment_is_restricted_probed_and_elects_a_leader(
     rendered: dict[str, list[dict[str, Any]]], target: str
 ) -> None:
     deployment = find(rendered[target], "Deployment", "mlkube-operator")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLKUBE_LEADER_ELECTION"]["value"] == "true"
+    namespace = env["MLKUBE_LEADER_ELECTION_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert namespace == "metadata.namespace"
+    role = find(rendered[target], "Role", "mlkube-operator-leader-election")
+    assert role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "mlkube-operator"
     assert pod["securityContext"]["runAsNonRoot"] is True

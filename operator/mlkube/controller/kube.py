@@ -38,6 +38,7 @@ RESOURCES: Final[dict[str, tuple[str, str]]] = {
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Lease": ("coordination.k8s.io/v1", "leases"),
 }
 
 
@@ -177,6 +178,14 @@ class Kube:
             manifest,
             content_type="application/apply-patch+yaml",
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+        return result
+
+    async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT: fails with 409 unless ``metadata.resourceVersion`` is still current."""
+        meta = manifest["metadata"]
+        result: dict[str, Any] = await self.request(
+            "PUT", path_of(manifest["kind"], meta["namespace"], meta["name"]), manifest
         )
         return result
 

@@ -7,9 +7,11 @@ progress and need no finalizer, so kopf writes nothing to users' objects: no
 tools must see no drift). The handlers record bodies in the cache and enqueue keys; the
 reconcilers (``handlers/``) run from the work queue.
 
-Two replicas: run one. The Deployment in ``manifests/`` uses ``replicas: 1`` and the
-``Recreate`` strategy, and the operator runs ``standalone`` (no kopf peering objects).
-Should two run anyway, they duplicate work but not objects: every child has a
+Several replicas: with ``MLKUBE_LEADER_ELECTION`` (on in ``manifests/``) only the holder of
+a Lease runs the reconcile workers (``leader.py``); the others watch, keep a warm cache and
+a healthy liveness endpoint, and wait. kopf runs ``standalone`` (its peering needs CRDs of
+its own and pauses watches instead of electing). Should two act anyway for a moment (a
+holder cut off mid-request), they duplicate work but not objects: every child has a
 deterministic name and versions are allocated with a resourceVersion precondition.
 """
 
@@ -19,7 +21,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -34,6 +38,7 @@ from mlkube.controller.handlers.monitor import reconcile_monitor
 from mlkube.controller.handlers.trainingjob import reconcile_training_job
 from mlkube.controller.informer import Cache, Key, WorkQueue
 from mlkube.controller.kube import ApiError, Kube
+from mlkube.controller.leader import LeaderElector, LeaseConfig
 from mlkube.controller.reconcile import Controller
 from mlkube.controller.settings import OperatorSettings, SettingsError
 from mlkube.controller.spec import model_ref
@@ -128,6 +133,8 @@ class Operator:
         self.cache = new_cache()
         self.connection: Any = None
         self.ctl: Controller | None = None
+        self.elector: LeaderElector | None = None
+        self.leading = False
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, kopf_settings: kopf.OperatorSettings) -> None:
@@ -138,24 +145,60 @@ class Operator:
             raise kopf.PermanentError("no credentials: neither a service account nor KUBECONFIG")
         kube = Kube.from_connection(self.connection)
         self.ctl = Controller(kube=kube, cache=self.cache, settings=self.settings)
+        if self.settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.settings.metrics_port)
+        self._tasks.append(asyncio.create_task(self._gauges()))
+        if not self.settings.leader_election:
+            await self.start_leading()
+            return
+        config = LeaseConfig(
+            namespace=self.settings.leader_election_namespace,
+            name=self.settings.leader_election_name,
+            identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            duration=self.settings.lease_duration_seconds,
+            renew_period=self.settings.renew_period_seconds,
+        )
+        self.elector = LeaderElector(kube, config, self.start_leading, self.stop_leading)
+        self._tasks.append(asyncio.create_task(self.elector.run()))
+
+    async def start_leading(self) -> None:
+        """Workers on, everything watched queued; what an earlier term applied is forgotten."""
+        assert self.ctl is not None
+        self.ctl.applied.clear()
+        self.ctl.creating.clear()
         self.ctl.queue = WorkQueue(
             self.dispatch,
             self.settings.workers,
             expected=(ApiError, aiohttp.ClientError, TimeoutError),
         )
         self.ctl.queue.start()
-        if self.settings.metrics_port:
-            from prometheus_client import start_http_server
+        self.leading = True
+        metrics.LEADER.set(1)
+        for kind in RECONCILERS:
+            for body in self.cache.all(kind):
+                meta = body["metadata"]
+                self.ctl.enqueue(kind, str(meta.get("namespace") or ""), str(meta["name"]))
 
-            start_http_server(self.settings.metrics_port)
-        self._tasks.append(asyncio.create_task(self._gauges()))
+    async def stop_leading(self) -> None:
+        """Cancels the workers (reconciles in flight included); watches keep running."""
+        self.leading = False
+        metrics.LEADER.set(0)
+        metrics.SERVING_VERSION.clear()
+        if self.ctl is not None and self.ctl.queue is not None:
+            queue, self.ctl.queue = self.ctl.queue, None
+            await queue.stop()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.ctl is not None:
             if self.ctl.queue is not None:
                 await self.ctl.queue.stop()
+            if self.elector is not None:
+                await self.elector.release()
             await self.ctl.kube.close()
 
     async def dispatch(self, key: Key) -> float | None:
@@ -202,7 +245,15 @@ class Operator:
             enqueue("Monitor", namespace, labels[names.LABEL_MONITOR])
 
     async def _gauges(self) -> None:
+        """Cluster-wide gauges come from the leader only, so sums over replicas stay true."""
         while True:
+            if not self.leading:
+                metrics.MODELS_BY_CONDITION.clear()
+                metrics.DRIFT_SHARE.clear()
+                metrics.DATASET_DRIFT.clear()
+                metrics.QUEUE_DEPTH.set(0)
+                await asyncio.sleep(10)
+                continue
             counts: dict[str, int] = {"True": 0, "False": 0, "Unknown": 0}
             for model in self.cache.all("Model"):
                 ready = get_condition((model.get("status") or {}).get("conditions") or [], READY)

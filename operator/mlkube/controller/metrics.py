@@ -38,6 +38,9 @@ SERVING_VERSION: Final = Gauge(
     ["namespace", "model_name"],
 )
 QUEUE_DEPTH: Final = Gauge("mlkube_work_queue_depth", "Keys waiting to be reconciled.")
+LEADER: Final = Gauge(
+    "mlkube_leader", "1 while this replica holds the leader Lease and reconciles, else 0."
+)
 # From Monitor.status (written by the drift checker), so alerts and dashboards need no
 # access to the store: refreshed with the other gauges, series of deleted Monitors dropped.
 DRIFT_SHARE: Final = Gauge(

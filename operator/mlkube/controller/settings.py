@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
+
+SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class SettingsError(ValueError):
@@ -55,6 +58,15 @@ class OperatorSettings:
     - ``workers`` (``MLKUBE_WORKERS``, default 8): concurrent reconciles.
     - ``max_versions`` (``MLKUBE_MAX_VERSIONS``, default 50): length of ``status.versions``.
     - ``log_tail_lines`` (``MLKUBE_LOG_TAIL_LINES``, default 20): log lines quoted on failure.
+    - ``leader_election`` (``MLKUBE_LEADER_ELECTION``, true/false, default false; the
+      manifests turn it on): only the holder of a coordination.k8s.io Lease reconciles, so
+      several replicas can run and at most one acts.
+    - ``leader_election_namespace`` (``MLKUBE_LEADER_ELECTION_NAMESPACE``; default the pod's
+      namespace from its service account, else ``default``) and ``leader_election_name``
+      (``MLKUBE_LEADER_ELECTION_NAME``, default ``mlkube-operator``): where the Lease lives.
+    - ``lease_duration_seconds`` (``MLKUBE_LEADER_LEASE_SECONDS``, default 15): how long a
+      silent holder keeps the Lease; ``renew_period_seconds`` (``MLKUBE_LEADER_RENEW_SECONDS``,
+      default 5, at most half the lease): how often the holder renews it.
     """
 
     runtime_image: str = "mlkube/runtime:0.1.0"
@@ -74,6 +86,11 @@ class OperatorSettings:
     workers: int = 8
     max_versions: int = 50
     log_tail_lines: int = 20
+    leader_election: bool = False
+    leader_election_namespace: str = "default"
+    leader_election_name: str = "mlkube-operator"
+    lease_duration_seconds: int = 15
+    renew_period_seconds: int = 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -90,6 +107,13 @@ class OperatorSettings:
         storage = env.get("MLKUBE_DEFAULT_STORAGE", "pvc://mlkube-models")
         if not storage.startswith(("pvc://", "s3://")):
             raise SettingsError(f"MLKUBE_DEFAULT_STORAGE={storage!r}: expected pvc:// or s3://")
+        lease = _int(env, "MLKUBE_LEADER_LEASE_SECONDS", 15, minimum=2)
+        renew = _int(env, "MLKUBE_LEADER_RENEW_SECONDS", 5, minimum=1)
+        if renew * 2 > lease:
+            raise SettingsError(
+                f"MLKUBE_LEADER_RENEW_SECONDS={renew} must be at most half of "
+                f"MLKUBE_LEADER_LEASE_SECONDS={lease}"
+            )
         return cls(
             runtime_image=env.get("MLKUBE_RUNTIME_IMAGE", "mlkube/runtime:0.1.0"),
             image_pull_policy=env.get("MLKUBE_IMAGE_PULL_POLICY", "IfNotPresent"),
@@ -108,6 +132,12 @@ class OperatorSettings:
             workers=_int(env, "MLKUBE_WORKERS", 8, minimum=1),
             max_versions=_int(env, "MLKUBE_MAX_VERSIONS", 50, minimum=1),
             log_tail_lines=_int(env, "MLKUBE_LOG_TAIL_LINES", 20, minimum=0),
+            leader_election=_bool(env, "MLKUBE_LEADER_ELECTION", False),
+            leader_election_namespace=env.get("MLKUBE_LEADER_ELECTION_NAMESPACE")
+            or _own_namespace(),
+            leader_election_name=env.get("MLKUBE_LEADER_ELECTION_NAME") or "mlkube-operator",
+            lease_duration_seconds=lease,
+            renew_period_seconds=renew,
         )
 
     def replace(self, **changes: Any) -> OperatorSettings:
@@ -140,3 +170,22 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
+def _own_namespace() -> str:
+    """The pod's namespace (its service account says it); ``default`` outside a pod."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
