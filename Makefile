@@ -70,7 +70,8 @@ test: venv controlplane lint
 reliability: venv controlplane
 	$(BIN)/python benchmarks/reliability/run.py --full
 	MLKUBE_RELIABILITY_LIFECYCLES=50 $(BIN)/pytest tests/integration/test_reliability_faults.py \
-		tests/integration/test_reliability_resources.py -q -s
+		tests/integration/test_reliability_resources.py tests/integration/test_reliability_leader.py \
+		tests/integration/test_reliability_conflicts.py -q -s
 
 clean: controlplane-down
 	rm -rf $(VENV) .controlplane
