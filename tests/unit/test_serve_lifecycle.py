@@ -23,7 +23,7 @@ import orjson
 from serve_support import Server, base_metadata, cancer_data, v2_matrix, write_cancer_model
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from train_support import churn_frame, manifest, run_process, write_manifest
+from train_support import churn_frame, manifest, train_manifest_process
 
 from mlkube.runtime.artifact import FeatureSchema, load_pipeline, read_metadata, write_version
 from mlkube.runtime.train.pipeline import model_inputs
@@ -154,12 +154,9 @@ def test_serves_a_model_trained_by_mlkube_train(tmp_path: Path) -> None:
     frame.loc[::40, "income"] = np.nan
     frame.to_csv(tmp_path / "churn.csv", index=False)
     document = manifest(uri=str(tmp_path / "churn.csv"), target="churned")
-    trained = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    trained = train_manifest_process(
+        tmp_path,
+        document,
         tmp_path / "termination",
     )
     assert trained.code == 0, trained.stderr

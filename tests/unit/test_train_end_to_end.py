@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from train_support import churn_frame, manifest, run_cli, run_process, write_manifest
+from train_support import (
+    churn_frame,
+    manifest,
+    run_cli,
+    run_process,
+    train_manifest_process,
+    write_manifest,
+)
 
 from mlkube.runtime.artifact import load_pipeline, read_metadata, write_version
 from mlkube.runtime.train.pipeline import (
@@ -45,12 +52,9 @@ def test_classification_on_breast_cancer_through_a_real_process(tmp_path: Path) 
         },
     )
     log = tmp_path / "termination-log"
-    result = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    result = train_manifest_process(
+        tmp_path,
+        document,
         log,
         "--trigger",
         "initial",

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from train_support import churn_frame, manifest, run_process, store_files, write_manifest
+from train_support import (
+    churn_frame,
+    manifest,
+    run_process,
+    store_files,
+    train_manifest_process,
+    write_manifest,
+)
 
 from harness.certs import CertificateAuthority
 from harness.ports import free_port
@@ -56,12 +63,9 @@ def test_https_download_trains(tmp_path: Path, https_site: tuple[str, Path, Path
     base, served, ca_bundle = https_site
     churn_frame(300).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    result = train_manifest_process(
+        tmp_path,
+        document,
         tmp_path / "log",
         env={"SSL_CERT_FILE": str(ca_bundle)},
     )
@@ -75,12 +79,9 @@ def test_https_404_is_one_line_and_leaves_no_version(
     base, _, ca_bundle = https_site
     document = manifest(uri=f"{base}/missing.csv", target="churned")
     log = tmp_path / "log"
-    result = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    result = train_manifest_process(
+        tmp_path,
+        document,
         log,
         env={"SSL_CERT_FILE": str(ca_bundle)},
     )
@@ -97,12 +98,9 @@ def test_untrusted_certificate_is_refused(
     base, served, _ = https_site
     churn_frame(100).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    result = train_manifest_process(
+        tmp_path,
+        document,
         tmp_path / "log",
     )
     assert result.code == 2 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
@@ -114,12 +112,9 @@ def test_download_over_the_size_limit_fails(
     base, served, ca_bundle = https_site
     churn_frame(300).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    result = train_manifest_process(
+        tmp_path,
+        document,
         tmp_path / "log",
         env={"SSL_CERT_FILE": str(ca_bundle), "MLKUBE_HTTP_MAX_BYTES": "1000"},
     )
@@ -160,12 +155,9 @@ def test_s3_through_a_loopback_endpoint(tmp_path: Path, s3_endpoint: str) -> Non
         Bucket="datasets", Key="churn/data.csv", Body=churn_frame(250).to_csv(index=False).encode()
     )
     document = manifest(uri="s3://datasets/churn/data.csv", target="churned")
-    ok = run_process(
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
+    ok = train_manifest_process(
+        tmp_path,
+        document,
         tmp_path / "log",
         env=env,
     )

@@ -101,6 +101,26 @@ def run_process(*args: str | Path, env: dict[str, str] | None = None) -> Result:
     return Result(completed.returncode, completed.stdout, completed.stderr)
 
 
+def train_manifest_process(
+    directory: Path,
+    document: dict[str, Any],
+    termination_log: Path,
+    *extra: str | Path,
+    env: dict[str, str] | None = None,
+) -> Result:
+    """Runs ``mlkube train -f <manifest> --store <directory>/store`` as a child process."""
+    return run_process(
+        "-f",
+        write_manifest(directory, document),
+        "--store",
+        directory / "store",
+        "--termination-log",
+        termination_log,
+        *extra,
+        env=env,
+    )
+
+
 def store_files(store: Path) -> list[str]:
     """Every file and directory under the store, relative, so a test can see leftovers."""
     if not store.exists():
