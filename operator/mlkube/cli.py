@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from mlkube import __version__
+from mlkube.api.errors import CommandError
 
 # subcommand -> module with ``register(subparsers)``; a command is listed only once it is real.
 COMMANDS: dict[str, str] = {
@@ -22,14 +23,6 @@ COMMANDS: dict[str, str] = {
     "drift-check": "mlkube.runtime.drift.command",
     "serve": "mlkube.runtime.serve.command",
 }
-
-
-class CommandError(Exception):
-    """A failure the user can fix: printed as one line on stderr, exit code 2 unless given."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from mlkube.api.resources import training_job_resource
+from mlkube.api.status import Trigger
 from mlkube.controller.builders import (
     build_drift_cronjob,
     build_drift_rbac,
@@ -15,7 +17,6 @@ from mlkube.controller.builders import (
     build_predictor_pdb,
     build_predictor_service,
     build_trainer_job,
-    build_training_job_resource,
     predictor_endpoint,
 )
 from mlkube.controller.builders.common import SPEC_HASH, with_spec_hash
@@ -72,7 +73,7 @@ def assert_restricted(pod_spec: dict[str, Any]) -> None:
 
 
 def test_training_job_resource_is_owned_by_the_model() -> None:
-    tj = build_training_job_resource(model(), "churn-v1", "initial", "first")
+    tj = training_job_resource(model(), "churn-v1", Trigger.INITIAL, "first")
     assert tj["metadata"]["name"] == "churn-v1"
     assert tj["metadata"]["ownerReferences"][0]["uid"] == "uid-model"
     assert tj["metadata"]["labels"]["mlkube.io/trigger"] == "initial"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlkube.controller.conditions import (
+from mlkube.api.conditions import (
     READY,
     RECONCILING,
     STALLED,
@@ -16,12 +16,13 @@ from mlkube.controller.conditions import (
     phase_from,
     set_condition,
 )
-from mlkube.controller.handlers.schedule import last_fire, scheduled_training_job_name
-from mlkube.controller.handlers.versions import allocate
+from mlkube.api.names import scheduled_training_job_name
 from mlkube.controller.promotion import promotion_decision
 from mlkube.controller.registry import update_registry
+from mlkube.controller.schedule import last_fire
 from mlkube.controller.settings import OperatorSettings, SettingsError
 from mlkube.controller.spec import deep_merge, parse_storage_uri, training_problem
+from mlkube.controller.versions import allocate
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 T1 = datetime(2026, 1, 1, 13, 0, tzinfo=UTC)

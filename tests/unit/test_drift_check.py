@@ -18,7 +18,7 @@ from scipy import stats as scipy_stats
 from drift_data import SHIFTED, schema_of, store_version, synthetic_frame
 from mlkube.runtime.drift import window as window_module
 from mlkube.runtime.drift.accumulate import Block, LiveSummary
-from mlkube.runtime.drift.command import run_check
+from mlkube.runtime.drift.check import run_check
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
 from mlkube.runtime.profile import build_reference_profile, read_reference_profile
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from train_support import manifest
 
+from mlkube.api.summary import MAX_SUMMARY_BYTES, error_summary, fit_summary
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import identifier, pvc_path
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.spec import parse_model
-from mlkube.runtime.train.summary import MAX_SUMMARY_BYTES, error_summary, fit_summary
 from mlkube.runtime.train.validate import Predictions, metric_value, standard_metrics
 
 

@@ -8,6 +8,7 @@ another pod) computes the same TrainingJob names the operator would.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Final
 
 GROUP: Final = "mlkube.io"
@@ -52,6 +53,23 @@ def training_job_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
 
 
+def initial_training_job_name(model: str) -> str:
+    """The Model's first run: a fixed name, so a restarted operator cannot make two."""
+    return training_job_name(model, 1)
+
+
+def scheduled_training_job_name(model: str, fire: datetime) -> str:
+    """One name per schedule firing, so a restart re-finds the run instead of adding one."""
+    return f"{model}-s{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
+def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
+    """One name per model and cooldown period: concurrent drift checks collide on purpose."""
+    period = max(int(cooldown_seconds), 60)
+    start = int(now.timestamp()) // period * period
+    return f"{model}-drift-{start}"
+
+
 def job_name(training_job: str) -> str:
     """The batch/v1 Job that runs a TrainingJob's trainer."""
     return f"{training_job}-train"
@@ -80,8 +98,3 @@ def version_dir(namespace: str, model: str, version: int) -> str:
 def inference_dir(namespace: str, model: str) -> str:
     """The store-relative directory the predictor logs sampled inferences to."""
     return f"{namespace}/{model}/inference"
-
-
-def drift_reports_dir(namespace: str, model: str) -> str:
-    """The store-relative directory drift reports are written to."""
-    return f"{namespace}/{model}/drift"

@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlkube.api.resources import Body
+
 Key = tuple[str, str, str]  # kind, namespace, name
-Body = dict[str, Any]
+
 IndexFn = Callable[[Mapping[str, Any]], Iterable[str]]
 TrimFn = Callable[[Mapping[str, Any]], Body]
 Reconciler = Callable[[Key], Awaitable[float | None]]

@@ -31,15 +31,15 @@ import aiohttp
 import kopf
 
 from mlkube.api import names
+from mlkube.api.conditions import READY, get_condition
 from mlkube.controller import metrics
-from mlkube.controller.conditions import READY, get_condition
+from mlkube.controller.children import Controller
 from mlkube.controller.handlers.model import reconcile_model
 from mlkube.controller.handlers.monitor import reconcile_monitor
 from mlkube.controller.handlers.trainingjob import reconcile_training_job
 from mlkube.controller.informer import Cache, Key, WorkQueue
 from mlkube.controller.kube import ApiError, Kube
 from mlkube.controller.leader import LeaderElector, LeaseConfig
-from mlkube.controller.reconcile import Controller
 from mlkube.controller.settings import OperatorSettings, SettingsError
 from mlkube.controller.spec import model_ref
 
@@ -368,7 +368,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from mlkube.cli import CommandError
+    from mlkube.api.errors import CommandError
 
     try:
         settings = OperatorSettings.from_env()

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Outcome = Literal["Promoted", "Rejected", "Pending"]
+from mlkube.api.status import Decision
 
 
 @dataclass(frozen=True)
-class Decision:
-    outcome: Outcome
+class GateResult:
+    outcome: Decision
     reason: str
 
     @property
     def promote(self) -> bool:
-        return self.outcome == "Promoted"
+        return self.outcome == Decision.PROMOTED
 
 
 def _fmt(value: float) -> str:
@@ -33,7 +33,7 @@ def promotion_decision(
     candidate: Mapping[str, Any],
     serving: Mapping[str, Any] | None,
     promotion: Mapping[str, Any],
-) -> Decision:
+) -> GateResult:
     """Decides about ``candidate`` (a versions[] entry) against ``serving`` (or None).
 
     Order: slice minimums and ``minScore`` (absolute quality), then ``maxRegression``
@@ -42,7 +42,7 @@ def promotion_decision(
     """
     score = candidate.get("score")
     if score is None:
-        return Decision("Rejected", "the training reported no score")
+        return GateResult(Decision.REJECTED, "the training reported no score")
     score = float(score)
     higher = bool(candidate.get("higherIsBetter", True))
     metric = str(candidate.get("metric") or "score")
@@ -57,13 +57,14 @@ def promotion_decision(
             f"(minimum {_fmt(float(s.get('minScore') or 0.0))})"
             for s in failed_slices
         )
-        return Decision("Rejected", f"slice minimum not met: {details}")
+        return GateResult(Decision.REJECTED, f"slice minimum not met: {details}")
 
     min_score = promotion.get("minScore")
     if min_score is not None and not better_or_equal(score, float(min_score)):
         bound = "minimum" if higher else "maximum"
-        return Decision(
-            "Rejected", f"{metric} {_fmt(score)} is worse than the {bound} {_fmt(float(min_score))}"
+        return GateResult(
+            Decision.REJECTED,
+            f"{metric} {_fmt(score)} is worse than the {bound} {_fmt(float(min_score))}",
         )
 
     if serving is not None and serving.get("score") is not None:
@@ -72,15 +73,15 @@ def promotion_decision(
         same_metric = (serving.get("metric") or metric) == metric
         limit = served - allowed if higher else served + allowed
         if same_metric and not better_or_equal(score, limit):
-            return Decision(
-                "Rejected",
+            return GateResult(
+                Decision.REJECTED,
                 f"{metric} {_fmt(score)} regresses from v{serving.get('version')}'s "
                 f"{_fmt(served)} by more than maxRegression {_fmt(allowed)}",
             )
 
     if (promotion.get("policy") or "auto") == "manual":
-        return Decision(
-            "Pending",
+        return GateResult(
+            Decision.PENDING,
             f"passed the checks ({metric} {_fmt(score)}); promotion policy is manual: "
             "set spec.serving.version to serve it",
         )
@@ -89,4 +90,4 @@ def promotion_decision(
         if serving is not None and serving.get("score") is not None
         else ""
     )
-    return Decision("Promoted", f"passed the checks: {metric} {_fmt(score)}{against}")
+    return GateResult(Decision.PROMOTED, f"passed the checks: {metric} {_fmt(score)}{against}")

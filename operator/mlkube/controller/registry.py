@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlkube.api.status import TERMINAL_PHASES, Decision, Phase
 from mlkube.controller.promotion import promotion_decision
 
 
@@ -32,7 +33,7 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
     status = training_job.get("status") or {}
     version = status.get("version")
     phase = status.get("phase")
-    if version is None or phase not in ("Succeeded", "Rejected", "Failed"):
+    if version is None or phase not in TERMINAL_PHASES:
         return None
     entry: dict[str, Any] = {
         "version": int(version),
@@ -41,10 +42,14 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
     }
     if status.get("completionTime"):
         entry["trainedAt"] = status["completionTime"]
-    if phase == "Failed":
+    if phase == Phase.FAILED:
         message = str(status.get("message") or "training failed")
         entry.update(
-            {"decision": "Failed", "promoted": False, "reason": message.splitlines()[0][:500]}
+            {
+                "decision": Decision.FAILED,
+                "promoted": False,
+                "reason": message.splitlines()[0][:500],
+            }
         )
         return entry
     artifact = status.get("artifact") or {}
@@ -66,7 +71,7 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def servable(entry: Mapping[str, Any] | None) -> bool:
-    return entry is not None and entry.get("decision") != "Failed" and "score" in entry
+    return entry is not None and entry.get("decision") != Decision.FAILED and "score" in entry
 
 
 def update_registry(
@@ -87,7 +92,7 @@ def update_registry(
     promotion = spec.get("promotion") or {}
     pin = (spec.get("serving") or {}).get("version")
     for entry in sorted(new, key=lambda e: int(e["version"])):
-        if entry.get("decision") != "Failed":
+        if entry.get("decision") != Decision.FAILED:
             current = registry.entry(registry.serving_version)
             decision = promotion_decision(entry, current, promotion)
             entry["decision"] = decision.outcome
@@ -105,7 +110,7 @@ def update_registry(
             why = "does not exist" if pinned is None else "has no servable artifact (it failed)"
             registry.pin_problem = f"spec.serving.version {pin} {why}"
     elif registry.serving_version is not None:
-        promoted = [v for v in registry.versions if v.get("decision") == "Promoted"]
+        promoted = [v for v in registry.versions if v.get("decision") == Decision.PROMOTED]
         if promoted and int(promoted[-1]["version"]) != registry.serving_version:
             _serve(registry, promoted[-1], "pin removed: back to the latest promoted version", now)
     registry.versions = _bounded(registry.versions, registry.serving_version, max_entries)

@@ -14,9 +14,8 @@ from typing import Any
 from croniter import croniter
 
 from mlkube.api import names
+from mlkube.api.resources import Body
 from mlkube.controller.settings import OperatorSettings
-
-Body = Mapping[str, Any]
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,13 @@
-"""Status helpers shared by the reconcilers: diffing, writing, reading trainer pods."""
+"""Status helpers shared by the reconcilers: diffing, writing, reading a Job's own pods."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlkube.controller.informer import Body
+from mlkube.api.resources import Body
+from mlkube.controller.children import Controller, owned_by
 from mlkube.controller.kube import ApiError
-from mlkube.controller.reconcile import Controller
 
 
 def changed_fields(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,25 +60,13 @@ def terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def parse_summary(message: str) -> dict[str, Any] | None:
-    """The trainer's JSON summary from a termination message, or None if it is not one."""
-    text = message.strip()
-    if not text:
-        return None
-    try:
-        summary = json.loads(text)
-    except ValueError:
-        start = text.rfind("\n{")
-        if start < 0:
-            return None
-        try:
-            summary = json.loads(text[start + 1 :])
-        except ValueError:
-            return None
-    return summary if isinstance(summary, dict) else None
+def pods_of_job(ctl: Controller, job: Body) -> list[Body]:
+    """The Job's own pods from the cache, oldest first.
 
-
-def pods_of_job(ctl: Controller, namespace: str, job: str) -> list[Body]:
-    """The Job's pods from the cache, oldest first."""
-    pods = ctl.cache.by_index("Pod", namespace, job)
+    Only pods whose ownerReference carries the Job's uid: a pod that merely copies the
+    trainer's labels cannot forge a run's score or digest.
+    """
+    meta = job["metadata"]
+    found = ctl.cache.by_index("Pod", str(meta["namespace"]), str(meta["name"]))
+    pods = [p for p in found if owned_by(p, str(meta.get("uid")))]
     return sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mlkube.api import names
+from mlkube.api.status import Decision
 
 Body = Mapping[str, Any]
 NONE = "<none>"
@@ -135,7 +136,7 @@ def check_promotable(model: Body, version: int) -> Body:
     """The version entry to pin, or ViewError when it has no artifact to serve."""
     for entry in (model.get("status") or {}).get("versions") or []:
         if entry["version"] == version:
-            if entry.get("decision") == "Failed" or not entry.get("sha256"):
+            if entry.get("decision") == Decision.FAILED or not entry.get("sha256"):
                 raise ViewError(f"version {version} has no trained artifact to serve")
             return dict(entry)
     known = sorted(v["version"] for v in (model.get("status") or {}).get("versions") or [])

@@ -12,7 +12,7 @@ from mlkube.controller.builders.predictor import (
     build_predictor_service,
     predictor_endpoint,
 )
-from mlkube.controller.builders.training import build_trainer_job, build_training_job_resource
+from mlkube.controller.builders.training import build_trainer_job
 
 __all__ = [
     "build_drift_cronjob",
@@ -22,6 +22,5 @@ __all__ = [
     "build_predictor_pdb",
     "build_predictor_service",
     "build_trainer_job",
-    "build_training_job_resource",
     "predictor_endpoint",
 ]

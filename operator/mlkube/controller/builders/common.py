@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from mlkube.api import names
+from mlkube.api.resources import Manifest
 from mlkube.controller.settings import OperatorSettings
-from mlkube.controller.spec import Body, Storage, name_of, namespace_of
-
-Manifest = dict[str, Any]
+from mlkube.controller.spec import Storage
 
 SPEC_HASH: Final = f"{names.GROUP}/spec-hash"
 STORE_VOLUME: Final = "store"
@@ -20,35 +19,6 @@ STORE_MOUNT: Final = "/mnt/store"
 PVC_ROOT: Final = "/mnt/pvc"
 # The pod's writable scratch space: an emptyDir, since the root filesystem is read-only.
 TMP_PATH: Final = "/tmp"  # noqa: S108
-
-
-def owner_reference(owner: Body) -> Manifest:
-    """Makes ``owner`` the controller of a child, so deleting it collects the child."""
-    return {
-        "apiVersion": owner.get("apiVersion", names.API_VERSION),
-        "kind": owner["kind"],
-        "name": name_of(owner),
-        "uid": owner["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def base_labels(model: str, component: str) -> dict[str, str]:
-    return {
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_MODEL: model,
-        names.LABEL_COMPONENT: component,
-    }
-
-
-def metadata(owner: Body, name: str, labels: Mapping[str, str]) -> Manifest:
-    return {
-        "name": name,
-        "namespace": namespace_of(owner),
-        "labels": dict(labels),
-        "ownerReferences": [owner_reference(owner)],
-    }
 
 
 def with_spec_hash(manifest: Manifest) -> Manifest:

@@ -5,20 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from mlkube.api import names
+from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders.common import (
-    Manifest,
     base_env,
-    base_labels,
     base_mounts,
     container_security_context,
-    metadata,
     pod_security_context,
     resources,
     store_volume,
     tmp_volume,
 )
 from mlkube.controller.settings import OperatorSettings
-from mlkube.controller.spec import Body, model_ref, name_of, namespace_of, spec_of, storage_of
+from mlkube.controller.spec import model_ref, name_of, namespace_of, spec_of, storage_of
 
 
 def _labels(monitor: Body) -> dict[str, str]:

@@ -6,20 +6,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from mlkube.api import names
+from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders.common import (
-    Manifest,
     base_env,
-    base_labels,
     base_mounts,
     container_security_context,
-    metadata,
     pod_security_context,
     resources,
     store_volume,
     tmp_volume,
 )
 from mlkube.controller.settings import OperatorSettings
-from mlkube.controller.spec import Body, name_of, namespace_of, spec_of, storage_of
+from mlkube.controller.spec import name_of, namespace_of, spec_of, storage_of
 
 HTTP_PORT: Final = 8080
 SERVICE_PORT: Final = 80

@@ -1,4 +1,8 @@
-"""TrainingJob resources the operator creates, and the batch/v1 Job running ``mlkube train``."""
+"""The batch/v1 Job running ``mlkube train`` for one TrainingJob.
+
+TrainingJob resources themselves are built in ``mlkube.api.resources``, which the drift
+checker shares.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ import json
 from typing import Any
 
 from mlkube.api import names
+from mlkube.api.errors import EXIT_BAD_INPUT
+from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders.common import (
     PVC_ROOT,
-    Manifest,
     base_env,
-    base_labels,
     base_mounts,
     container_security_context,
-    metadata,
     pod_security_context,
     resources,
     store_volume,
@@ -21,7 +24,6 @@ from mlkube.controller.builders.common import (
 )
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import (
-    Body,
     data_claim,
     effective_model_manifest,
     effective_training,
@@ -29,21 +31,6 @@ from mlkube.controller.spec import (
     namespace_of,
     storage_of,
 )
-
-# Exit code of ``mlkube train`` for input the user must fix: retrying cannot help.
-EXIT_BAD_INPUT = 2
-
-
-def build_training_job_resource(model: Body, name: str, trigger: str, reason: str) -> Manifest:
-    """A TrainingJob the operator creates for ``model`` (initial or scheduled run)."""
-    labels = base_labels(name_of(model), "training")
-    labels[names.LABEL_TRIGGER] = trigger
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.TRAINING_JOB,
-        "metadata": metadata(model, name, labels),
-        "spec": {"modelRef": {"name": name_of(model)}, "trigger": trigger, "reason": reason},
-    }
 
 
 def build_trainer_job(

@@ -1,10 +1,15 @@
 """Model → initial and scheduled TrainingJobs, version allocation, registry, predictor.
 
-The Model is the only writer of its own status, including ``allocatedVersion``, and
-writes it with a resourceVersion precondition: two operators (or a stale cache) can
-never hand out one version twice, because the loser's write fails and it re-reads.
-A version is recorded on the Model before it is given to a TrainingJob, so a crash in
-between leaves a gap, never a reuse.
+The Model's reconciler is the only writer of its own status, including
+``allocatedVersion`` and ``reservations``, and writes it with a resourceVersion
+precondition: two operators (or a stale cache) can never hand out one version twice,
+because the loser's write fails and it re-reads. A version is reserved on the Model
+before its run learns it (the run's own reconciler reads the reservation), so a crash in
+between gives the run the same number again.
+
+One reconcile is four named steps: plan the runs (create the initial or scheduled run,
+reserve versions), fold finished runs into the registry, ensure the predictor, compute
+the conditions; then one status write and the Events.
 """
 
 from __future__ import annotations
@@ -13,47 +18,52 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlkube.api import names
-from mlkube.controller import metrics
-from mlkube.controller.builders import (
-    build_predictor_deployment,
-    build_predictor_hpa,
-    build_predictor_pdb,
-    build_predictor_service,
-    build_training_job_resource,
-    predictor_endpoint,
-)
-from mlkube.controller.conditions import (
+from mlkube.api.conditions import (
     READY,
     RECONCILING,
     SERVING,
     STALLED,
     TRAINED,
-    Reason,
     get_condition,
     now_iso,
     phase_from,
     set_condition,
 )
-from mlkube.controller.handlers.schedule import ensure_scheduled
-from mlkube.controller.handlers.trainingjob import TERMINAL
-from mlkube.controller.handlers.versions import allocate, start_run
-from mlkube.controller.informer import Body
-from mlkube.controller.reconcile import Controller, delete_if_owned, ensure_child, post_event
+from mlkube.api.resources import Body, Manifest, training_job_resource
+from mlkube.api.status import TERMINAL_PHASES, Decision, Reason, Trigger
+from mlkube.controller import metrics
+from mlkube.controller.builders import predictor_endpoint
+from mlkube.controller.children import Controller, ensure_child, post_event
 from mlkube.controller.registry import Registry, update_registry
+from mlkube.controller.rollout import Rollout, ensure_predictor
+from mlkube.controller.schedule import ensure_scheduled
 from mlkube.controller.spec import (
     generation_of,
     name_of,
+    namespace_of,
     spec_of,
     status_of,
     training_problem,
 )
 from mlkube.controller.status import changed_fields, write_status
+from mlkube.controller.versions import allocate
 
 log = logging.getLogger("mlkube.controller")
 CONFLICT_RETRY = 0.05
+
+
+@dataclass
+class RunPlan:
+    """What this reconcile does about runs: the runs it knows, the new ones, their versions."""
+
+    training_jobs: list[Body]
+    initial: Manifest | None = None
+    allocations: list[tuple[Body, int]] = field(default_factory=list)
+    requeue: float | None = None
 
 
 async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float | None:
@@ -62,104 +72,88 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         with contextlib.suppress(KeyError):
             metrics.SERVING_VERSION.remove(namespace, name)
         return None
-    status = dict(status_of(model))
-    previous_serving = status.get("servingVersion")
-    spec = spec_of(model)
-    generation = generation_of(model)
-    conditions = list(status.get("conditions") or [])
     problem = training_problem(model, None, ctl.settings)
     if problem is not None:
-        message = problem
-        conditions = set_condition(
-            conditions, READY, False, Reason.INVALID_SPEC, message, generation=generation
-        )
-        conditions = set_condition(
-            conditions, STALLED, True, Reason.INVALID_SPEC, message, generation=generation
-        )
-        conditions = set_condition(
-            conditions, RECONCILING, False, Reason.INVALID_SPEC, "", generation=generation
-        )
-        was_invalid = (get_condition(status.get("conditions") or [], STALLED) or {}).get(
-            "reason"
-        ) == Reason.INVALID_SPEC
-        desired = {
-            "observedGeneration": generation,
-            "conditions": conditions,
-            "phase": phase_from(conditions),
-        }
-        if not await write_status(ctl, "Model", model, desired, precondition=True):
-            return CONFLICT_RETRY
-        if not was_invalid:
-            await post_event(ctl, model, "Model", Reason.INVALID_SPEC, message, warning=True)
-        return None
-
-    training_jobs = ctl.cache.by_index("TrainingJob", namespace, name)
-    initial = _initial_training_job(model, status, training_jobs)
-    scheduled, requeue = await ensure_scheduled(ctl, model, status)
-    if scheduled is not None and scheduled not in training_jobs:
-        training_jobs.append(scheduled)
-    if initial is not None:
-        training_jobs.append(initial)
-
-    allocations, reservations = allocate(
-        status,
-        [
-            t
-            for t in training_jobs
-            if ctl.cache.get("Job", namespace, names.job_name(name_of(t))) is None
-        ],
-        training_jobs,
+        return await _report_invalid_spec(ctl, model, problem)
+    status = dict(status_of(model))
+    plan = await _plan_runs(ctl, model, status)
+    registry = update_registry(
+        status, plan.training_jobs, spec_of(model), now_iso(), ctl.settings.max_versions
     )
-    status["reservations"] = reservations
-    if allocations:
-        status["allocatedVersion"] = max(
-            int(status.get("allocatedVersion") or 0), *(v for _, v in allocations)
-        )
-
-    now = now_iso()
-    registry = update_registry(status, training_jobs, spec, now, ctl.settings.max_versions)
     _apply_registry(status, registry)
-    rollout = await _ensure_predictor(ctl, model, registry)
-    status["conditions"] = _model_conditions(model, registry, training_jobs, rollout, conditions)
-    status["observedGeneration"] = generation
-    status["phase"] = phase_from(status["conditions"])
+    rollout = await ensure_predictor(ctl, model, registry)
+    _set_conditions(model, status, registry, plan.training_jobs, rollout)
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
     _defer_releases(status_of(model), status)
-    write = write_status(ctl, "Model", model, status, precondition=True)
-    created: Body | None = None
-    if initial is not None:
-        # The version is reserved for the initial run's name, so both writes can go at once.
-        written, (_, created) = await asyncio.gather(
-            write, ensure_child(ctl, initial, updatable=False)
-        )
-    else:
-        written = await write
-    if not written:
+    if not await _write(ctl, model, status, plan):
         return CONFLICT_RETRY
-    starts = []
-    for tj, version in allocations:
-        target = tj
-        if tj is initial:
-            found = created or ctl.cache.get("TrainingJob", namespace, initial_name(name))
-            if found is None:
-                continue
-            target = found
-        starts.append(start_run(ctl, model, target, version))
-    await asyncio.gather(*starts)
-    await _announce(ctl, model, registry, previous_serving, training_jobs)
-    if registry.pin_problem and _stalled_by(status_of(model)) != (
-        Reason.INVALID_PIN,
-        registry.pin_problem,
-    ):
-        await post_event(
-            ctl, model, "Model", Reason.INVALID_PIN, registry.pin_problem, warning=True
+    for tj, _ in plan.allocations:
+        ctl.enqueue("TrainingJob", namespace, name_of(tj))
+    await _announce(ctl, model, registry, rollout)
+    return plan.requeue
+
+
+async def _report_invalid_spec(ctl: Controller, model: Body, message: str) -> float | None:
+    """Stalled with the reason, and one Event per change of the problem."""
+    status = status_of(model)
+    generation = generation_of(model)
+    conditions = list(status.get("conditions") or [])
+    for kind, value in ((READY, False), (STALLED, True), (RECONCILING, False)):
+        text = "" if kind == RECONCILING else message
+        conditions = set_condition(
+            conditions, kind, value, Reason.INVALID_SPEC, text, generation=generation
         )
-    if registry.serving_version is not None:
-        metrics.SERVING_VERSION.labels(namespace=namespace, model_name=name).set(
-            registry.serving_version
+    was_invalid = (get_condition(status.get("conditions") or [], STALLED) or {}).get(
+        "reason"
+    ) == Reason.INVALID_SPEC
+    desired = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "phase": phase_from(conditions),
+    }
+    if not await write_status(ctl, "Model", model, desired, precondition=True):
+        return CONFLICT_RETRY
+    if not was_invalid:
+        await post_event(ctl, model, "Model", Reason.INVALID_SPEC, message, warning=True)
+    return None
+
+
+async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> RunPlan:
+    """Step 1: the runs of this Model, the initial or scheduled one to add, their versions.
+
+    Writes ``lastScheduledTraining``, ``reservations`` and ``allocatedVersion`` into
+    ``status``; nothing is written to the API server but a scheduled TrainingJob.
+    """
+    namespace, name = namespace_of(model), name_of(model)
+    plan = RunPlan(list(ctl.cache.by_index("TrainingJob", namespace, name)))
+    plan.initial = _initial_training_job(model, status, plan.training_jobs)
+    scheduled, plan.requeue = await ensure_scheduled(ctl, model, status)
+    if scheduled is not None and scheduled not in plan.training_jobs:
+        plan.training_jobs.append(scheduled)
+    if plan.initial is not None:
+        plan.training_jobs.append(plan.initial)
+    without_job = [
+        t
+        for t in plan.training_jobs
+        if ctl.cache.get("Job", namespace, names.job_name(name_of(t))) is None
+    ]
+    plan.allocations, status["reservations"] = allocate(status, without_job, plan.training_jobs)
+    if plan.allocations:
+        status["allocatedVersion"] = max(
+            int(status.get("allocatedVersion") or 0), *(v for _, v in plan.allocations)
         )
-    return requeue
+    return plan
+
+
+async def _write(ctl: Controller, model: Body, status: dict[str, Any], plan: RunPlan) -> bool:
+    """The one status write; the initial run is created alongside (its version is reserved
+    by name, so both can go at once). False on a conflict."""
+    write = write_status(ctl, "Model", model, status, precondition=True)
+    if plan.initial is None:
+        return await write
+    written, _ = await asyncio.gather(write, ensure_child(ctl, plan.initial, updatable=False))
+    return bool(written)
 
 
 def _stalled_by(status: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -184,52 +178,42 @@ def _defer_releases(current: Mapping[str, Any], desired: dict[str, Any]) -> None
             desired["reservations"] = wanted
 
 
-async def _announce(
-    ctl: Controller,
-    model: Body,
-    registry: Registry,
-    previous_serving: Any,
-    training_jobs: list[Body],
-) -> None:
-    """Events for decisions and serving changes; a rejected run's TrainingJob says so too."""
-    by_name = {name_of(tj): tj for tj in training_jobs}
+async def _announce(ctl: Controller, model: Body, registry: Registry, rollout: Rollout) -> None:
+    """Events for decisions, serving changes and problems (once per change of a problem).
+
+    A rejected run's TrainingJob learns of its rejection from its own reconciler, which is
+    the only writer of its status: it is enqueued here.
+    """
+    before = model  # the body this reconcile started from: what users saw until now
     for entry in registry.decided:
-        if entry.get("decision") != "Rejected":
-            continue
-        reason = str(entry.get("reason"))
-        await post_event(
-            ctl,
-            model,
-            "Model",
-            "VersionRejected",
-            f"v{entry['version']} rejected: {reason}",
-            warning=True,
-        )
-        tj = by_name.get(str(entry.get("trainingJob")))
-        if tj is not None and (tj.get("status") or {}).get("phase") == "Succeeded":
-            await write_status(
-                ctl,
-                "TrainingJob",
-                tj,
-                {
-                    "phase": "Rejected",
-                    "message": f"trained v{entry['version']}, not promoted: {reason}",
-                },
-                precondition=False,
-            )
+        if entry.get("decision") == Decision.REJECTED:
+            message = f"v{entry['version']} rejected: {entry.get('reason')}"
+            await post_event(ctl, model, "Model", Reason.VERSION_REJECTED, message, warning=True)
+            ctl.enqueue("TrainingJob", namespace_of(model), str(entry.get("trainingJob")))
+    previous_serving = status_of(before).get("servingVersion")
     if registry.serving_version is not None and registry.serving_version != previous_serving:
         change = registry.promotions[-1] if registry.promotions else {}
-        await post_event(
-            ctl,
-            model,
-            "Model",
-            "VersionPromoted",
-            f"serving v{registry.serving_version}: {change.get('reason', '')}",
+        message = f"serving v{registry.serving_version}: {change.get('reason', '')}"
+        await post_event(ctl, model, "Model", Reason.VERSION_PROMOTED, message)
+    problem = _problem(registry, rollout)
+    if problem is not None and _stalled_by(status_of(before)) != problem:
+        await post_event(ctl, model, "Model", problem[0], problem[1], warning=True)
+    if registry.serving_version is not None:
+        metrics.SERVING_VERSION.labels(
+            namespace=namespace_of(model), model_name=name_of(model)
+        ).set(registry.serving_version)
+
+
+def _problem(registry: Registry, rollout: Rollout) -> tuple[str, str] | None:
+    """A problem only the user can fix, which gets an Event: a bad pin or an object in the way."""
+    if registry.pin_problem:
+        return Reason.INVALID_PIN, registry.pin_problem
+    if rollout.blocked_by is not None:
+        return Reason.NOT_OWNED, (
+            f"{rollout.blocked_by} exists and is not owned by this Model; "
+            "delete or rename it so the predictor can be created"
         )
-
-
-def initial_name(model: str) -> str:
-    return names.training_job_name(model, 1)
+    return None
 
 
 def _initial_training_job(
@@ -242,8 +226,11 @@ def _initial_training_job(
     """
     if training_jobs or status.get("versions"):
         return None
-    return build_training_job_resource(
-        model, initial_name(name_of(model)), "initial", "first version of the Model"
+    return training_job_resource(
+        model,
+        names.initial_training_job_name(name_of(model)),
+        Trigger.INITIAL,
+        "first version of the Model",
     )
 
 
@@ -261,116 +248,92 @@ def _apply_registry(status: dict[str, Any], registry: Registry) -> None:
             status["servingSha256"] = serving["sha256"]
 
 
-async def _ensure_predictor(ctl: Controller, model: Body, registry: Registry) -> str:
-    """Deployment/Service/HPA(/PDB) for the serving version; returns the rollout state."""
-    entry = registry.entry(registry.serving_version)
-    if entry is None or registry.serving_version is None:
-        return "none"
-    version = registry.serving_version
-    await ensure_child(
-        ctl,
-        build_predictor_deployment(model, version, str(entry.get("sha256") or ""), ctl.settings),
-    )
-    await ensure_child(ctl, build_predictor_service(model))
-    await ensure_child(ctl, build_predictor_hpa(model))
-    pdb = build_predictor_pdb(model)
-    meta = model["metadata"]
-    if pdb is not None:
-        await ensure_child(ctl, pdb)
-        ctl.applied.pop(("PodDisruptionBudget-absent", meta["namespace"], meta["name"]), None)
-    else:
-        await delete_if_owned(
-            ctl,
-            "PodDisruptionBudget",
-            meta["namespace"],
-            names.predictor_name(meta["name"]),
-            meta["uid"],
-        )
-    deployment = ctl.cache.get("Deployment", meta["namespace"], names.predictor_name(meta["name"]))
-    return "available" if _available(deployment, version) else "rolling"
-
-
-def _available(deployment: Mapping[str, Any] | None, version: int) -> bool:
-    """Available replicas, all of them updated to the template serving ``version``."""
-    if deployment is None:
-        return False
-    labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
-        "labels"
-    ) or {}
-    if labels.get(names.LABEL_VERSION) != str(version):
-        return False
-    status = deployment.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(
-        deployment["metadata"].get("generation") or 0
-    ):
-        return False
-    updated = int(status.get("updatedReplicas") or 0)
-    return (
-        int(status.get("availableReplicas") or 0) >= 1
-        and updated >= 1
-        and updated == int(status.get("replicas") or 0)
-    )
-
-
-def _model_conditions(
-    model: Body, registry: Registry, training_jobs: list[Body], rollout: str, conditions: list[Any]
-) -> list[Any]:
+def _set_conditions(
+    model: Body,
+    status: dict[str, Any],
+    registry: Registry,
+    training_jobs: list[Body],
+    rollout: Rollout,
+) -> None:
+    """Step 4: Trained, Serving, Stalled, Reconciling and the Ready roll-up, and the phase."""
     generation = generation_of(model)
-    running = [tj for tj in training_jobs if (tj.get("status") or {}).get("phase") not in TERMINAL]
-    succeeded = [v for v in registry.versions if v.get("decision") != "Failed"]
-    latest = registry.versions[-1] if registry.versions else None
-
-    def put(kind: str, value: bool, reason: str, message: str) -> None:
-        nonlocal conditions
+    conditions = list(status.get("conditions") or [])
+    running = [tj for tj in training_jobs if status_of(tj).get("phase") not in TERMINAL_PHASES]
+    states = [*_training_states(registry, running), _serving_state(registry, rollout)]
+    stalled = _stalled(registry, rollout, running)
+    reconciling = _reconciling(registry, rollout) if stalled is None else None
+    states.append((STALLED, True, *stalled) if stalled else (STALLED, False, Reason.RECONCILED, ""))
+    states.append(
+        (RECONCILING, True, *reconciling)
+        if reconciling
+        else (RECONCILING, False, Reason.RECONCILED, "")
+    )
+    serving = registry.serving_version
+    if rollout.state == "available" and registry.pin_problem is None:
+        message = f"serving v{serving} at {predictor_endpoint(model)}"
+        states.append((READY, True, Reason.AVAILABLE, message))
+    elif (why := stalled or reconciling) is not None:
+        states.append((READY, False, *why))
+    for kind, value, reason, message in states:
         conditions = set_condition(conditions, kind, value, reason, message, generation=generation)
+    status["conditions"] = conditions
+    status["observedGeneration"] = generation
+    status["phase"] = phase_from(conditions)
 
+
+ConditionState = tuple[str, bool, str, str]
+
+
+def _training_states(registry: Registry, running: list[Body]) -> list[ConditionState]:
+    succeeded = [v for v in registry.versions if v.get("decision") != Decision.FAILED]
+    latest = registry.versions[-1] if registry.versions else None
     if succeeded:
         last = succeeded[-1]
-        put(
-            TRAINED,
-            True,
-            Reason.SUCCEEDED,
-            f"v{last['version']}: {last.get('metric')} {float(last.get('score') or 0):.4g}",
-        )
-    elif running:
-        put(TRAINED, False, Reason.TRAINING, f"TrainingJob {name_of(running[0])} is running")
-    elif latest is not None:
-        put(TRAINED, False, Reason.TRAINING_FAILED, str(latest.get("reason") or "failed"))
+        score = float(last.get("score") or 0)
+        return [
+            (
+                TRAINED,
+                True,
+                Reason.SUCCEEDED,
+                f"v{last['version']}: {last.get('metric')} {score:.4g}",
+            )
+        ]
+    if running:
+        return [(TRAINED, False, Reason.TRAINING, f"TrainingJob {name_of(running[0])} is running")]
+    if latest is not None:
+        return [(TRAINED, False, Reason.TRAINING_FAILED, str(latest.get("reason") or "failed"))]
+    return []
+
+
+def _serving_state(registry: Registry, rollout: Rollout) -> ConditionState:
     serving = registry.serving_version
     if serving is None:
-        put(SERVING, False, Reason.NO_VERSION, "no version has been promoted yet")
-    elif rollout == "available":
-        put(SERVING, True, Reason.AVAILABLE, f"predictor serves v{serving}")
-    else:
-        put(SERVING, False, Reason.ROLLING_OUT, f"predictor is rolling out v{serving}")
+        return SERVING, False, Reason.NO_VERSION, "no version has been promoted yet"
+    if rollout.state == "available":
+        return SERVING, True, Reason.AVAILABLE, f"predictor serves v{serving}"
+    if rollout.state == "blocked":
+        return SERVING, False, Reason.NOT_OWNED, f"{rollout.blocked_by} is not this Model's"
+    return SERVING, False, Reason.ROLLING_OUT, f"predictor is rolling out v{serving}"
 
-    stalled: tuple[str, str] | None = None
-    if registry.pin_problem:
-        stalled = (Reason.INVALID_PIN, registry.pin_problem)
-    elif serving is None and not running and latest is not None:
-        stalled = (
+
+def _stalled(registry: Registry, rollout: Rollout, running: list[Body]) -> tuple[str, str] | None:
+    """Why the Model cannot make progress without the user, if it cannot."""
+    problem = _problem(registry, rollout)
+    if problem is not None:
+        return problem
+    latest = registry.versions[-1] if registry.versions else None
+    if registry.serving_version is None and not running and latest is not None:
+        return (
             Reason.TRAINING_FAILED,
             f"no servable version: v{latest['version']} "
             f"{str(latest.get('decision')).lower()}: {latest.get('reason')}",
         )
-    reconciling: tuple[str, str] | None = None
-    if stalled is None and serving is None:
-        reconciling = (Reason.TRAINING, "training the first version")
-    elif stalled is None and rollout != "available":
-        reconciling = (Reason.ROLLING_OUT, f"rolling out v{serving}")
+    return None
 
-    if stalled is not None:
-        put(STALLED, True, *stalled)
-    else:
-        put(STALLED, False, Reason.RECONCILED, "")
-    if reconciling is not None:
-        put(RECONCILING, True, *reconciling)
-    else:
-        put(RECONCILING, False, Reason.RECONCILED, "")
-    if rollout == "available" and registry.pin_problem is None:
-        put(READY, True, Reason.AVAILABLE, f"serving v{serving} at {predictor_endpoint(model)}")
-    elif stalled is not None:
-        put(READY, False, stalled[0], stalled[1])
-    elif reconciling is not None:
-        put(READY, False, reconciling[0], reconciling[1])
-    return conditions
+
+def _reconciling(registry: Registry, rollout: Rollout) -> tuple[str, str] | None:
+    if registry.serving_version is None:
+        return Reason.TRAINING, "training the first version"
+    if rollout.state != "available":
+        return Reason.ROLLING_OUT, f"rolling out v{registry.serving_version}"
+    return None

@@ -10,17 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from mlkube.api import names
-from mlkube.controller.builders import build_drift_cronjob, build_drift_rbac
-from mlkube.controller.conditions import (
+from mlkube.api.conditions import (
     READY,
     RECONCILING,
     STALLED,
-    Reason,
     get_condition,
     phase_from,
     set_condition,
 )
-from mlkube.controller.reconcile import Controller, Outcome, ensure_child, post_event
+from mlkube.api.status import Reason, ResourcePhase
+from mlkube.controller.builders import build_drift_cronjob, build_drift_rbac
+from mlkube.controller.children import Controller, Outcome, ensure_child, post_event
 from mlkube.controller.spec import (
     generation_of,
     model_ref,
@@ -82,7 +82,7 @@ async def reconcile_monitor(ctl: Controller, namespace: str, name: str) -> float
         conditions, RECONCILING, False, Reason.RECONCILED, "", generation=generation
     )
     desired["conditions"] = conditions
-    desired["phase"] = phase_from(conditions, ready_phase="Active")
+    desired["phase"] = phase_from(conditions, ready_phase=ResourcePhase.ACTIVE)
     previous = (get_condition(status.get("conditions") or [], STALLED) or {}).get("reason")
     if not await write_status(ctl, "Monitor", monitor, desired, precondition=True):
         return CONFLICT_RETRY

@@ -7,26 +7,28 @@ said: the JSON summary of its termination message, or the exit code and a log ta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from mlkube.api import names
-from mlkube.controller import metrics
-from mlkube.controller.builders import build_trainer_job
-from mlkube.controller.conditions import (
+from mlkube.api.conditions import (
     READY,
     RECONCILING,
     STALLED,
-    Reason,
     get_condition,
     now_iso,
     set_condition,
 )
-from mlkube.controller.informer import Body
+from mlkube.api.resources import Body
+from mlkube.api.status import TERMINAL_PHASES, Decision, Phase, Reason, TrainerSummary
+from mlkube.api.summary import parse_error, parse_summary
+from mlkube.controller import metrics
+from mlkube.controller.builders import build_trainer_job
+from mlkube.controller.children import Controller, ensure_child, owned_by, post_event
 from mlkube.controller.kube import ApiError
-from mlkube.controller.reconcile import Controller, ensure_child, owned_by, post_event
 from mlkube.controller.spec import (
     generation_of,
     model_ref,
@@ -36,14 +38,13 @@ from mlkube.controller.spec import (
     training_problem,
 )
 from mlkube.controller.status import (
-    parse_summary,
     pods_of_job,
     terminated_state,
     write_status,
 )
+from mlkube.controller.versions import reserved_version
 
 log = logging.getLogger("mlkube.controller")
-TERMINAL = ("Succeeded", "Failed", "Rejected")
 
 
 def _conditions(
@@ -68,60 +69,111 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
     tj = ctl.cache.get("TrainingJob", namespace, name)
     if tj is None or tj["metadata"].get("deletionTimestamp"):
         return None
-    status = status_of(tj)
-    generation = generation_of(tj)
-    phase = status.get("phase")
-    if phase in TERMINAL:
-        if status.get("observedGeneration") != generation:
-            await write_status(
-                ctl, "TrainingJob", tj, {"observedGeneration": generation}, precondition=False
-            )
-        return None
     model = ctl.cache.get("Model", namespace, model_ref(tj))
-    if model is None:
-        message = f"Model {model_ref(tj)!r} does not exist in namespace {namespace}; waiting for it"
-        desired = {
-            "observedGeneration": generation,
-            "phase": "Pending",
-            "conditions": _conditions(
-                status,
-                generation,
-                ready=False,
-                reason=Reason.MODEL_NOT_FOUND,
-                message=message,
-                stalled=True,
-            ),
-        }
-        previous = (get_condition(status.get("conditions") or [], STALLED) or {}).get("reason")
-        await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
-        if previous != Reason.MODEL_NOT_FOUND:
-            await post_event(ctl, tj, "TrainingJob", Reason.MODEL_NOT_FOUND, message, warning=True)
+    if status_of(tj).get("phase") in TERMINAL_PHASES:
+        await _observe_decision(ctl, tj, model)
         return None
-    problem = training_problem(model, tj, ctl.settings)
-    if problem is not None:
-        await _fail(ctl, tj, model, Reason.INVALID_SPEC, message=problem, extra={})
+    if model is None:
+        await _wait_for_model(ctl, tj)
         return None
     job_name = names.job_name(name)
     job = ctl.cache.get("Job", namespace, job_name)
-    version = status.get("version")
-    recorded = job_version(job, tj)
-    if recorded is not None and recorded != version:
-        # The Job is the record of what a run trains: it is made only after its version
-        # was reserved on the Model, so a lost or stale status write is repaired from it.
-        await write_status(ctl, "TrainingJob", tj, {"version": recorded}, precondition=False)
-        tj = ctl.cache.get("TrainingJob", namespace, name) or tj
-        version = recorded
+    version = await _version(ctl, tj, model, job)
+    problem = training_problem(model, tj, ctl.settings)
+    if problem is not None:
+        extra = {} if version is None else {"version": version}
+        await _fail(ctl, tj, model, Reason.INVALID_SPEC, message=problem, extra=extra)
+        return None
     if version is None:
-        # The Model allocates it within one reconcile and writes this run's first status
-        # with it; writing a "waiting" status here first would only race with that write.
+        # The Model reserves it within one reconcile, then enqueues this run again.
         ctl.enqueue("Model", namespace, model_ref(tj))
         return None
     if job is None:
-        _, job = await ensure_child(
-            ctl, build_trainer_job(model, tj, int(version), ctl.settings), updatable=False
-        )
-        job = job or ctl.cache.get("Job", namespace, job_name)
+        job = await _start(ctl, tj, model, version)
+        tj = ctl.cache.get("TrainingJob", namespace, name) or tj
     return await _observe_job(ctl, tj, model, job, job_name)
+
+
+async def _observe_decision(ctl: Controller, tj: Body, model: Body | None) -> None:
+    """A finished run: keeps observedGeneration, and learns the gate's rejection from the
+    Model's registry (the Model decides; this reconciler is the only writer of the run)."""
+    status = status_of(tj)
+    desired: dict[str, Any] = {"observedGeneration": generation_of(tj)}
+    entry = _registry_entry(model, status.get("version"), name_of(tj))
+    rejected = entry is not None and entry.get("decision") == Decision.REJECTED
+    if status.get("phase") == Phase.SUCCEEDED and entry is not None and rejected:
+        desired["phase"] = Phase.REJECTED
+        desired["message"] = f"trained v{entry['version']}, not promoted: {entry.get('reason')}"
+    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+
+
+def _registry_entry(model: Body | None, version: Any, tj_name: str) -> Mapping[str, Any] | None:
+    if model is None or version is None:
+        return None
+    for entry in status_of(model).get("versions") or []:
+        if entry.get("version") == version and entry.get("trainingJob") == tj_name:
+            return dict(entry)
+    return None
+
+
+async def _wait_for_model(ctl: Controller, tj: Body) -> None:
+    namespace, status, generation = namespace_of(tj), status_of(tj), generation_of(tj)
+    message = f"Model {model_ref(tj)!r} does not exist in namespace {namespace}; waiting for it"
+    desired = {
+        "observedGeneration": generation,
+        "phase": Phase.PENDING,
+        "conditions": _conditions(
+            status,
+            generation,
+            ready=False,
+            reason=Reason.MODEL_NOT_FOUND,
+            message=message,
+            stalled=True,
+        ),
+    }
+    previous = (get_condition(status.get("conditions") or [], STALLED) or {}).get("reason")
+    await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
+    if previous != Reason.MODEL_NOT_FOUND:
+        await post_event(ctl, tj, "TrainingJob", Reason.MODEL_NOT_FOUND, message, warning=True)
+
+
+async def _version(ctl: Controller, tj: Body, model: Body, job: Body | None) -> int | None:
+    """The run's version: from its Job (the record), its status, or the Model's reservation.
+
+    The Job is made only after its version was reserved on the Model, so a lost or stale
+    status write is repaired from it.
+    """
+    version = status_of(tj).get("version")
+    recorded = job_version(job, tj)
+    if recorded is not None and recorded != version:
+        await write_status(ctl, "TrainingJob", tj, {"version": recorded}, precondition=False)
+        return recorded
+    if version is not None:
+        return int(version)
+    return reserved_version(status_of(model), tj)
+
+
+async def _start(ctl: Controller, tj: Body, model: Body, version: int) -> Body | None:
+    """Records the reserved version on the run and makes its Job, both at once."""
+    job_name = names.job_name(name_of(tj))
+    if status_of(tj).get("version") is None:
+        common = {
+            "observedGeneration": generation_of(tj),
+            "jobName": job_name,
+            "attempts": 0,
+            "startTime": now_iso(),
+        }
+        first = {"version": version, **progress_status(tj, common, running=False)}
+        job_manifest = build_trainer_job(model, tj, version, ctl.settings)
+        _, (_, job) = await asyncio.gather(
+            write_status(ctl, "TrainingJob", tj, first, precondition=True),
+            ensure_child(ctl, job_manifest, updatable=False),
+        )
+    else:
+        _, job = await ensure_child(
+            ctl, build_trainer_job(model, tj, version, ctl.settings), updatable=False
+        )
+    return job or ctl.cache.get("Job", namespace_of(tj), job_name)
 
 
 def job_version(job: Mapping[str, Any] | None, tj: Body) -> int | None:
@@ -138,50 +190,47 @@ def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | Non
 
 
 async def _observe_job(
-    ctl: Controller, tj: Body, model: Body, job: Mapping[str, Any] | None, job_name: str
+    ctl: Controller, tj: Body, model: Body, job: Body | None, job_name: str
 ) -> float | None:
-    namespace = namespace_of(tj)
-    status = status_of(tj)
-    generation = generation_of(tj)
+    """The Job's outcome into the run's status: success with the summary, failure, progress."""
     job_status = (job or {}).get("status") or {}
-    attempts = (
-        int(job_status.get("active") or 0)
-        + int(job_status.get("failed") or 0)
-        + int(job_status.get("succeeded") or 0)
-    )
+    attempts = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
     common: dict[str, Any] = {
-        "observedGeneration": generation,
+        "observedGeneration": generation_of(tj),
         "jobName": job_name,
         "attempts": attempts,
-        "startTime": status.get("startTime") or job_status.get("startTime") or now_iso(),
+        "startTime": status_of(tj).get("startTime") or job_status.get("startTime") or now_iso(),
     }
     if job is not None and _job_condition(job, "Complete"):
-        pods = [
-            p
-            for p in pods_of_job(ctl, namespace, job_name)
-            if (p.get("status") or {}).get("phase") == "Succeeded"
-        ]
-        terminated = terminated_state(pods[-1]) if pods else None
-        summary = parse_summary(str((terminated or {}).get("message") or ""))
-        if summary is None or "score" not in summary:
-            if not pods:
-                return 2.0  # the pod watch has not caught up yet
-            reason = (
-                "the trainer succeeded but left no readable JSON summary in its termination message"
-            )
-            await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=reason, extra=common)
-            return None
-        await _succeed(ctl, tj, model, summary=summary, common=common, job_status=job_status)
-        return None
+        return await _complete(ctl, tj, model, job, common)
     failed = _job_condition(job, "Failed") if job is not None else None
-    if failed is not None:
-        message = await _failure_message(ctl, namespace, job_name, failed, attempts)
+    if job is not None and failed is not None:
+        message = await _failure_message(ctl, job, failed, attempts)
         await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=message, extra=common)
         return None
     running = int(job_status.get("active") or 0) > 0
-    await write_status(
-        ctl, "TrainingJob", tj, progress_status(tj, common, running=running), precondition=False
-    )
+    progress = progress_status(tj, common, running=running)
+    await write_status(ctl, "TrainingJob", tj, progress, precondition=False)
+    return None
+
+
+async def _complete(
+    ctl: Controller, tj: Body, model: Body, job: Body, common: dict[str, Any]
+) -> float | None:
+    """A complete Job: the summary in its own succeeded pod's termination message."""
+    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == "Succeeded"]
+    terminated = terminated_state(pods[-1]) if pods else None
+    summary = parse_summary(str((terminated or {}).get("message") or ""))
+    if summary is None:
+        if not pods:
+            return 2.0  # the pod watch has not caught up yet
+        reason = (
+            "the trainer succeeded but left no readable JSON summary in its termination message"
+        )
+        await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=reason, extra=common)
+        return None
+    job_status = job.get("status") or {}
+    await _succeed(ctl, tj, model, summary=summary, common=common, job_status=job_status)
     return None
 
 
@@ -192,7 +241,7 @@ def progress_status(tj: Body, common: Mapping[str, Any], *, running: bool) -> di
     message = f"Job {common['jobName']} is {'running' if running else 'waiting for its pod'}"
     return {
         **common,
-        "phase": "Running" if running else "Pending",
+        "phase": Phase.RUNNING if running else Phase.PENDING,
         "conditions": _conditions(
             status,
             generation,
@@ -209,7 +258,7 @@ async def _succeed(
     tj: Body,
     model: Body,
     *,
-    summary: Mapping[str, Any],
+    summary: TrainerSummary,
     common: Mapping[str, Any],
     job_status: Mapping[str, Any],
 ) -> None:
@@ -220,7 +269,7 @@ async def _succeed(
     artifact = summary.get("artifact") or {}
     desired: dict[str, Any] = {
         **common,
-        "phase": "Succeeded",
+        "phase": Phase.SUCCEEDED,
         "metric": metric,
         "higherIsBetter": bool(summary.get("higherIsBetter", True)),
         "score": score,
@@ -238,7 +287,7 @@ async def _succeed(
         ),
     }
     await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
-    _record_training("Succeeded", desired["startTime"], desired["completionTime"])
+    _record_training(Phase.SUCCEEDED, desired["startTime"], desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
 
 
@@ -250,14 +299,14 @@ async def _fail(
     desired = {
         **extra,
         "observedGeneration": generation,
-        "phase": "Failed",
+        "phase": Phase.FAILED,
         "completionTime": status.get("completionTime") or now_iso(),
         "message": message[:8000],
         "conditions": _conditions(
             status, generation, ready=False, reason=reason, message=message[:2000], stalled=True
         ),
     }
-    first_time = status.get("phase") != "Failed"
+    first_time = status.get("phase") != Phase.FAILED
     await write_status(ctl, "TrainingJob", tj, desired, precondition=False)
     if first_time:
         short = message.splitlines()[0][:400] if message else reason
@@ -266,19 +315,16 @@ async def _fail(
             ctl, model, "Model", reason, f"TrainingJob {name_of(tj)} failed: {short}", warning=True
         )
         if reason == Reason.TRAINING_FAILED:
-            _record_training("Failed", desired.get("startTime"), desired["completionTime"])
+            _record_training(Phase.FAILED, desired.get("startTime"), desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
 
 
 async def _failure_message(
-    ctl: Controller, namespace: str, job_name: str, failed: Mapping[str, Any], attempts: int
+    ctl: Controller, job: Body, failed: Mapping[str, Any], attempts: int
 ) -> str:
     """Exit code, pod name, the trainer's error and the last log lines, in one message."""
-    pods = [
-        p
-        for p in pods_of_job(ctl, namespace, job_name)
-        if (p.get("status") or {}).get("phase") == "Failed"
-    ]
+    namespace, job_name = namespace_of(job), name_of(job)
+    pods = [p for p in pods_of_job(ctl, job) if (p.get("status") or {}).get("phase") == "Failed"]
     parts = [
         f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
         f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"
@@ -289,9 +335,9 @@ async def _failure_message(
         terminated = terminated_state(pod) or {}
         parts.append(f"pod {pod_name} exited with code {terminated.get('exitCode', 'unknown')}")
         message = str(terminated.get("message") or "").strip()
-        summary = parse_summary(message)
-        if summary and summary.get("error"):
-            parts.append(f"error: {summary['error']}")
+        error = parse_error(message)
+        if error is not None:
+            parts.append(f"error: {error['error']}")
         elif message:
             parts.append("termination message:\n" + message[-2000:])
         parts.append(await _log_tail(ctl, namespace, pod_name))

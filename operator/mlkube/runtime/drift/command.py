@@ -2,200 +2,30 @@
 
 In a cluster, ``--monitor NS/NAME`` does the same from the Monitor and its Model and
 writes the Monitor's status (see ``incluster``). Local mode reads ``--model-dir`` and
-``--live`` and writes the report beside the
-inference logs (``<store>/<ns>/<model>/drift/<UTC time>.json``) or to ``--report``. Every
-input is checked and the whole window is read before anything is written, so a bad input
-leaves nothing behind. Exit codes: 0 checked (the verdict is in the report and on
-stdout), 2 bad input, 1 internal error, 3 drift found with ``--fail-on-drift``.
+``--live`` and writes the report beside the inference logs or to ``--report``. This
+module only parses flags and prints; the check itself is ``check.run_check``. Exit codes:
+0 checked (the verdict is in the report and on stdout), 2 bad input, 1 internal error,
+3 drift found with ``--fail-on-drift``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
-from mlkube.runtime.artifact import ArtifactError, Metadata, read_metadata
-from mlkube.runtime.drift.accumulate import LiveSummary
-from mlkube.runtime.drift.evaluate import Evaluation, evaluate, needs_live_sample
-from mlkube.runtime.drift.report import build_report, render_table, write_plot, write_report
-from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
-from mlkube.runtime.drift.window import (
-    LiveDataError,
-    Window,
-    WindowCounts,
-    parse_duration,
-    parse_time,
-    read_live,
-)
-from mlkube.runtime.profile import ProfileError, ReferenceProfile, read_reference_profile
+from mlkube.api.errors import CommandError
+from mlkube.runtime.drift.check import DriftInputError, load_settings, run_check
+from mlkube.runtime.drift.window import parse_duration, parse_time
 
 EXIT_DRIFT: Final = 3
-DRIFT_DIR: Final = "drift"
-
-
-class DriftInputError(Exception):
-    """An input of the check is unusable; ``command`` turns it into a CommandError."""
-
-
-@dataclass
-class CheckResult:
-    report: dict[str, Any]
-    evaluation: Evaluation
-    report_path: Path
-    plot_path: Path | None
-    table: str
-
-
-def load_settings(path: Path | None) -> DriftSettings:
-    if path is None:
-        return DriftSettings()
-    try:
-        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except OSError as error:
-        raise DriftInputError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise DriftInputError(f"{path} is not valid YAML: {error}") from None
-    monitors = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Monitor"]
-    if len(monitors) != 1:
-        raise DriftInputError(f"{path} must hold exactly one Monitor manifest")
-    try:
-        return settings_from_monitor(monitors[0])
-    except SpecError as error:
-        raise DriftInputError(f"{path}: {error}") from None
-
-
-def load_reference(model_dir: Path) -> tuple[Metadata, ReferenceProfile, dict[str, str]]:
-    """The version's metadata, its profile, and the kind of every profiled feature."""
-    try:
-        metadata = read_metadata(model_dir)
-        profile = read_reference_profile(metadata.get("profile"))
-    except (ArtifactError, ProfileError) as error:
-        raise DriftInputError(f"{model_dir}: {error}") from None
-    kinds: dict[str, str] = {f["name"]: f["kind"] for f in metadata.get("features", [])}
-    absent = [name for name in kinds if name not in profile["features"]]
-    if not kinds or absent:
-        raise DriftInputError(
-            f"{model_dir}: the reference profile does not cover the feature schema "
-            f"(missing: {', '.join(absent) or 'no features in the schema'})"
-        )
-    for name, kind in kinds.items():
-        if profile["features"][name]["kind"] != kind:
-            raise DriftInputError(
-                f"{model_dir}: feature {name!r} is {kind} in the schema "
-                f"but {profile['features'][name]['kind']} in the profile"
-            )
-    return metadata, profile, kinds
-
-
-def summarise_live(
-    live: Path,
-    profile: ReferenceProfile,
-    kinds: dict[str, str],
-    settings: DriftSettings,
-    window: Window,
-) -> tuple[LiveSummary, WindowCounts]:
-    numeric = [n for n, k in kinds.items() if k == "numeric"]
-    categorical = [n for n, k in kinds.items() if k == "categorical"]
-    summary = LiveSummary(
-        profile,
-        numeric,
-        categorical,
-        keep_sample=needs_live_sample(profile, numeric, settings),
-    )
-    counts = WindowCounts()
-    try:
-        for chunk in read_live(live, list(kinds), set(categorical), window, counts):
-            summary.add(chunk)
-    except LiveDataError as error:
-        raise DriftInputError(str(error)) from None
-    if counts.windowed and summary.rows:
-        never = [name for name in kinds if name not in counts.seen_keys]
-        if never:
-            raise DriftInputError(
-                f"{live}: logged inputs lack feature(s) of the reference: {', '.join(never)} "
-                "(schema mismatch between the serving version and the log?)"
-            )
-    return summary, counts
-
-
-def release_free_memory() -> None:
-    """Returns freed heap pages to the OS (glibc's malloc_trim) before the plotting stack
-    loads, so drawing the PNG after the window's buffers are gone does not raise the
-    check's peak RSS (~30 MB on 100k rows). Does nothing where there is no glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def default_report_path(model_dir: Path, checked_at: datetime) -> Path:
-    return model_dir.resolve().parent / DRIFT_DIR / f"{checked_at.strftime('%Y%m%dT%H%M%SZ')}.json"
-
-
-def run_check(
-    model_dir: Path,
-    live: Path,
-    settings: DriftSettings,
-    now: datetime,
-    *,
-    report_path: Path | None = None,
-    plot: bool = True,
-) -> CheckResult:
-    """Runs one check end to end; raises ``DriftInputError`` before writing on bad input."""
-    metadata, profile, kinds = load_reference(model_dir)
-    if settings.model and settings.model != metadata["name"]:
-        raise DriftInputError(
-            f"the Monitor watches model {settings.model!r} but {model_dir} "
-            f"holds model {metadata['name']!r}"
-        )
-    try:
-        for name, kind in kinds.items():
-            settings.method_for(
-                name, kind, profile["rows"], profile["features"][name].get("distinct")
-            )
-    except SpecError as error:
-        raise DriftInputError(str(error)) from None
-    window = Window(now - settings.window, now)
-    summary, counts = summarise_live(live, profile, kinds, settings, window)
-    evaluation = evaluate(profile, summary, settings, kinds)
-    report = build_report(
-        model=metadata["name"],
-        version=metadata["version"],
-        checked_at=now,
-        window=window if counts.windowed else None,
-        counts=counts,
-        evaluation=evaluation,
-        share_threshold=settings.dataset_drift_share,
-        live_source=str(live),
-    )
-    target = report_path or default_report_path(model_dir, now)
-    try:
-        write_report(target, report)
-        plot_path = target.with_suffix(".png")
-        wrote_plot = False
-        if plot and evaluation.live_rows > 0:
-            release_free_memory()
-            wrote_plot = write_plot(plot_path, evaluation)
-    except OSError as error:
-        raise DriftInputError(f"cannot write the report to {target}: {error.strerror}") from None
-    return CheckResult(
-        report,
-        evaluation,
-        target,
-        plot_path if wrote_plot else None,
-        render_table(report, evaluation),
-    )
 
 
 def _monitor_command(args: argparse.Namespace) -> int:
-    from mlkube.cli import CommandError
-    from mlkube.runtime.drift.incluster import run_monitor
+    from mlkube.runtime.drift.incluster import run_monitor  # loads the kubernetes client
 
     try:
         now = parse_time(args.now) if args.now else None
@@ -212,8 +42,6 @@ def _monitor_command(args: argparse.Namespace) -> int:
 
 
 def command(args: argparse.Namespace) -> int:
-    from mlkube.cli import CommandError
-
     if args.monitor:
         if args.model_dir or args.live or args.file or args.report or args.window:
             raise CommandError(

@@ -24,17 +24,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from mlkube.api import names
-from mlkube.runtime.drift.command import CheckResult, DriftInputError, run_check
+from mlkube.api.conditions import DRIFTED, set_condition
+from mlkube.api.resources import training_job_resource
+from mlkube.api.status import (
+    TERMINAL_PHASES,
+    FeatureDrift,
+    MonitorStatus,
+    Reason,
+    Trigger,
+    Verdict,
+)
+from mlkube.runtime.drift.check import CheckResult, DriftInputError, run_check
 from mlkube.runtime.drift.report import rfc3339, top_features
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
 from mlkube.runtime.drift.window import parse_time
 
-DRIFTED: Final = "Drifted"
-TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed", "Rejected"})
 STATUS_FEATURES: Final = 20
+# The Drifted condition's status and reason for each verdict.
+ConditionStatus = bool | Literal["Unknown"]
+_DRIFTED_BY_VERDICT: Final[dict[Verdict, tuple[ConditionStatus, Reason]]] = {
+    Verdict.DRIFT: (True, Reason.DATASET_DRIFT),
+    Verdict.NO_DRIFT: (False, Reason.NO_DRIFT),
+    Verdict.INSUFFICIENT_DATA: ("Unknown", Reason.INSUFFICIENT_DATA),
+}
+
 CONFLICT_RETRIES: Final = 5
 # The check time that created a drift TrainingJob: the cooldown counts from it (a check
 # run with --now, e.g. a backfill, then sees its own clock, not the API server's).
@@ -77,35 +93,6 @@ def load_client() -> Any:
     return client.ApiClient()
 
 
-def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
-    """One name per model and cooldown period: concurrent checks collide on purpose."""
-    period = max(int(cooldown_seconds), 60)
-    start = int(now.timestamp()) // period * period
-    return f"{model}-drift-{start}"
-
-
-def _condition(
-    previous: list[dict[str, Any]],
-    *,
-    status: str,
-    reason: str,
-    message: str,
-    generation: int,
-    now: datetime,
-) -> list[dict[str, Any]]:
-    old = next((c for c in previous if c.get("type") == DRIFTED), None)
-    transition = old["lastTransitionTime"] if old and old.get("status") == status else rfc3339(now)
-    condition = {
-        "type": DRIFTED,
-        "status": status,
-        "reason": reason,
-        "message": message[:4000],
-        "lastTransitionTime": transition,
-        "observedGeneration": generation,
-    }
-    return [c for c in previous if c.get("type") != DRIFTED] + [condition]
-
-
 class MonitorCheck:
     """One check of one Monitor against the API server."""
 
@@ -140,14 +127,16 @@ class MonitorCheck:
         try:
             drift = settings_from_monitor(monitor)
         except SpecError as error:
-            return self._failed("InvalidSpec", str(error))
+            return self._failed(Reason.INVALID_SPEC, str(error))
         model_name = drift.model or ""
         model = self._get(names.PLURALS[names.MODEL], model_name)
         if model is None:
-            return self._failed("ModelNotFound", f"Model {model_name!r} not found")
+            return self._failed(Reason.MODEL_NOT_FOUND, f"Model {model_name!r} not found")
         serving = (model.get("status") or {}).get("servingVersion")
         if not isinstance(serving, int):
-            return self._failed("NoServingVersion", f"Model {model_name!r} serves no version yet")
+            return self._failed(
+                Reason.NO_SERVING_VERSION, f"Model {model_name!r} serves no version yet"
+            )
         model_dir = self.settings.store_root / names.version_dir(
             self.namespace, model_name, serving
         )
@@ -155,10 +144,10 @@ class MonitorCheck:
             live = self._live_path(monitor, model_name)
             result = run_check(model_dir, live, drift, self.now)
         except DriftInputError as error:
-            return self._failed("CheckFailed", str(error))
+            return self._failed(Reason.CHECK_FAILED, str(error))
         job, decision = self._maybe_retrain(drift, model, result)
         self._write_status(monitor, drift, result, serving, job)
-        code = 3 if fail_on_drift and result.report["verdict"] == "drift" else 0
+        code = 3 if fail_on_drift and result.report["verdict"] == Verdict.DRIFT else 0
         return Outcome(code, decision, result, job)
 
     def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path:
@@ -188,7 +177,7 @@ class MonitorCheck:
     def _maybe_retrain(
         self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
     ) -> tuple[str | None, str]:
-        if result.report["verdict"] != "drift":
+        if result.report["verdict"] != Verdict.DRIFT:
             return None, f"verdict {result.report['verdict']}"
         if drift.action != "retrain":
             return None, "drift found; action is alert, no TrainingJob"
@@ -207,7 +196,7 @@ class MonitorCheck:
                 or tj["metadata"]["creationTimestamp"]
             )
             for tj in jobs
-            if (tj.get("spec") or {}).get("trigger") == "drift"
+            if (tj.get("spec") or {}).get("trigger") == Trigger.DRIFT
         ]
         if last and self.now - max(last) < drift.cooldown:
             return None, f"drift found; in cooldown until {rfc3339(max(last) + drift.cooldown)}"
@@ -219,7 +208,7 @@ class MonitorCheck:
         from kubernetes.client.exceptions import ApiException
 
         model_name = model["metadata"]["name"]
-        name = drift_training_job_name(model_name, self.now, drift.cooldown.total_seconds())
+        name = names.drift_training_job_name(model_name, self.now, drift.cooldown.total_seconds())
         top = [r for r in top_features(result.evaluation, 5) if r.drifted]
         scores = ", ".join(f"{r.name} {r.method} {r.score:.3g}" for r in top if r.score is not None)
         reason = (
@@ -227,30 +216,15 @@ class MonitorCheck:
             f"(>= {drift.dataset_drift_share:.0%}) over {result.report['samples']['live']} "
             f"rows, version {result.report['version']}; {scores}"
         )
-        body = {
-            "apiVersion": names.API_VERSION,
-            "kind": names.TRAINING_JOB,
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": {
-                    names.LABEL_MODEL: model_name,
-                    names.LABEL_TRIGGER: "drift",
-                    names.LABEL_MONITOR: self.name,
-                    names.LABEL_MANAGED_BY: names.MANAGED_BY,
-                },
-                "annotations": {CHECKED_AT: rfc3339(self.now)},
-                "ownerReferences": [
-                    {
-                        "apiVersion": names.API_VERSION,
-                        "kind": names.MODEL,
-                        "name": model_name,
-                        "uid": model["metadata"]["uid"],
-                    }
-                ],
-            },
-            "spec": {"modelRef": {"name": model_name}, "trigger": "drift", "reason": reason[:2048]},
-        }
+        body = training_job_resource(
+            model,
+            name,
+            Trigger.DRIFT,
+            reason,
+            labels={names.LABEL_MONITOR: self.name},
+            annotations={CHECKED_AT: rfc3339(self.now)},
+            block_owner_deletion=False,
+        )
         try:
             self.api.create_namespaced_custom_object(
                 names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.TRAINING_JOB], body
@@ -271,16 +245,12 @@ class MonitorCheck:
     ) -> None:
         report = result.report
         verdict = report["verdict"]
-        state = {
-            "drift": ("True", "DatasetDrift"),
-            "no-drift": ("False", "NoDrift"),
-            "insufficient-data": ("Unknown", "InsufficientData"),
-        }[verdict]
+        state = _DRIFTED_BY_VERDICT[Verdict(verdict)]
         message = (
             f"{report['samples']['live']} live rows, {report['driftShare']:.0%} of "
             f"features drifted (threshold {drift.dataset_drift_share:.0%})"
         )
-        features = {
+        features: dict[str, FeatureDrift | None] = {
             r.name: {
                 "method": r.method,
                 "score": r.score,
@@ -290,7 +260,7 @@ class MonitorCheck:
             for r in top_features(result.evaluation, STATUS_FEATURES)
             if r.score is not None and r.threshold is not None
         }
-        fields: dict[str, Any] = {
+        fields: MonitorStatus = {
             "lastCheckTime": rfc3339(self.now),
             "checkedVersion": version,
             "verdict": verdict,
@@ -314,8 +284,8 @@ class MonitorCheck:
     def _patch_status(
         self,
         monitor: dict[str, Any],
-        fields: dict[str, Any],
-        status: str,
+        fields: MonitorStatus,
+        status: ConditionStatus,
         reason: str,
         message: str,
     ) -> None:
@@ -330,11 +300,12 @@ class MonitorCheck:
                 "status": {
                     **fields,
                     "observedGeneration": generation,
-                    "conditions": _condition(
+                    "conditions": set_condition(
                         previous,
-                        status=status,
-                        reason=reason,
-                        message=message,
+                        DRIFTED,
+                        status,
+                        reason,
+                        message[:4000],
                         generation=generation,
                         now=self.now,
                     ),

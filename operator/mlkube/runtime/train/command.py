@@ -16,18 +16,24 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import yaml
 
+from mlkube.api.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, CommandError
 from mlkube.api.names import version_dir
+from mlkube.api.status import Trigger
+from mlkube.api.summary import error_summary, fit_summary
 from mlkube.runtime.artifact import ArtifactError
-from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
 from mlkube.runtime.train.settings import TrainSettings
-from mlkube.runtime.train.spec import parse_model
-from mlkube.runtime.train.summary import error_summary, fit_summary, write_termination_log
+from mlkube.runtime.train.spec import TrainingSpec, parse_model
 
-TRIGGERS = ("initial", "manual", "schedule", "drift")
+if TYPE_CHECKING:
+    from mlkube.runtime.train.run import Progress
+
+TRIGGERS: Final = tuple(Trigger)
+DEFAULT_TERMINATION_LOG: Final = Path("/dev/termination-log")
 
 
 def register(subparsers: Any) -> None:
@@ -121,9 +127,23 @@ def read_manifest(args: argparse.Namespace) -> dict[str, Any]:
     return models[0]
 
 
-def _fail(args: argparse.Namespace, message: str, exit_code: int) -> None:
-    from mlkube.cli import CommandError
+def write_termination_log(path: Path | None, payload: bytes) -> None:
+    """Writes ``payload`` to ``path``; the default path is skipped outside a pod.
 
+    ``None`` means the default ``/dev/termination-log``: outside a cluster its directory
+    may be missing or not writable, and that must not fail a laptop run. An explicitly
+    given path must be written; an ``OSError`` then reaches the caller.
+    """
+    if path is None:
+        try:
+            DEFAULT_TERMINATION_LOG.write_bytes(payload)
+        except OSError:
+            return
+        return
+    path.write_bytes(payload)
+
+
+def _fail(args: argparse.Namespace, message: str, exit_code: int) -> NoReturn:
     message = _one_line(message)
     try:
         write_termination_log(args.termination_log, error_summary(message))
@@ -133,19 +153,42 @@ def _fail(args: argparse.Namespace, message: str, exit_code: int) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from mlkube.runtime.train.run import Progress, RunRequest, default_store_uri, train_model
+    progress = _check_termination_log(args)
+    spec, summary = _train(args, progress)
+    payload = fit_summary(summary)
+    try:
+        write_termination_log(args.termination_log, payload)
+    except OSError as error:
+        shutil.rmtree(
+            args.store / version_dir(spec.namespace, spec.name, summary["version"]),
+            ignore_errors=True,
+        )
+        message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
+        _fail(args, message, EXIT_INTERNAL)
+    sys.stdout.write(payload.decode("utf-8") + "\n")
+    sys.stdout.flush()
+    progress(f"done: {summary['metric']}={summary['score']}")
+    return 0
 
-    progress = Progress()
+
+def _check_termination_log(args: argparse.Namespace) -> Progress:
+    """Fails before any work when an explicitly given termination log cannot be written."""
     if args.termination_log is not None:
         try:
             with args.termination_log.open("ab"):
                 pass
         except OSError as error:
-            _fail(
-                args,
-                f"cannot write the termination log {args.termination_log}: {error.strerror}",
-                2,
-            )
+            message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
+            _fail(args, message, EXIT_BAD_INPUT)
+    from mlkube.runtime.train.run import Progress  # scikit-learn loads only when training
+
+    return Progress()
+
+
+def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, dict[str, Any]]:
+    """Parses and trains; only the user's bad input exits 2, which the Job will not retry."""
+    from mlkube.runtime.train.run import RunRequest, default_store_uri, train_model
+
     try:
         settings = TrainSettings.from_env()
         if args.version is not None and args.version < 1:
@@ -160,23 +203,14 @@ def run_command(args: argparse.Namespace) -> int:
             reason=args.reason,
             training_job=args.training_job,
         )
-        summary = train_model(request, settings, progress)
+        return spec, train_model(request, settings, progress)
     except (TrainingInputError, ArtifactError) as error:
-        _fail(args, str(error), 2)
+        _fail(args, str(error), EXIT_BAD_INPUT)
+    except TrainingUnavailableError as error:
+        _fail(args, str(error), EXIT_INTERNAL)
     except MemoryError:
-        _fail(args, "out of memory while training; give the TrainingJob more memory", 1)
+        message = "out of memory while training; give the TrainingJob more memory"
+        _fail(args, message, EXIT_INTERNAL)
     except Exception as error:
-        _fail(args, f"internal error: {type(error).__name__}: {error}", 1)
-    payload = fit_summary(summary)
-    try:
-        write_termination_log(args.termination_log, payload)
-    except OSError as error:
-        shutil.rmtree(
-            args.store / version_dir(spec.namespace, spec.name, summary["version"]),
-            ignore_errors=True,
-        )
-        _fail(args, f"cannot write the termination log {args.termination_log}: {error.strerror}", 1)
-    sys.stdout.write(payload.decode("utf-8") + "\n")
-    sys.stdout.flush()
-    progress(f"done: {summary['metric']}={summary['score']}")
-    return 0
+        _fail(args, f"internal error: {type(error).__name__}: {error}", EXIT_INTERNAL)
+    raise AssertionError("unreachable")  # _fail always raises

@@ -1,4 +1,7 @@
-"""The run's summary: one JSON line on stdout and in the pod's termination message.
+"""The trainer's summary: one JSON line on stdout and in the pod's termination message.
+
+The trainer encodes it here and the operator parses it here, so both sides agree on
+one shape (``status.TrainerSummary``) and one size limit.
 
 Kubernetes keeps at most 4096 bytes of a termination message, and the operator reads
 the run's outcome from it (the Job's pod status) rather than from the store, so the
@@ -10,18 +13,19 @@ kept longest, since the promotion gate needs them), then the extra metrics, and
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import Any, Final, cast
+
+from mlkube.api.status import ErrorSummary, TrainerSummary
 
 MAX_SUMMARY_BYTES: Final = 4096
-DEFAULT_TERMINATION_LOG: Final = Path("/dev/termination-log")
 
 
 def _encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def fit_summary(summary: dict[str, Any], limit: int = MAX_SUMMARY_BYTES) -> bytes:
+def fit_summary(summary: Mapping[str, Any], limit: int = MAX_SUMMARY_BYTES) -> bytes:
     """Encodes ``summary``, trimming slices and then metrics until it fits ``limit`` bytes."""
     document = dict(summary)
     encoded = _encode(document)
@@ -56,17 +60,38 @@ def error_summary(message: str) -> bytes:
     return encoded
 
 
-def write_termination_log(path: Path | None, payload: bytes) -> None:
-    """Writes ``payload`` to ``path``; the default path is skipped outside a pod.
+def parse_summary(message: str) -> TrainerSummary | None:
+    """The trainer's summary from a termination message, or None if it holds none.
 
-    ``None`` means the default ``/dev/termination-log``: outside a cluster its directory
-    may be missing or not writable, and that must not fail a laptop run. An explicitly
-    given path must be written; an ``OSError`` then reaches the caller.
+    A message that is not all JSON may end with the summary after log lines (the
+    ``FallbackToLogsOnError`` policy), so the last line starting with ``{`` is tried too.
     """
-    if path is None:
+    document = _last_json_object(message)
+    if document is None or not isinstance(document.get("score"), int | float):
+        return None
+    return cast(TrainerSummary, document)
+
+
+def parse_error(message: str) -> ErrorSummary | None:
+    """The trainer's error summary from a termination message, or None."""
+    document = _last_json_object(message)
+    if document is None or not isinstance(document.get("error"), str):
+        return None
+    return cast(ErrorSummary, document)
+
+
+def _last_json_object(message: str) -> dict[str, Any] | None:
+    text = message.strip()
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        start = text.rfind("\n{")
+        if start < 0:
+            return None
         try:
-            DEFAULT_TERMINATION_LOG.write_bytes(payload)
-        except OSError:
-            return
-        return
-    path.write_bytes(payload)
+            document = json.loads(text[start + 1 :])
+        except ValueError:
+            return None
+    return document if isinstance(document, dict) else None

@@ -13,18 +13,14 @@ from typing import Any
 
 from croniter import croniter
 
-from mlkube.controller.builders import build_training_job_resource
-from mlkube.controller.conditions import now_iso
-from mlkube.controller.informer import Body
-from mlkube.controller.reconcile import Controller, ensure_child
+from mlkube.api.conditions import now_iso
+from mlkube.api.names import scheduled_training_job_name
+from mlkube.api.resources import Body, training_job_resource
+from mlkube.api.status import Trigger
+from mlkube.controller.children import Controller, ensure_child
 from mlkube.controller.spec import name_of, spec_of
 
 log = logging.getLogger("mlkube.controller")
-
-
-def scheduled_training_job_name(model: str, fire: datetime) -> str:
-    """One name per schedule firing, so a restart re-finds the run instead of adding one."""
-    return f"{model}-s{fire.astimezone(UTC):%y%m%d%H%M}"
 
 
 def last_fire(schedule: str, since: datetime, now: datetime) -> tuple[datetime | None, datetime]:
@@ -69,10 +65,10 @@ async def ensure_scheduled(
     requeue = max(1.0, (nxt - now).total_seconds() + 0.5)
     if fired is None:
         return None, requeue
-    desired = build_training_job_resource(
+    desired = training_job_resource(
         model,
         scheduled_training_job_name(name_of(model), fired),
-        "schedule",
+        Trigger.SCHEDULE,
         f"schedule {schedule!r} fired at {now_iso(fired)}",
     )
     await ensure_child(ctl, desired, updatable=False)

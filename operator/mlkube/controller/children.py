@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Final
 
+from mlkube.api.conditions import now_iso
 from mlkube.controller.builders.common import SPEC_HASH, with_spec_hash
-from mlkube.controller.conditions import now_iso
 from mlkube.controller.informer import Cache, WorkQueue
 from mlkube.controller.kube import ApiError, Kube
 from mlkube.controller.settings import OperatorSettings

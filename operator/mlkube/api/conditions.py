@@ -3,7 +3,8 @@
 ``Ready`` is the roll-up; ``Reconciling`` and ``Stalled`` are present only while true
 (kstatus treats an absent abnormal-true condition as false); ``lastTransitionTime``
 changes only when ``status`` changes, so dashboards show how long a state has lasted.
-Reasons come from the fixed set below, so alerts can match them.
+Reasons come from the fixed set in ``status.Reason``, so alerts can match them. The
+operator and the drift checker both use these helpers, so a condition is one shape.
 """
 
 from __future__ import annotations
@@ -12,37 +13,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from mlkube.api.status import ConditionType, Reason, ResourcePhase
+
 Condition = dict[str, Any]
 KStatus = Literal["InProgress", "Current", "Failed", "NotFound"]
 
-READY: Final = "Ready"
-RECONCILING: Final = "Reconciling"
-STALLED: Final = "Stalled"
-TRAINED: Final = "Trained"
-SERVING: Final = "Serving"
+READY: Final = ConditionType.READY
+RECONCILING: Final = ConditionType.RECONCILING
+STALLED: Final = ConditionType.STALLED
+TRAINED: Final = ConditionType.TRAINED
+SERVING: Final = ConditionType.SERVING
 # Written by the drift checker; the operator keeps it untouched when it writes its own.
-DRIFTED: Final = "Drifted"
+DRIFTED: Final = ConditionType.DRIFTED
 
 # Conditions that kstatus reads as abnormal when True, and that are dropped when False.
 ABNORMAL_TRUE: Final = frozenset({RECONCILING, STALLED})
-
-
-class Reason:
-    """The fixed set of condition reasons (CamelCase, stable: alerts match them)."""
-
-    INVALID_SPEC: Final = "InvalidSpec"
-    MODEL_NOT_FOUND: Final = "ModelNotFound"
-    TRAINING: Final = "Training"
-    SUCCEEDED: Final = "Succeeded"
-    TRAINING_FAILED: Final = "TrainingFailed"
-    NO_VERSION: Final = "NoVersion"
-    ROLLING_OUT: Final = "RollingOut"
-    AVAILABLE: Final = "Available"
-    INVALID_PIN: Final = "InvalidPin"
-    SCHEDULED: Final = "Scheduled"
-    SUSPENDED: Final = "Suspended"
-    RECONCILED: Final = "Reconciled"
-    APPLY_FAILED: Final = "ApplyFailed"
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -128,23 +113,18 @@ def kstatus(obj: Mapping[str, Any] | None) -> KStatus:
     return "Current"
 
 
-def phase_from(conditions: Sequence[Mapping[str, Any]], *, ready_phase: str = "Ready") -> str:
+def phase_from(
+    conditions: Sequence[Mapping[str, Any]], *, ready_phase: ResourcePhase = ResourcePhase.READY
+) -> ResourcePhase:
     """A one-word summary for printer columns, derived from the conditions only."""
     if is_true(conditions, STALLED):
         stalled = get_condition(conditions, STALLED) or {}
-        return "Invalid" if stalled.get("reason") == Reason.INVALID_SPEC else "Failed"
+        invalid = stalled.get("reason") == Reason.INVALID_SPEC
+        return ResourcePhase.INVALID if invalid else ResourcePhase.FAILED
     if is_true(conditions, READY):
         return ready_phase
     if is_true(conditions, RECONCILING):
         reconciling = get_condition(conditions, RECONCILING) or {}
-        return "Training" if reconciling.get("reason") == Reason.TRAINING else "Progressing"
-    return "Pending"
-
-
-def same_conditions(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
-    """Equal ignoring order, so an unchanged status is not written again."""
-    return sorted((dict(c) for c in a), key=_order) == sorted((dict(c) for c in b), key=_order)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+        training = reconciling.get("reason") == Reason.TRAINING
+        return ResourcePhase.TRAINING if training else ResourcePhase.PROGRESSING
+    return ResourcePhase.PENDING

@@ -1,0 +1,221 @@
+"""The words and shapes that cross the boundary between the operator and its pods.
+
+The trainer writes a summary the operator reads; the operator writes TrainingJob and
+Model status the drift checker and the kubectl plugin read; the drift checker writes
+Monitor status the operator keeps. Each of those is defined here once, as an enum or a
+TypedDict, so a change to a contract happens in one file and mypy finds every user.
+
+The enums are ``StrEnum``: their members are the strings on the wire, compare equal
+to what comes back from the API server, and serialise as plain JSON strings.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final, NotRequired, TypedDict
+
+
+class Phase(StrEnum):
+    """``TrainingJob.status.phase``."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REJECTED = "Rejected"
+
+
+class ResourcePhase(StrEnum):
+    """``status.phase`` of a Model or Monitor: a one-word summary of its conditions."""
+
+    READY = "Ready"
+    ACTIVE = "Active"
+    TRAINING = "Training"
+    PROGRESSING = "Progressing"
+    PENDING = "Pending"
+    FAILED = "Failed"
+    INVALID = "Invalid"
+
+
+# A run in one of these phases never changes again.
+TERMINAL_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.REJECTED})
+
+
+class Decision(StrEnum):
+    """``Model.status.versions[].decision``: what the promotion gate made of a version."""
+
+    PROMOTED = "Promoted"
+    REJECTED = "Rejected"
+    PENDING = "Pending"
+    FAILED = "Failed"
+
+
+class Trigger(StrEnum):
+    """``TrainingJob.spec.trigger``: why a run exists."""
+
+    INITIAL = "initial"
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    DRIFT = "drift"
+
+
+class Verdict(StrEnum):
+    """``Monitor.status.verdict``: the outcome of the last drift check."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no-drift"
+    INSUFFICIENT_DATA = "insufficient-data"
+
+
+class ConditionType(StrEnum):
+    """Condition types; ``Ready`` is the roll-up, ``Drifted`` is the drift checker's."""
+
+    READY = "Ready"
+    RECONCILING = "Reconciling"
+    STALLED = "Stalled"
+    TRAINED = "Trained"
+    SERVING = "Serving"
+    DRIFTED = "Drifted"
+
+
+class Reason(StrEnum):
+    """The fixed set of condition and Event reasons (CamelCase, stable: alerts match them)."""
+
+    INVALID_SPEC = "InvalidSpec"
+    MODEL_NOT_FOUND = "ModelNotFound"
+    TRAINING = "Training"
+    SUCCEEDED = "Succeeded"
+    TRAINING_FAILED = "TrainingFailed"
+    NO_VERSION = "NoVersion"
+    ROLLING_OUT = "RollingOut"
+    AVAILABLE = "Available"
+    INVALID_PIN = "InvalidPin"
+    SCHEDULED = "Scheduled"
+    SUSPENDED = "Suspended"
+    RECONCILED = "Reconciled"
+    APPLY_FAILED = "ApplyFailed"
+    NOT_OWNED = "NotOwned"
+    VERSION_REJECTED = "VersionRejected"
+    VERSION_PROMOTED = "VersionPromoted"
+    # Written by the drift checker on the Drifted condition.
+    DATASET_DRIFT = "DatasetDrift"
+    NO_DRIFT = "NoDrift"
+    INSUFFICIENT_DATA = "InsufficientData"
+    NO_SERVING_VERSION = "NoServingVersion"
+    CHECK_FAILED = "CheckFailed"
+
+
+class Artifact(TypedDict, total=False):
+    """Where a version lives and the sha256 of its model file."""
+
+    uri: str
+    sha256: str
+
+
+class SliceResult(TypedDict):
+    """One slice's score against its minimum, as the trainer measured it."""
+
+    name: str
+    score: float | None
+    rows: int
+    minScore: float | None
+    passed: bool
+
+
+class TrainerSummary(TypedDict):
+    """The trainer's one JSON line: stdout and the pod's termination message."""
+
+    version: int
+    metric: str
+    higherIsBetter: bool
+    score: float
+    metrics: dict[str, float]
+    slices: list[SliceResult]
+    artifact: Artifact
+    rows: NotRequired[dict[str, int]]
+    durationSeconds: NotRequired[float]
+    crossValidation: NotRequired[dict[str, Any]]
+    truncated: NotRequired[bool]
+
+
+class ErrorSummary(TypedDict):
+    """What a failed trainer leaves in its termination message instead of a summary."""
+
+    error: str
+
+
+class Condition(TypedDict):
+    """A status condition as the Kubernetes API conventions define it."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+    lastTransitionTime: str
+    observedGeneration: int
+
+
+class TrainingJobStatus(TypedDict, total=False):
+    """``TrainingJob.status``: written by the TrainingJob reconciler, the version by the Model's."""
+
+    observedGeneration: int
+    phase: Phase
+    version: int
+    jobName: str
+    attempts: int
+    startTime: str
+    completionTime: str
+    metric: str
+    higherIsBetter: bool
+    score: float
+    metrics: dict[str, float]
+    slices: list[SliceResult]
+    artifact: Artifact
+    message: str
+    conditions: list[Condition]
+
+
+class VersionEntry(TypedDict, total=False):
+    """One entry of ``Model.status.versions``: a finished run and the gate's decision."""
+
+    version: int
+    trainingJob: str
+    trigger: str
+    trainedAt: str
+    metric: str
+    higherIsBetter: bool
+    score: float
+    metrics: dict[str, float]
+    slices: list[SliceResult]
+    uri: str
+    sha256: str
+    decision: Decision
+    reason: str
+    promoted: bool
+
+
+class FeatureDrift(TypedDict):
+    """One feature's test in ``Monitor.status.features``."""
+
+    method: str
+    score: float | None
+    threshold: float | None
+    drifted: bool
+
+
+class MonitorStatus(TypedDict, total=False):
+    """``Monitor.status``: ``Ready``, ``cronJobName`` by the operator; the rest by the checker."""
+
+    observedGeneration: int
+    conditions: list[Condition]
+    cronJobName: str
+    lastCheckTime: str
+    checkedVersion: int
+    verdict: Verdict
+    samples: int
+    datasetDrift: bool
+    driftShare: float
+    features: dict[str, FeatureDrift | None]
+    lastReport: str
+    lastTrainingJob: str
+    lastRetrainTime: str
