@@ -23,6 +23,7 @@ from mlkube.api.openapi import (
     rule,
     string,
 )
+from mlkube.api.status import Trigger, Verdict
 
 
 def training_job_schemas() -> tuple[Schema, Schema]:
@@ -32,7 +33,7 @@ def training_job_schemas() -> tuple[Schema, Schema]:
             "modelRef": model_ref(),
             "trigger": string(
                 "Why the run exists.",
-                enum=["initial", "manual", "schedule", "drift"],
+                enum=[t.value for t in Trigger],
                 default="manual",
             ),
             "reason": string("Free text: what prompted the run.", max_length=2048),
@@ -186,9 +187,7 @@ def monitor_schemas() -> tuple[Schema, Schema]:
             "cronJobName": string("The CronJob running the checks."),
             "lastCheckTime": string("When the last check ran.", fmt="date-time", max_length=64),
             "checkedVersion": integer("Model version the last check compared with.", minimum=1),
-            "verdict": string(
-                "Outcome of the last check.", enum=["drift", "no-drift", "insufficient-data"]
-            ),
+            "verdict": string("Outcome of the last check.", enum=[v.value for v in Verdict]),
             "samples": integer("Live rows in the last window.", minimum=0, fmt="int64"),
             "datasetDrift": boolean("Whether the dataset drifted."),
             "driftShare": number("Share of features that drifted.", minimum=0, maximum=1),

@@ -17,7 +17,8 @@ import yaml
 
 from mlkube.api import names
 from mlkube.api.crd_jobs import monitor_schemas, training_job_schemas
-from mlkube.api.crd_model import model_spec_schema, model_status_schema
+from mlkube.api.crd_model import model_spec_schema
+from mlkube.api.crd_status import model_status_schema
 
 _READY = '.status.conditions[?(@.type=="Ready")].status'
 

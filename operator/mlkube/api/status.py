@@ -37,6 +37,13 @@ class ResourcePhase(StrEnum):
     INVALID = "Invalid"
 
 
+class PodPhase(StrEnum):
+    """The Kubernetes pod phases the operator reads (of a trainer's pod)."""
+
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 # A run in one of these phases never changes again.
 TERMINAL_PHASES: Final = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.REJECTED})
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 from mlkube.api.conditions import now_iso
 from mlkube.controller.builders.common import SPEC_HASH, with_spec_hash
 from mlkube.controller.informer import Cache, WorkQueue
-from mlkube.controller.kube import ApiError, Kube
+from mlkube.controller.kube import ApiError, KubeApi
 from mlkube.controller.settings import OperatorSettings
 
 log = logging.getLogger("mlkube.controller")
@@ -40,7 +40,7 @@ class Outcome(Enum):
 class Controller:
     """What every reconciler needs, built once at start and passed down."""
 
-    kube: Kube
+    kube: KubeApi
     cache: Cache
     settings: OperatorSettings
     queue: WorkQueue | None = None

@@ -14,7 +14,7 @@ import ssl
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 
@@ -69,6 +69,31 @@ def path_of(kind: str, namespace: str, name: str | None = None, sub: str | None 
     if sub is not None:
         path += f"/{sub}"
     return path
+
+
+class KubeApi(Protocol):
+    """What the reconcilers call: the real client below, or an in-memory API in unit tests."""
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]: ...
+
+    async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_status(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None: ...
+
+    async def pod_log(self, namespace: str, name: str, tail_lines: int) -> str: ...
 
 
 class Kube:

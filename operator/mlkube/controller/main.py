@@ -37,26 +37,14 @@ from mlkube.controller.children import Controller
 from mlkube.controller.handlers.model import reconcile_model
 from mlkube.controller.handlers.monitor import reconcile_monitor
 from mlkube.controller.handlers.trainingjob import reconcile_training_job
-from mlkube.controller.informer import Cache, Key, WorkQueue
+from mlkube.controller.informer import Key, WorkQueue
 from mlkube.controller.kube import ApiError, Kube
 from mlkube.controller.leader import LeaderElector, LeaseConfig
 from mlkube.controller.settings import OperatorSettings, SettingsError
 from mlkube.controller.spec import model_ref
+from mlkube.controller.watches import WATCHES, labels_of, new_cache
 
 log = logging.getLogger("mlkube.controller")
-
-MANAGED: Final = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
-# kind, group, version, plural, label filter (children only: ours carry managed-by)
-WATCHES: Final[tuple[tuple[str, str, str, str, dict[str, str] | None], ...]] = (
-    ("Model", names.GROUP, names.VERSION, "models", None),
-    ("TrainingJob", names.GROUP, names.VERSION, "trainingjobs", None),
-    ("Monitor", names.GROUP, names.VERSION, "monitors", None),
-    ("Job", "batch", "v1", "jobs", MANAGED),
-    ("CronJob", "batch", "v1", "cronjobs", MANAGED),
-    ("Deployment", "apps", "v1", "deployments", MANAGED),
-    ("Pod", "", "v1", "pods", {**MANAGED, names.LABEL_COMPONENT: "trainer"}),
-)
-JOB_NAME_LABELS: Final = ("batch.kubernetes.io/job-name", "job-name")
 
 Reconcile = Callable[[Controller, str, str], Awaitable[float | None]]
 RECONCILERS: Final[dict[str, Reconcile]] = {
@@ -64,65 +52,6 @@ RECONCILERS: Final[dict[str, Reconcile]] = {
     "TrainingJob": reconcile_training_job,
     "Monitor": reconcile_monitor,
 }
-
-
-def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
-    return (body.get("metadata") or {}).get("labels") or {}
-
-
-_META_KEPT: Final = frozenset(
-    {
-        "name",
-        "namespace",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "labels",
-        "annotations",
-        "ownerReferences",
-        "creationTimestamp",
-        "deletionTimestamp",
-    }
-)
-
-
-def _slim(*spec_paths: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """A trimmer keeping metadata, status and only the named ``spec`` paths (a.b.c)."""
-
-    def trim(body: Mapping[str, Any]) -> dict[str, Any]:
-        meta = body.get("metadata") or {}
-        slim: dict[str, Any] = {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {k: v for k, v in meta.items() if k in _META_KEPT},
-            "status": body.get("status") or {},
-        }
-        for path in spec_paths:
-            source: Any = body
-            target = slim
-            parts = path.split(".")
-            for part in parts[:-1]:
-                source = (source or {}).get(part) if isinstance(source, Mapping) else None
-                target = target.setdefault(part, {})
-            if isinstance(source, Mapping) and parts[-1] in source:
-                target[parts[-1]] = source[parts[-1]]
-        return slim
-
-    return trim
-
-
-def new_cache() -> Cache:
-    cache = Cache()
-    # Children are read for their status and identity only; the predictor also for the
-    # version label of its pod template. Pods: phase and container states.
-    cache.add_trim("Job", _slim())
-    cache.add_trim("CronJob", _slim())
-    cache.add_trim("Deployment", _slim("spec.template.metadata"))
-    cache.add_trim("Pod", _slim())
-    cache.add_index("TrainingJob", lambda b: [model_ref(b)])
-    cache.add_index("Monitor", lambda b: [model_ref(b)])
-    cache.add_index("Pod", lambda b: [v for k in JOB_NAME_LABELS if (v := _labels(b).get(k))][:1])
-    return cache
 
 
 class Operator:
@@ -133,6 +62,7 @@ class Operator:
         self.cache = new_cache()
         self.connection: Any = None
         self.ctl: Controller | None = None
+        self.kube: Kube | None = None
         self.elector: LeaderElector | None = None
         self.leading = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,7 +73,7 @@ class Operator:
         ) or kopf.login_with_kubeconfig(settings=kopf_settings)
         if self.connection is None:
             raise kopf.PermanentError("no credentials: neither a service account nor KUBECONFIG")
-        kube = Kube.from_connection(self.connection)
+        kube = self.kube = Kube.from_connection(self.connection)
         self.ctl = Controller(kube=kube, cache=self.cache, settings=self.settings)
         if self.settings.metrics_port:
             from prometheus_client import start_http_server
@@ -199,7 +129,8 @@ class Operator:
                 await self.ctl.queue.stop()
             if self.elector is not None:
                 await self.elector.release()
-            await self.ctl.kube.close()
+        if self.kube is not None:
+            await self.kube.close()
 
     async def dispatch(self, key: Key) -> float | None:
         kind, namespace, name = key
@@ -226,7 +157,7 @@ class Operator:
         elif not self.cache.store(kind, obj):
             return  # the echo of our own write: nothing new to reconcile
         enqueue = self.ctl.enqueue
-        labels = _labels(obj)
+        labels = labels_of(obj)
         if kind == "Model":
             enqueue("Model", namespace, name)
             if fresh or event_type == "DELETED":
@@ -286,11 +217,7 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = f"{names.GROUP}/operator"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=names.GROUP, key="last-handled-configuration"
-        )
+        # Event handlers only: kopf keeps no progress, diff base or finalizer for them.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330

@@ -40,45 +40,17 @@ def promotion_decision(
     against the serving version (relative quality), then the policy: a ``manual`` policy
     leaves a passing version Pending until someone pins it.
     """
-    score = candidate.get("score")
-    if score is None:
+    if candidate.get("score") is None:
         return GateResult(Decision.REJECTED, "the training reported no score")
-    score = float(score)
-    higher = bool(candidate.get("higherIsBetter", True))
+    score = float(candidate["score"])
     metric = str(candidate.get("metric") or "score")
-
-    def better_or_equal(a: float, b: float) -> bool:
-        return a >= b if higher else a <= b
-
-    failed_slices = [s for s in candidate.get("slices") or [] if s.get("passed") is False]
-    if failed_slices:
-        details = ", ".join(
-            f"{s.get('name')} {_fmt(float(s.get('score') or 0.0))} "
-            f"(minimum {_fmt(float(s.get('minScore') or 0.0))})"
-            for s in failed_slices
-        )
-        return GateResult(Decision.REJECTED, f"slice minimum not met: {details}")
-
-    min_score = promotion.get("minScore")
-    if min_score is not None and not better_or_equal(score, float(min_score)):
-        bound = "minimum" if higher else "maximum"
-        return GateResult(
-            Decision.REJECTED,
-            f"{metric} {_fmt(score)} is worse than the {bound} {_fmt(float(min_score))}",
-        )
-
-    if serving is not None and serving.get("score") is not None:
-        served = float(serving["score"])
-        allowed = float(promotion.get("maxRegression") or 0.0)
-        same_metric = (serving.get("metric") or metric) == metric
-        limit = served - allowed if higher else served + allowed
-        if same_metric and not better_or_equal(score, limit):
-            return GateResult(
-                Decision.REJECTED,
-                f"{metric} {_fmt(score)} regresses from v{serving.get('version')}'s "
-                f"{_fmt(served)} by more than maxRegression {_fmt(allowed)}",
-            )
-
+    problem = (
+        _failed_slices(candidate)
+        or _below_minimum(candidate, score, metric, promotion)
+        or _regression(candidate, score, metric, serving, promotion)
+    )
+    if problem is not None:
+        return GateResult(Decision.REJECTED, problem)
     if (promotion.get("policy") or "auto") == "manual":
         return GateResult(
             Decision.PENDING,
@@ -91,3 +63,51 @@ def promotion_decision(
         else ""
     )
     return GateResult(Decision.PROMOTED, f"passed the checks: {metric} {_fmt(score)}{against}")
+
+
+def _better_or_equal(candidate: Mapping[str, Any], a: float, b: float) -> bool:
+    return a >= b if bool(candidate.get("higherIsBetter", True)) else a <= b
+
+
+def _failed_slices(candidate: Mapping[str, Any]) -> str | None:
+    failed = [s for s in candidate.get("slices") or [] if s.get("passed") is False]
+    if not failed:
+        return None
+    details = ", ".join(
+        f"{s.get('name')} {_fmt(float(s.get('score') or 0.0))} "
+        f"(minimum {_fmt(float(s.get('minScore') or 0.0))})"
+        for s in failed
+    )
+    return f"slice minimum not met: {details}"
+
+
+def _below_minimum(
+    candidate: Mapping[str, Any], score: float, metric: str, promotion: Mapping[str, Any]
+) -> str | None:
+    min_score = promotion.get("minScore")
+    if min_score is None or _better_or_equal(candidate, score, float(min_score)):
+        return None
+    bound = "minimum" if candidate.get("higherIsBetter", True) else "maximum"
+    return f"{metric} {_fmt(score)} is worse than the {bound} {_fmt(float(min_score))}"
+
+
+def _regression(
+    candidate: Mapping[str, Any],
+    score: float,
+    metric: str,
+    serving: Mapping[str, Any] | None,
+    promotion: Mapping[str, Any],
+) -> str | None:
+    if serving is None or serving.get("score") is None:
+        return None
+    served = float(serving["score"])
+    allowed = float(promotion.get("maxRegression") or 0.0)
+    same_metric = (serving.get("metric") or metric) == metric
+    higher = bool(candidate.get("higherIsBetter", True))
+    limit = served - allowed if higher else served + allowed
+    if not same_metric or _better_or_equal(candidate, score, limit):
+        return None
+    return (
+        f"{metric} {_fmt(score)} regresses from v{serving.get('version')}'s "
+        f"{_fmt(served)} by more than maxRegression {_fmt(allowed)}"
+    )

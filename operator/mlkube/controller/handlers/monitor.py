@@ -24,7 +24,6 @@ from mlkube.controller.children import Controller, Outcome, ensure_child, post_e
 from mlkube.controller.spec import (
     generation_of,
     model_ref,
-    name_of,
     spec_of,
     status_of,
     storage_problem,
@@ -55,14 +54,15 @@ async def reconcile_monitor(ctl: Controller, namespace: str, name: str) -> float
         if problem is not None:
             stalled = (Reason.INVALID_SPEC, problem)
     if stalled is None and model is not None:
-        for manifest in build_drift_rbac(monitor):
-            await ensure_child(ctl, manifest)
-        outcome, _ = await ensure_child(ctl, build_drift_cronjob(monitor, model, ctl.settings))
-        if outcome is Outcome.NOT_OWNED:
-            stalled = (
-                Reason.APPLY_FAILED,
-                f"a CronJob named {names.drift_cronjob_name(name)} exists and is not ours",
-            )
+        children = [*build_drift_rbac(monitor), build_drift_cronjob(monitor, model, ctl.settings)]
+        for manifest in children:
+            outcome, _ = await ensure_child(ctl, manifest)
+            if outcome is Outcome.NOT_OWNED and stalled is None:
+                stalled = (
+                    Reason.APPLY_FAILED,
+                    f"a {manifest['kind']} named {manifest['metadata']['name']} exists "
+                    "and is not ours",
+                )
         desired["cronJobName"] = names.drift_cronjob_name(name)
     if stalled is not None:
         conditions = set_condition(conditions, READY, False, *stalled, generation=generation)
@@ -89,7 +89,3 @@ async def reconcile_monitor(ctl: Controller, namespace: str, name: str) -> float
     if stalled is not None and previous != stalled[0]:
         await post_event(ctl, monitor, "Monitor", stalled[0], stalled[1], warning=True)
     return None
-
-
-def monitors_of(ctl: Controller, namespace: str, model: str) -> list[str]:
-    return [name_of(m) for m in ctl.cache.by_index("Monitor", namespace, model)]

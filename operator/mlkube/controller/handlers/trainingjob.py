@@ -23,7 +23,14 @@ from mlkube.api.conditions import (
     set_condition,
 )
 from mlkube.api.resources import Body
-from mlkube.api.status import TERMINAL_PHASES, Decision, Phase, Reason, TrainerSummary
+from mlkube.api.status import (
+    TERMINAL_PHASES,
+    Decision,
+    Phase,
+    PodPhase,
+    Reason,
+    TrainerSummary,
+)
 from mlkube.api.summary import parse_error, parse_summary
 from mlkube.controller import metrics
 from mlkube.controller.builders import build_trainer_job
@@ -218,7 +225,7 @@ async def _complete(
     ctl: Controller, tj: Body, model: Body, job: Body, common: dict[str, Any]
 ) -> float | None:
     """A complete Job: the summary in its own succeeded pod's termination message."""
-    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == "Succeeded"]
+    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.SUCCEEDED]
     terminated = terminated_state(pods[-1]) if pods else None
     summary = parse_summary(str((terminated or {}).get("message") or ""))
     if summary is None:
@@ -324,7 +331,7 @@ async def _failure_message(
 ) -> str:
     """Exit code, pod name, the trainer's error and the last log lines, in one message."""
     namespace, job_name = namespace_of(job), name_of(job)
-    pods = [p for p in pods_of_job(ctl, job) if (p.get("status") or {}).get("phase") == "Failed"]
+    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.FAILED]
     parts = [
         f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
         f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"

@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from mlkube.api.status import Verdict
 from mlkube.runtime.drift import stats
 from mlkube.runtime.drift.accumulate import LiveSummary
 from mlkube.runtime.drift.spec import P_VALUE_METHODS, DriftSettings
@@ -155,55 +156,13 @@ def evaluate(
             name, kind, method, threshold, live_missing_fraction=counts["missingFraction"]
         )
         results[name] = result
-        if live.rows and counts["count"] == 0:
-            findings.append(
-                {
-                    "feature": name,
-                    "finding": "all-missing",
-                    "value": 1.0,
-                    "limit": settings.max_missing_fraction,
-                }
-            )
-        elif counts["missingFraction"] > settings.max_missing_fraction:
-            findings.append(
-                {
-                    "feature": name,
-                    "finding": "missing-fraction",
-                    "value": counts["missingFraction"],
-                    "limit": settings.max_missing_fraction,
-                }
-            )
-        if kind == "numeric" and live.invalid[live.numeric.index(name)]:
-            findings.append(
-                {
-                    "feature": name,
-                    "finding": "not-a-number",
-                    "value": int(live.invalid[live.numeric.index(name)]),
-                    "limit": 0,
-                }
-            )
-        if kind == "categorical" and live.categories[name].new and counts["count"]:
-            new = live.categories[name].new
-            findings.append(
-                {
-                    "feature": name,
-                    "finding": "unseen-categories",
-                    "value": sum(new.values()) / counts["count"],
-                    "limit": 0.0,
-                    "examples": [k for k, _ in new.most_common(5)],
-                }
-            )
-        if feature["count"] == 0:
-            findings.append(
-                {"feature": name, "finding": "reference-empty", "value": 0, "limit": None}
-            )
+        findings += _findings(feature, live, settings, name, kind)
         ref, cur, labels = _binned(profile, live, name)
         result.reference_counts, result.live_counts = ref.tolist(), cur.tolist()
         result.bin_labels = labels
         if counts["count"] == 0 or feature["count"] == 0:
             result.method, result.threshold = "none", None
-            continue
-        if method in SAMPLE_METHODS:
+        elif method in SAMPLE_METHODS:
             _score_sample(profile, live, result)
         else:
             groups.setdefault(method, []).append((result, ref, cur))
@@ -211,6 +170,54 @@ def evaluate(
         _score_binned(
             method, [m[0] for m in members], [m[1] for m in members], [m[2] for m in members]
         )
+    return _verdict(profile, live, settings, results, findings)
+
+
+def _findings(
+    feature: Any, live: LiveSummary, settings: DriftSettings, name: str, kind: str
+) -> list[dict[str, Any]]:
+    """Data-quality findings of one feature: missing values, non-numbers, unseen categories."""
+    counts = live.summary_for(name)
+    limit = settings.max_missing_fraction
+    found: list[dict[str, Any]] = []
+    if live.rows and counts["count"] == 0:
+        found.append({"feature": name, "finding": "all-missing", "value": 1.0, "limit": limit})
+    elif counts["missingFraction"] > limit:
+        found.append(
+            {
+                "feature": name,
+                "finding": "missing-fraction",
+                "value": counts["missingFraction"],
+                "limit": limit,
+            }
+        )
+    if kind == "numeric" and live.invalid[live.numeric.index(name)]:
+        invalid = int(live.invalid[live.numeric.index(name)])
+        found.append({"feature": name, "finding": "not-a-number", "value": invalid, "limit": 0})
+    if kind == "categorical" and live.categories[name].new and counts["count"]:
+        new = live.categories[name].new
+        found.append(
+            {
+                "feature": name,
+                "finding": "unseen-categories",
+                "value": sum(new.values()) / counts["count"],
+                "limit": 0.0,
+                "examples": [k for k, _ in new.most_common(5)],
+            }
+        )
+    if feature["count"] == 0:
+        found.append({"feature": name, "finding": "reference-empty", "value": 0, "limit": None})
+    return found
+
+
+def _verdict(
+    profile: ReferenceProfile,
+    live: LiveSummary,
+    settings: DriftSettings,
+    results: dict[str, FeatureResult],
+    findings: list[dict[str, Any]],
+) -> Evaluation:
+    """Which tested features drifted, the share of them, and the dataset's verdict."""
     tested = 0
     drifted = 0
     for result in results.values():
@@ -228,7 +235,9 @@ def evaluate(
     if not enough:
         for result in results.values():
             result.drifted = False
-    verdict = "insufficient-data" if not enough else ("drift" if dataset_drift else "no-drift")
+    verdict = Verdict.INSUFFICIENT_DATA
+    if enough:
+        verdict = Verdict.DRIFT if dataset_drift else Verdict.NO_DRIFT
     return Evaluation(
         features=results,
         findings=findings,

@@ -22,7 +22,7 @@ import yaml
 
 from mlkube.api.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, CommandError
 from mlkube.api.names import version_dir
-from mlkube.api.status import Trigger
+from mlkube.api.status import TrainerSummary, Trigger
 from mlkube.api.summary import error_summary, fit_summary
 from mlkube.runtime.artifact import ArtifactError
 from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
@@ -185,9 +185,10 @@ def _check_termination_log(args: argparse.Namespace) -> Progress:
     return Progress()
 
 
-def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, dict[str, Any]]:
+def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, TrainerSummary]:
     """Parses and trains; only the user's bad input exits 2, which the Job will not retry."""
-    from mlkube.runtime.train.run import RunRequest, default_store_uri, train_model
+    from mlkube.runtime.train.record import RunRequest
+    from mlkube.runtime.train.run import default_store_uri, train_model
 
     try:
         settings = TrainSettings.from_env()

@@ -9,34 +9,39 @@ one rename at the very end (``artifact.write_version``), after everything succee
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 import re
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import pandas as pd
 
-from mlkube import __version__
 from mlkube.api.names import version_dir
+from mlkube.api.status import TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.pipeline import (
+    EstimatorChoice,
     build_pipeline,
     infer_schema,
-    input_layout,
     model_inputs,
     resolve_estimator,
 )
 from mlkube.runtime.train.quality import check_quality, unknown_column_message
+from mlkube.runtime.train.record import (
+    Dataset,
+    Fitted,
+    Mask,
+    Prepared,
+    RunRequest,
+    run_summary,
+    version_metadata,
+)
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.slices import Node, SliceError, columns_used, evaluate, parse_query
 from mlkube.runtime.train.spec import TrainingSpec, ValidationSpec
@@ -50,18 +55,6 @@ from mlkube.runtime.train.validate import (
 )
 
 _VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
-Mask = np.ndarray[Any, np.dtype[np.bool_]]
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    spec: TrainingSpec
-    store: Path
-    store_uri: str  # how the summary names the store (a pvc:// URI in a pod, else the path)
-    version: int | None
-    trigger: str
-    reason: str
-    training_job: str | None
 
 
 class Progress:
@@ -120,21 +113,6 @@ def _parse_slices(spec: TrainingSpec) -> list[Node]:
         except SliceError as error:
             raise SliceError(f"slice {item.name!r}: syntax error: {error}") from None
     return parsed
-
-
-def _libraries() -> dict[str, str]:
-    import pandas
-    import sklearn
-    import skops
-
-    return {
-        "python": platform.python_version(),
-        "mlkube": __version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "pandas": pandas.__version__,
-        "skops": skops.__version__,
-    }
 
 
 def _report_warnings(caught: list[warnings.WarningMessage], progress: Progress) -> list[str]:
@@ -220,8 +198,32 @@ def _reference_profile(
     return build_reference_profile(train_rows, schema)
 
 
-def train_model(request: RunRequest, settings: TrainSettings, progress: Progress) -> dict[str, Any]:
+def train_model(request: RunRequest, settings: TrainSettings, progress: Progress) -> TrainerSummary:
     """Runs training and writes the version; returns the summary (not yet trimmed)."""
+    spec = request.spec
+    prepared = _prepare(request, settings)
+    progress(
+        f"training {spec.namespace}/{spec.name} v{prepared.version} "
+        f"with {prepared.estimator.class_path}"
+    )
+    data = _read(spec, settings, prepared.queries, progress)
+    fitted = _fit(spec, prepared.estimator, data, progress)
+    profile = _reference_profile(
+        data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
+    )
+    metadata = version_metadata(
+        request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
+    )
+    written = write_version(prepared.target_dir, fitted.model, metadata)
+    sha256 = written["artifact"]["sha256"]
+    progress(f"wrote {prepared.target_dir} (sha256 {sha256[:12]}…)")
+    return run_summary(
+        request, prepared.version, data, fitted, sha256=sha256, elapsed=progress.elapsed()
+    )
+
+
+def _prepare(request: RunRequest, settings: TrainSettings) -> Prepared:
+    """The version number, a writable store, the slice queries and the estimator."""
     spec = request.spec
     validation = spec.validation
     model_dir = request.store / spec.namespace / spec.name
@@ -245,8 +247,14 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
             f"spec.training.validation.metric {validation.metric} needs class probabilities, "
             f"which {estimator.class_path} with these params does not give; choose another"
         )
-    progress(f"training {spec.namespace}/{spec.name} v{version} with {estimator.class_path}")
+    return Prepared(version, target_dir, queries, estimator)
 
+
+def _read(
+    spec: TrainingSpec, settings: TrainSettings, queries: list[Node], progress: Progress
+) -> Dataset:
+    """Reads and checks the data, infers the schema, splits off the holdout."""
+    validation = spec.validation
     progress(f"reading {spec.data.uri}")
     loaded = load_data(spec.data, settings)
     raw = loaded.frame.reset_index(drop=True)
@@ -254,7 +262,6 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     checked = check_quality(raw, spec.data, spec.quality, spec.task)
     _check_slice_columns(spec, queries, list(raw.columns))
     schema = infer_schema(checked.frame, checked.features)
-    inputs = model_inputs(checked.frame, schema)
     y = checked.frame[checked.target].to_numpy()
     train_pos, test_pos, stratified = holdout_split(
         y, spec.task, validation.test_fraction, validation.random_seed
@@ -266,17 +273,25 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         f"{len(schema) - numeric} categorical), {len(train_pos)} train / {len(test_pos)} "
         f"test rows{' (stratified)' if stratified else ''}"
     )
+    inputs = model_inputs(checked.frame, schema)
+    return Dataset(loaded, checked, schema, inputs, y, train_pos, test_pos, stratified, masks)
 
-    model = build_pipeline(schema, estimator)
+
+def _fit(
+    spec: TrainingSpec, estimator: EstimatorChoice, data: Dataset, progress: Progress
+) -> Fitted:
+    """Fits on the training rows, scores the holdout and the slices, cross-validates."""
+    validation = spec.validation
+    model = build_pipeline(data.schema, estimator)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(inputs[train_pos], y[train_pos])
+            model.fit(data.inputs[data.train_pos], data.y[data.train_pos])
         except (ValueError, TypeError) as error:
             message = " ".join(str(error).split())
             raise TrainingInputError(f"fitting {estimator.class_path} failed: {message}") from None
         progress("fitted; validating on the holdout")
-        holdout = predict(model, inputs[test_pos], y[test_pos], spec.task)
+        holdout = predict(model, data.inputs[data.test_pos], data.y[data.test_pos], spec.task)
     fit_warnings = _report_warnings(caught, progress)
     metrics = standard_metrics(spec.task, validation.metric, holdout)
     score = metrics.get(validation.metric)
@@ -285,87 +300,23 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
             f"metric {validation.metric} is undefined for {estimator.class_path} on this data "
             "(it needs predict_proba or more than one class in the holdout); choose another"
         )
-    slice_results = _slice_results(spec, masks, holdout)
+    slice_results = _slice_results(spec, data.masks, holdout)
     cross = None
     if validation.folds >= 2:
         progress(f"{validation.folds}-fold cross-validation")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             cross = cross_validate(
-                lambda: build_pipeline(schema, estimator),
-                inputs,
-                y,
+                lambda: build_pipeline(data.schema, estimator),
+                data.inputs,
+                data.y,
                 task=spec.task,
                 metric=validation.metric,
                 folds=validation.folds,
                 seed=validation.random_seed,
             )
         fit_warnings += _report_warnings(caught, progress)
-    profile = _reference_profile(checked.frame.iloc[train_pos], schema, settings, validation)
-    trained_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    target_schema: dict[str, Any] = {"name": checked.target}
-    if spec.task == "classification":
-        target_schema["classes"] = np.asarray(model.classes_).tolist()
-    metadata: dict[str, Any] = {
-        "name": spec.name,
-        "namespace": spec.namespace,
-        "version": version,
-        "task": spec.task,
-        "estimator": {"class": estimator.class_path, "params": estimator.params},
-        "features": schema,
-        "input": input_layout(schema),
-        "target": target_schema,
-        "metric": validation.metric,
-        "higherIsBetter": spec.higher_is_better,
-        "score": score,
-        "metrics": metrics,
-        "slices": slice_results,
-        "profile": profile,
-        "data": {
-            "uri": spec.data.uri,
-            "format": loaded.format,
-            "sha256": loaded.sha256,
-            "rows": len(checked.frame),
-            "droppedRows": checked.dropped_rows,
-            "trainRows": len(train_pos),
-            "testRows": len(test_pos),
-            "stratified": stratified,
-        },
-        "lineage": {
-            "trigger": request.trigger,
-            "reason": request.reason,
-            "trainingJob": request.training_job,
-        },
-        "warnings": fit_warnings[:20],
-        "libraries": _libraries(),
-        "trainedAt": trained_at,
-        "durationSeconds": round(progress.elapsed(), 3),
-    }
-    if cross is not None:
-        metadata["crossValidation"] = cross
-    written = write_version(target_dir, model, metadata)
-    progress(f"wrote {target_dir} (sha256 {written['artifact']['sha256'][:12]}…)")
-    summary: dict[str, Any] = {
-        "version": version,
-        "metric": validation.metric,
-        "higherIsBetter": spec.higher_is_better,
-        "score": score,
-        "metrics": metrics,
-        "slices": [
-            {k: s[k] for k in ("name", "score", "rows", "minScore", "passed")}
-            for s in slice_results
-        ],
-        "artifact": {
-            "uri": f"{request.store_uri.rstrip('/')}/"
-            f"{version_dir(spec.namespace, spec.name, version)}",
-            "sha256": written["artifact"]["sha256"],
-        },
-        "rows": {"train": len(train_pos), "test": len(test_pos)},
-        "durationSeconds": round(progress.elapsed(), 3),
-    }
-    if cross is not None:
-        summary["crossValidation"] = {k: cross[k] for k in ("folds", "mean", "std")}
-    return summary
+    return Fitted(model, estimator, score, metrics, slice_results, cross, fit_warnings)
 
 
 def default_store_uri(store: Path) -> str:

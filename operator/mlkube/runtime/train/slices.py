@@ -31,7 +31,6 @@ from mlkube.runtime.train import TrainingInputError
 
 MAX_QUERY_LENGTH: Final = 2000
 MAX_DEPTH: Final = 50
-_OPS: Final = ("==", "!=", "<=", ">=", "<", ">")
 _KEYWORDS: Final = frozenset({"and", "or", "not", "in", "is", "null", "true", "false"})
 _TOKEN: Final = re.compile(
     r"""\s*(?:

@@ -1,0 +1,85 @@
+"""Schema of the Model resource's status: the version registry and the serving history.
+
+Written only by the operator's Model reconciler; the words in it (triggers, decisions)
+are the enums of ``mlkube.api.status``.
+"""
+
+from __future__ import annotations
+
+from mlkube.api.crd_common import common_status, metrics_map, slice_results
+from mlkube.api.openapi import Schema, array, boolean, integer, number, obj, string
+from mlkube.api.status import Decision, Trigger
+
+
+def model_status_schema() -> Schema:
+    version_entry = obj(
+        "One trained version and what was decided about it.",
+        {
+            "version": integer("Version number.", minimum=1),
+            "trainingJob": string("TrainingJob that produced it."),
+            "trigger": string("Why it was trained.", enum=[t.value for t in Trigger]),
+            "metric": string("Metric the score is.", max_length=32),
+            "higherIsBetter": boolean("Whether a larger score is better (false for errors)."),
+            "score": number("Validation score."),
+            "metrics": metrics_map("Validation metrics"),
+            "slices": slice_results(),
+            "uri": string("Location of the version in the store.", max_length=2048),
+            "sha256": string("sha256 of the artifact.", pattern=r"^[0-9a-f]{64}$", max_length=64),
+            "trainedAt": string("When training finished.", fmt="date-time", max_length=64),
+            "decision": string("Promotion decision.", enum=[d.value for d in Decision]),
+            "promoted": boolean("Whether the version was ever promoted."),
+            "reason": string("Why it was promoted or rejected.", max_length=2048),
+        },
+        required=["version"],
+    )
+    promotion_entry = obj(
+        "A change of the serving version.",
+        {
+            "version": integer("Version that started serving.", minimum=1),
+            "previous": integer("Version that served before, if any.", minimum=1),
+            "time": string("When it happened.", fmt="date-time", max_length=64),
+            "reason": string("Why (gate passed, pin, rollback).", max_length=2048),
+        },
+        required=["version", "time"],
+    )
+    return obj(
+        "State of the model, written by the operator only.",
+        {
+            **common_status(),
+            "latestVersion": integer("Highest version trained so far.", minimum=0),
+            "allocatedVersion": integer(
+                "Highest version number handed out to a TrainingJob; never reused.", minimum=0
+            ),
+            "reservations": array(
+                "Versions handed to TrainingJobs whose status does not show them yet; a "
+                "restarted operator gives such a run the same number again.",
+                obj(
+                    "One reserved version.",
+                    {
+                        "trainingJob": string("Name of the TrainingJob."),
+                        "uid": string("UID of the TrainingJob, once known.", max_length=64),
+                        "version": integer("The reserved version.", minimum=1),
+                    },
+                    required=["trainingJob", "version"],
+                ),
+                max_items=50,
+            ),
+            "servingVersion": integer("Version the predictor serves.", minimum=1),
+            "servingScore": number("Validation score of the serving version."),
+            "servingSha256": string(
+                "sha256 of the serving artifact.", pattern=r"^[0-9a-f]{64}$", max_length=64
+            ),
+            "endpoint": string("In-cluster URL of the predictor.", max_length=2048),
+            "versions": array(
+                "Versions trained, newest last (bounded).", version_entry, max_items=50
+            ),
+            "promotions": array(
+                "History of serving-version changes, newest last (bounded).",
+                promotion_entry,
+                max_items=50,
+            ),
+            "lastScheduledTraining": string(
+                "When the training schedule last fired.", fmt="date-time", max_length=64
+            ),
+        },
+    )
