@@ -199,6 +199,77 @@ def run_peer(python: Path, directory: Path) -> tuple[float, float, float, dict[s
     return wall, cpu, rss, {"flagged": flagged, "datasetDrift": report["datasetDrift"]}
 
 
+Samples = list[tuple[float, float, float]]
+
+
+def measure(
+    case: Case, reps: int, python: Path, directory: Path, model_dir: str
+) -> tuple[Samples, Samples, Samples, dict[str, Any], dict[str, Any]]:
+    """Interleaved runs: mlkube with and without the plot, then Evidently, ``reps`` times."""
+    ours: list[tuple[float, float, float]] = []
+    ours_no_plot: list[tuple[float, float, float]] = []
+    peer: list[tuple[float, float, float]] = []
+    our_result: dict[str, Any] = {}
+    peer_result: dict[str, Any] = {}
+    for rep in range(reps):
+        wall, cpu, rss, our_result = run_ours(directory, model_dir, plot=True)
+        ours.append((wall, cpu, rss))
+        print(f"  rep {rep}: mlkube {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True)
+        wall, cpu, rss, _ = run_ours(directory, model_dir, plot=False)
+        ours_no_plot.append((wall, cpu, rss))
+        print(
+            f"  rep {rep}: mlkube --no-plot {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
+            flush=True,
+        )
+        if case.peer:
+            wall, cpu, rss, peer_result = run_peer(python, directory)
+            peer.append((wall, cpu, rss))
+            print(f"  rep {rep}: evidently {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True)
+    return ours, ours_no_plot, peer, our_result, peer_result
+
+
+def result_row(
+    case: Case,
+    prepared: dict[str, Any],
+    runs: tuple[Samples, Samples, Samples, dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """One case's medians and ratios, and whether both tools flagged the shifted features."""
+    ours, ours_no_plot, peer, our_result, peer_result = runs
+    expected = shifted_features(case)
+    row: dict[str, Any] = {
+        "case": case.label,
+        "profileSeconds": round(prepared["profileSeconds"], 2),
+        "mlkubeWall": statistics.median(w for w, _, _ in ours),
+        "mlkubeCpu": statistics.median(c for _, c, _ in ours),
+        "mlkubeRssMiB": max(r for _, _, r in ours),
+        "noPlotWall": statistics.median(w for w, _, _ in ours_no_plot),
+        "noPlotCpu": statistics.median(c for _, c, _ in ours_no_plot),
+        "noPlotRssMiB": max(r for _, _, r in ours_no_plot),
+        "mlkubeFlaggedIsShifted": our_result["flagged"] == expected,
+        "mlkubeFlagged": sorted(our_result["flagged"]),
+        "mlkubeDatasetDrift": our_result["datasetDrift"],
+    }
+    if peer:
+        row.update(
+            {
+                "evidentlyWall": statistics.median(w for w, _, _ in peer),
+                "evidentlyCpu": statistics.median(c for _, c, _ in peer),
+                "evidentlyRssMiB": max(r for _, _, r in peer),
+                "evidentlyFlagged": sorted(peer_result["flagged"]),
+                "evidentlyDatasetDrift": peer_result["datasetDrift"],
+                "sameFlagged": our_result["flagged"] == peer_result["flagged"],
+                "sameVerdict": our_result["datasetDrift"] == peer_result["datasetDrift"],
+            }
+        )
+        row["speedup"] = row["evidentlyWall"] / row["mlkubeWall"]
+        row["rssRatio"] = row["mlkubeRssMiB"] / row["evidentlyRssMiB"]
+        row["noPlotSpeedup"] = row["evidentlyWall"] / row["noPlotWall"]
+        row["cpuRatio"] = row["evidentlyCpu"] / row["mlkubeCpu"]
+        row["noPlotCpuRatio"] = row["evidentlyCpu"] / row["noPlotCpu"]
+        row["noPlotRssRatio"] = row["noPlotRssMiB"] / row["evidentlyRssMiB"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="mlkube drift-check vs Evidently")
     parser.add_argument("--full", action="store_true", help="run Evidently on 1M rows (~6 min)")
@@ -215,59 +286,8 @@ def main() -> None:
         directory = RESULTS / re.sub(r"[^a-z0-9]+", "-", case.label.lower()).strip("-")
         print(f"preparing {case.label} ...", flush=True)
         prepared = prepare(case, directory)
-        ours: list[tuple[float, float, float]] = []
-        ours_no_plot: list[tuple[float, float, float]] = []
-        peer: list[tuple[float, float, float]] = []
-        our_result: dict[str, Any] = {}
-        peer_result: dict[str, Any] = {}
-        for rep in range(args.reps):
-            wall, cpu, rss, our_result = run_ours(directory, prepared["modelDir"], plot=True)
-            ours.append((wall, cpu, rss))
-            print(f"  rep {rep}: mlkube {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True)
-            wall, cpu, rss, _ = run_ours(directory, prepared["modelDir"], plot=False)
-            ours_no_plot.append((wall, cpu, rss))
-            print(
-                f"  rep {rep}: mlkube --no-plot {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB",
-                flush=True,
-            )
-            if case.peer:
-                wall, cpu, rss, peer_result = run_peer(python, directory)
-                peer.append((wall, cpu, rss))
-                print(
-                    f"  rep {rep}: evidently {wall:.2f} s (cpu {cpu:.2f}) {rss:.0f} MiB", flush=True
-                )
-        expected = shifted_features(case)
-        row: dict[str, Any] = {
-            "case": case.label,
-            "profileSeconds": round(prepared["profileSeconds"], 2),
-            "mlkubeWall": statistics.median(w for w, _, _ in ours),
-            "mlkubeCpu": statistics.median(c for _, c, _ in ours),
-            "mlkubeRssMiB": max(r for _, _, r in ours),
-            "noPlotWall": statistics.median(w for w, _, _ in ours_no_plot),
-            "noPlotCpu": statistics.median(c for _, c, _ in ours_no_plot),
-            "noPlotRssMiB": max(r for _, _, r in ours_no_plot),
-            "mlkubeFlaggedIsShifted": our_result["flagged"] == expected,
-            "mlkubeFlagged": sorted(our_result["flagged"]),
-            "mlkubeDatasetDrift": our_result["datasetDrift"],
-        }
-        if peer:
-            row.update(
-                {
-                    "evidentlyWall": statistics.median(w for w, _, _ in peer),
-                    "evidentlyCpu": statistics.median(c for _, c, _ in peer),
-                    "evidentlyRssMiB": max(r for _, _, r in peer),
-                    "evidentlyFlagged": sorted(peer_result["flagged"]),
-                    "evidentlyDatasetDrift": peer_result["datasetDrift"],
-                    "sameFlagged": our_result["flagged"] == peer_result["flagged"],
-                    "sameVerdict": our_result["datasetDrift"] == peer_result["datasetDrift"],
-                }
-            )
-            row["speedup"] = row["evidentlyWall"] / row["mlkubeWall"]
-            row["rssRatio"] = row["mlkubeRssMiB"] / row["evidentlyRssMiB"]
-            row["noPlotSpeedup"] = row["evidentlyWall"] / row["noPlotWall"]
-            row["cpuRatio"] = row["evidentlyCpu"] / row["mlkubeCpu"]
-            row["noPlotCpuRatio"] = row["evidentlyCpu"] / row["noPlotCpu"]
-            row["noPlotRssRatio"] = row["noPlotRssMiB"] / row["evidentlyRssMiB"]
+        runs = measure(case, args.reps, python, directory, prepared["modelDir"])
+        row = result_row(case, prepared, runs)
         rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(rows, indent=2))

@@ -254,24 +254,48 @@ def audit_counts(log: Path, namespaces: dict[str, str]) -> dict[str, dict[str, i
     return counts
 
 
+def install_crds_and_namespaces(plane: ControlPlane, spaces: dict[str, tuple[str, str]]) -> None:
+    plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/models.mlkube.io",
+        "crd/trainingjobs.mlkube.io",
+    )
+    for pair in spaces.values():
+        for ns in pair:
+            plane.kubectl("create", "namespace", ns)
+
+
+def latency_results(
+    lat: dict[str, list[float]], requests: dict[str, dict[str, int]], models: int
+) -> dict[str, Any]:
+    """Median and p95 reconcile latency, and API requests per Model, for each operator."""
+    results: dict[str, Any] = {
+        "latency_ms": {},
+        "bulk_s": {},
+        "rss_mb": {},
+        "requests_per_model": {},
+        "requests_by_verb": requests,
+    }
+    for which, values in lat.items():
+        results["latency_ms"][which] = {
+            "p50": 1000 * statistics.median(values),
+            "p95": 1000 * pct(values, 0.95),
+        }
+        results["requests_per_model"][which] = sum(requests[which].values()) / models
+    return results
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mlkube-bench-operator-"))
     print(f"work directory: {workdir}", flush=True)
     plane = ControlPlane.start(workdir / "cp")
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        plane.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/models.mlkube.io",
-            "crd/trainingjobs.mlkube.io",
-        )
         spaces = {"mlkube": ("lat-a", "bulk-a"), "noop": ("lat-b", "bulk-b")}
-        for pair in spaces.values():
-            for ns in pair:
-                plane.kubectl("create", "namespace", ns)
+        install_crds_and_namespaces(plane, spaces)
         os.environ["KUBECONFIG"] = str(plane.kubeconfig)
         info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
         kube = Kube.from_connection(info)
@@ -294,19 +318,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(3)
         requests = audit_counts(plane.audit_log, {w: p[0] for w, p in spaces.items()})
 
-        results: dict[str, Any] = {
-            "latency_ms": {},
-            "bulk_s": {},
-            "rss_mb": {},
-            "requests_per_model": {},
-            "requests_by_verb": requests,
-        }
-        for which, values in lat.items():
-            results["latency_ms"][which] = {
-                "p50": 1000 * statistics.median(values),
-                "p95": 1000 * pct(values, 0.95),
-            }
-            results["requests_per_model"][which] = sum(requests[which].values()) / args.models
+        results = latency_results(lat, requests, args.models)
 
         for which in spaces:
             print(f"bulk: {args.bulk} Models at once for {which} …", flush=True)

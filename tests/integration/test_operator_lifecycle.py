@@ -82,14 +82,7 @@ def user_training_job(name: str) -> dict[str, Any]:
     }
 
 
-def test_model_trains_serves_and_is_ready_only_when_available(
-    operator: OperatorProcess, kit: OperatorKit
-) -> None:
-    kit.apply(model())
-    tj = kit.wait_get("trainingjob", "iris-v1", timeout=20)
-    assert tj["spec"]["trigger"] == "initial"
-    assert tj["metadata"]["ownerReferences"][0]["kind"] == "Model"
-    job = kit.wait_get("job", "iris-v1-train")
+def assert_first_trainer_job(job: dict[str, Any]) -> None:
     pod_spec = job["spec"]["template"]["spec"]
     container = pod_spec["containers"][0]
     assert container["image"] == "mlkube/runtime:test"
@@ -104,14 +97,9 @@ def test_model_trains_serves_and_is_ready_only_when_available(
     assert pod_spec["nodeSelector"] == {"pool": "cpu"}
     assert pod_spec["volumes"][0]["persistentVolumeClaim"]["claimName"] == "models"
     assert job["spec"]["backoffLimit"] == 0
-    assert kstatus(kit.get("model", "iris")) == "InProgress"
-    assert kstatus(kit.get("trainingjob", "iris-v1")) == "InProgress"
 
-    train(kit, "iris-v1", 0.9, 1)
-    status = kit.wait(
-        "serving v1", lambda: (s := kit.status("model", "iris")).get("servingVersion") == 1 and s
-    )
-    assert status["versions"][0]["decision"] == "Promoted"
+
+def assert_predictor_children(kit: OperatorKit) -> None:
     deployment = kit.wait_get("deployment", "iris-predictor")
     server = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "/mnt/store/team-a/" + kit.ns + "/iris/v1" in server["args"]
@@ -123,6 +111,25 @@ def test_model_trains_serves_and_is_ready_only_when_available(
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
     assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 60
     assert kit.get("pdb", "iris-predictor") is None
+
+
+def test_model_trains_serves_and_is_ready_only_when_available(
+    operator: OperatorProcess, kit: OperatorKit
+) -> None:
+    kit.apply(model())
+    tj = kit.wait_get("trainingjob", "iris-v1", timeout=20)
+    assert tj["spec"]["trigger"] == "initial"
+    assert tj["metadata"]["ownerReferences"][0]["kind"] == "Model"
+    assert_first_trainer_job(kit.wait_get("job", "iris-v1-train"))
+    assert kstatus(kit.get("model", "iris")) == "InProgress"
+    assert kstatus(kit.get("trainingjob", "iris-v1")) == "InProgress"
+
+    train(kit, "iris-v1", 0.9, 1)
+    status = kit.wait(
+        "serving v1", lambda: (s := kit.status("model", "iris")).get("servingVersion") == 1 and s
+    )
+    assert status["versions"][0]["decision"] == "Promoted"
+    assert_predictor_children(kit)
 
     ready = {c["type"]: c for c in kit.status("model", "iris")["conditions"]}
     assert ready["Ready"]["status"] == "False"

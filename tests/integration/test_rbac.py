@@ -247,6 +247,49 @@ class Exercise:
     snapshots: list[dict[str, Any]]
 
 
+def _fail_a_run(kit: OperatorKit) -> None:
+    # A failed manual training: the operator quotes the pod's log tail.
+    kit.apply(manual_training_job("broken"))
+    kit.wait("broken gets v2", lambda: kit.status("trainingjob", "broken").get("version"))
+    pod = kit.job_pod("broken-train")
+    kit.finish_pod(pod["metadata"]["name"], 1, json.dumps({"error": "column missing"}))
+    kit.wait("broken Failed", lambda: kit.status("trainingjob", "broken").get("phase") == "Failed")
+
+
+def _start_a_monitor(kit: OperatorKit) -> dict[str, Any]:
+    # A Monitor: CronJob, ServiceAccount, Role, RoleBinding; then a schedule change.
+    kit.apply(MONITOR)
+    kit.wait_get("cronjob", "iris-drift")
+    role = kit.wait_get("role", "iris-drift")
+    kit.wait_get("rolebinding", "iris-drift")
+    kit.wait_get("serviceaccount", "iris-drift")
+    # A run of the drift CronJob, as the CronJob controller would start it: its pod
+    # must pass Pod Security admission too.
+    kit.kubectl("create", "job", "iris-drift-now", "--from=cronjob/iris-drift")
+    kit.job_pod("iris-drift-now")
+    rescheduled = json.loads(json.dumps(MONITOR))
+    rescheduled["spec"]["schedule"] = "*/15 * * * *"
+    kit.apply(rescheduled)
+    kit.wait(
+        "CronJob rescheduled",
+        lambda: (
+            (kit.get("cronjob", "iris-drift") or {}).get("spec", {}).get("schedule")
+            == "*/15 * * * *"
+        ),
+    )
+    return role
+
+
+def _apply_an_invalid_spec(kit: OperatorKit) -> None:
+    # An invalid spec: Stalled and a Warning Event.
+    bad = json.loads(json.dumps(MODEL))
+    bad["metadata"]["name"] = "evil"
+    bad["spec"]["training"]["estimator"]["class"] = "os.system"
+    kit.apply(bad)
+    kit.wait("evil Stalled", lambda: kstatus(kit.get("model", "evil")) == "Failed")
+    kit.wait("an InvalidSpec event", lambda: kit.events_for("Model", "evil"))
+
+
 @pytest.fixture(scope="module")
 def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exercise]:
     plane = installed.plane
@@ -272,43 +315,9 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
         kit.wait("Model Ready", lambda: kstatus(kit.get("model", "iris")) == "Current", 60)
         snapshot()
 
-        # A failed manual training: the operator quotes the pod's log tail.
-        kit.apply(manual_training_job("broken"))
-        kit.wait("broken gets v2", lambda: kit.status("trainingjob", "broken").get("version"))
-        pod = kit.job_pod("broken-train")
-        kit.finish_pod(pod["metadata"]["name"], 1, json.dumps({"error": "column missing"}))
-        kit.wait(
-            "broken Failed", lambda: kit.status("trainingjob", "broken").get("phase") == "Failed"
-        )
-
-        # A Monitor: CronJob, ServiceAccount, Role, RoleBinding; then a schedule change.
-        kit.apply(MONITOR)
-        kit.wait_get("cronjob", "iris-drift")
-        role = kit.wait_get("role", "iris-drift")
-        kit.wait_get("rolebinding", "iris-drift")
-        kit.wait_get("serviceaccount", "iris-drift")
-        # A run of the drift CronJob, as the CronJob controller would start it: its pod
-        # must pass Pod Security admission too.
-        kit.kubectl("create", "job", "iris-drift-now", "--from=cronjob/iris-drift")
-        kit.job_pod("iris-drift-now")
-        rescheduled = json.loads(json.dumps(MONITOR))
-        rescheduled["spec"]["schedule"] = "*/15 * * * *"
-        kit.apply(rescheduled)
-        kit.wait(
-            "CronJob rescheduled",
-            lambda: (
-                (kit.get("cronjob", "iris-drift") or {}).get("spec", {}).get("schedule")
-                == "*/15 * * * *"
-            ),
-        )
-
-        # An invalid spec: Stalled and a Warning Event.
-        bad = json.loads(json.dumps(MODEL))
-        bad["metadata"]["name"] = "evil"
-        bad["spec"]["training"]["estimator"]["class"] = "os.system"
-        kit.apply(bad)
-        kit.wait("evil Stalled", lambda: kstatus(kit.get("model", "evil")) == "Failed")
-        kit.wait("an InvalidSpec event", lambda: kit.events_for("Model", "evil"))
+        _fail_a_run(kit)
+        role = _start_a_monitor(kit)
+        _apply_an_invalid_spec(kit)
         snapshot()
 
         # An upgrade changed children the operator does not watch: after a restart it

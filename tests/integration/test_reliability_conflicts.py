@@ -22,19 +22,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from conftest import OperatorKit, OperatorProcess, trainer_summary
-from harness.controlplane import REPO, ControlPlane
+from harness.controlplane import ControlPlane
+from reliability.figures import record
 
-RESULTS = REPO / "benchmarks" / "results" / "reliability-faults.json"
 RUNS = {"m-v1": 0.40, "r2": 0.55, "r3": 0.70, "r4": 0.60}  # TrainingJob -> score
 WRITE_INTERVAL = 0.02
-
-
-def _record(key: str, value: Any) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    figures = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    figures[key] = value
-    RESULTS.write_text(json.dumps(figures, indent=2))
-    print(f"\nreliability {key}: {json.dumps(value)}")
 
 
 class StatusWriter(threading.Thread):
@@ -190,7 +182,7 @@ def test_status_conflicts_are_retried_and_nothing_is_lost(
     assert status["versions"] == final["versions"]
     assert codes.get(409, 0) > 0, f"no conflict was provoked: {codes}"
     assert "Traceback" not in operator.tail(400)
-    _record(
+    record(
         "statusConflicts",
         {
             "otherWriterWrites": writer.writes,

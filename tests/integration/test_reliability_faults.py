@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import OperatorKit, OperatorProcess, trainer_summary
-from harness.controlplane import REPO, ControlPlane
+from harness.controlplane import ControlPlane
+from reliability.figures import record
 
 LIFECYCLES = int(os.environ.get("MLKUBE_RELIABILITY_LIFECYCLES", "3"))
-RESULTS = REPO / "benchmarks" / "results" / "reliability-faults.json"
 
 
 def _model(name: str) -> dict[str, Any]:
@@ -42,14 +42,6 @@ def _model(name: str) -> dict[str, Any]:
             "promotion": {"policy": "auto", "minScore": 0.1},
         },
     }
-
-
-def _record(key: str, value: Any) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    figures = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    figures[key] = value
-    RESULTS.write_text(json.dumps(figures, indent=2))
-    print(f"\nreliability {key}: {json.dumps(value)}")
 
 
 class Chaos:
@@ -166,7 +158,7 @@ def test_operator_killed_at_random_points_across_lifecycles(
                 stuck.append(f"r{i} not collected")
     finally:
         chaos.stop()
-    _record(
+    record(
         "operatorKills",
         {
             "lifecycles": LIFECYCLES,
@@ -208,5 +200,5 @@ def test_watches_recover_after_apiserver_and_etcd_restarts(
         assert operator.proc.poll() is None, "the operator died with the control plane"
     finally:
         operator.stop()
-    _record("watchRecoverySeconds", recovery)
+    record("watchRecoverySeconds", recovery)
     assert all(seconds <= 30 for seconds in recovery.values()), recovery

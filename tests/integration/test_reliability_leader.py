@@ -12,25 +12,16 @@ releases the Lease, and a third replica takes over at once (recorded too).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from conftest import OperatorKit, OperatorProcess, trainer_summary
-from harness.controlplane import REPO, ControlPlane
+from harness.controlplane import ControlPlane
+from reliability.figures import record
 
-RESULTS = REPO / "benchmarks" / "results" / "reliability-faults.json"
 LEASE = "mlkube-operator"
 MODELS = ["a", "b", "c"]
-
-
-def _record(key: str, value: Any) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    figures = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    figures[key] = value
-    RESULTS.write_text(json.dumps(figures, indent=2))
-    print(f"\nreliability {key}: {json.dumps(value)}")
 
 
 def _model(name: str) -> dict[str, Any]:
@@ -134,7 +125,7 @@ def test_two_replicas_one_acts_and_the_standby_takes_over(
         kit.wait("the third replica to lead", lambda: _leaders([third]), timeout=30)
         handover = round(time.monotonic() - stopped, 1)
         assert "released Lease" in standby.tail(200)
-        _record(
+        record(
             "leaderElection",
             {
                 "replicas": 2,

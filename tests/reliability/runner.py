@@ -74,35 +74,11 @@ def run_cli_case(case: CliCase, ref: Reference, work: Path, *, in_process: bool 
         problems.append(f"exit code {code}, expected {case.exit_code}")
     if "Traceback" in stderr:
         problems.append("traceback on stderr")
-    lines = [line for line in stderr.splitlines() if line.strip()]
     command = args[0]
-    ours = [line for line in lines if line.startswith(f"mlkube {command}: ")]
-    errors = [line for line in ours if line.startswith(f"mlkube {command}: error: ")]
-    if case.exit_code != 0:
-        # Progress lines ("mlkube train: [ 1.2s] …") are allowed; anything else is not.
-        seen = errors[0] if errors else (lines[-1] if lines else "")
-        if len(errors) != 1 or len(ours) != len(lines):
-            problems.append(
-                f"expected one error line on stderr, got {len(errors)} "
-                f"(and {len(lines) - len(ours)} foreign lines)"
-            )
-    else:
-        seen = ours[-1] if ours else next(iter(stdout.strip().splitlines()[-1:]), "")
-        if errors:
-            problems.append("an error line on success")
+    seen = _stderr_verdict(case, command, stderr, stdout, problems)
     written = [p for p in after if p not in before]
     allowed = [p for p in written if case.writes and fnmatch.fnmatch(p, case.writes)]
-    produced = "\n".join((store / p).read_text(errors="replace") for p in allowed)
-    if case.exit_code == 0:
-        if case.expect.lower() not in (seen + stdout + produced).lower():
-            problems.append(f"neither output nor report mentions {case.expect!r}")
-        for path in allowed:
-            try:
-                json.loads((store / path).read_text())
-            except ValueError:
-                problems.append(f"{path} is not valid JSON")
-    elif case.expect.lower() not in seen.lower():
-        problems.append(f"message lacks {case.expect!r}")
+    problems += _output_problems(case, store, allowed, seen + stdout)
     diff = [
         d
         for d in tree_diff(before, after)
@@ -125,6 +101,45 @@ def run_cli_case(case: CliCase, ref: Reference, work: Path, *, in_process: bool 
         problems,
         time.perf_counter() - started,
     )
+
+
+def _stderr_verdict(
+    case: CliCase, command: str, stderr: str, stdout: str, problems: list[str]
+) -> str:
+    """The line that says what happened; one error line on failure, none on success."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith(f"mlkube {command}: ")]
+    errors = [line for line in ours if line.startswith(f"mlkube {command}: error: ")]
+    if case.exit_code == 0:
+        if errors:
+            problems.append("an error line on success")
+        return ours[-1] if ours else next(iter(stdout.strip().splitlines()[-1:]), "")
+    # Progress lines ("mlkube train: [ 1.2s] …") are allowed; anything else is not.
+    if len(errors) != 1 or len(ours) != len(lines):
+        problems.append(
+            f"expected one error line on stderr, got {len(errors)} "
+            f"(and {len(lines) - len(ours)} foreign lines)"
+        )
+    seen = errors[0] if errors else (lines[-1] if lines else "")
+    if case.expect.lower() not in seen.lower():
+        problems.append(f"message lacks {case.expect!r}")
+    return seen
+
+
+def _output_problems(case: CliCase, store: Path, allowed: list[str], said: str) -> list[str]:
+    """On success: the expected words in the output or the report, and valid JSON written."""
+    if case.exit_code != 0:
+        return []
+    problems = []
+    produced = "\n".join((store / p).read_text(errors="replace") for p in allowed)
+    if case.expect.lower() not in (said + produced).lower():
+        problems.append(f"neither output nor report mentions {case.expect!r}")
+    for path in allowed:
+        try:
+            json.loads((store / path).read_text())
+        except ValueError:
+            problems.append(f"{path} is not valid JSON")
+    return problems
 
 
 def _termination_log_problems(path: Path, expect: str) -> list[str]:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from mlkube.api.resources import Body
 from mlkube.controller.children import Controller
 from mlkube.controller.kube import ApiError
 from mlkube.controller.settings import OperatorSettings
@@ -108,7 +109,7 @@ class MemoryKube:
         kind: str,
         namespace: str,
         name: str,
-        status: Mapping[str, Any],
+        status: Body,
         resource_version: str | None = None,
     ) -> dict[str, Any]:
         self.requests.append(("patch_status", kind, name))

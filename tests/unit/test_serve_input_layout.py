@@ -22,7 +22,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from train_support import churn_frame, manifest, run_cli, write_manifest
+from train_support import churn_frame, manifest, train_in
 
 from mlkube.runtime.artifact import (
     ArtifactError,
@@ -37,15 +37,7 @@ from mlkube.runtime.train.pipeline import model_inputs
 
 
 def _train(tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, Any]) -> Path:
-    result = run_cli(
-        capsys,
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
-        tmp_path / "log",
-    )
+    result = train_in(capsys, tmp_path, document)
     assert result.code == 0, result.stderr
     name = document["metadata"]["name"]
     return tmp_path / "store" / "default" / name / "v1"

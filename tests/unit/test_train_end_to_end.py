@@ -21,6 +21,7 @@ from train_support import (
     manifest,
     run_cli,
     run_process,
+    train_in,
     train_manifest_process,
     write_manifest,
 )
@@ -170,15 +171,7 @@ def test_regression_on_diabetes_with_rmse_and_kfold(
             "slices": [{"name": "older", "query": "age > 0", "minScore": 70}],
         },
     )
-    result = run_cli(
-        capsys,
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
-        tmp_path / "log",
-    )
+    result = train_in(capsys, tmp_path, document)
     assert result.code == 0, result.stderr
     summary = result.summary
     assert summary["metric"] == "rmse" and summary["higherIsBetter"] is False
@@ -215,15 +208,7 @@ def test_csv_with_categories_missing_values_and_a_compound_slice(
             ],
         },
     )
-    result = run_cli(
-        capsys,
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
-        tmp_path / "log",
-    )
+    result = train_in(capsys, tmp_path, document)
     assert result.code == 0, result.stderr
     version_dir = tmp_path / "store" / "default" / "churn" / "v1"
     metadata = read_metadata(version_dir)
@@ -315,15 +300,7 @@ def test_parquet_and_json_lines(
         features=["age", "region"],
         validation={"metric": "accuracy"},
     )
-    result = run_cli(
-        capsys,
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
-        tmp_path / "log",
-    )
+    result = train_in(capsys, tmp_path, document)
     assert result.code == 0, result.stderr
     metadata = read_metadata(tmp_path / "store" / "default" / "churn" / "v1")
     assert [f["name"] for f in metadata["features"]] == ["age", "region"]
@@ -337,15 +314,7 @@ def test_pvc_uri_reads_under_the_configured_root(
     churn_frame(200).to_csv(tmp_path / "pvc" / "datasets" / "churn" / "data.csv", index=False)
     monkeypatch.setenv("MLKUBE_PVC_ROOT", str(tmp_path / "pvc"))
     document = manifest(uri="pvc://datasets/churn/data.csv", target="churned")
-    result = run_cli(
-        capsys,
-        "-f",
-        write_manifest(tmp_path, document),
-        "--store",
-        tmp_path / "store",
-        "--termination-log",
-        tmp_path / "log",
-    )
+    result = train_in(capsys, tmp_path, document)
     assert result.code == 0, result.stderr
     assert read_metadata(tmp_path / "store" / "default" / "churn" / "v1")["data"]["uri"] == (
         "pvc://datasets/churn/data.csv"

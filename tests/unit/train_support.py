@@ -89,6 +89,16 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Result:
     return Result(code, captured.out, captured.err)
 
 
+def train_in(
+    capsys: pytest.CaptureFixture[str], directory: Path, document: dict[str, Any]
+) -> Result:
+    """``mlkube train -f`` on ``document``, in process, with a store and a termination log
+    in ``directory``."""
+    path = write_manifest(directory, document)
+    store, log = directory / "store", directory / "log"
+    return run_cli(capsys, "-f", path, "--store", store, "--termination-log", log)
+
+
 def run_process(*args: str | Path, env: dict[str, str] | None = None) -> Result:
     completed = subprocess.run(
         [sys.executable, "-m", "mlkube", "train", *(str(a) for a in args)],

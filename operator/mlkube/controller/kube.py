@@ -18,6 +18,10 @@ from typing import Any, Final, Protocol
 
 import aiohttp
 
+from mlkube.api.resources import Body
+
+Rv = str | None  # a resourceVersion precondition, or none
+
 FIELD_MANAGER: Final = "mlkube-operator"
 # Names the operator's own requests in the API server's audit log.
 USER_AGENT: Final = "mlkube-operator/0.1"
@@ -87,7 +91,7 @@ class KubeApi(Protocol):
         kind: str,
         namespace: str,
         name: str,
-        status: Mapping[str, Any],
+        status: Body,
         resource_version: str | None = None,
     ) -> dict[str, Any]: ...
 
@@ -219,7 +223,7 @@ class Kube:
         kind: str,
         namespace: str,
         name: str,
-        status: Mapping[str, Any],
+        status: Body,
         resource_version: str | None = None,
     ) -> dict[str, Any]:
         """Merge-patches ``status``; with ``resource_version``, fails with 409 if stale."""

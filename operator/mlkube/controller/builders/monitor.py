@@ -6,15 +6,7 @@ from typing import Any
 
 from mlkube.api import names
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
-from mlkube.controller.builders.common import (
-    base_env,
-    base_mounts,
-    container_security_context,
-    pod_security_context,
-    resources,
-    store_volume,
-    tmp_volume,
-)
+from mlkube.controller.builders import common
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import model_ref, name_of, namespace_of, spec_of, storage_of
 
@@ -39,7 +31,7 @@ def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) 
         "serviceAccountName": names.drift_service_account_name(name_of(monitor)),
         "automountServiceAccountToken": True,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(settings),
+        "securityContext": common.pod_security_context(settings),
         "containers": [
             {
                 "name": "drift-check",
@@ -47,14 +39,17 @@ def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) 
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mlkube"],
                 "args": ["drift-check", "--monitor", f"{namespace_of(monitor)}/{name_of(monitor)}"],
-                "env": [*base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
-                "resources": resources(None, settings.trainer_resources),
-                "securityContext": container_security_context(settings),
-                "volumeMounts": base_mounts(store_read_only=False),
+                "env": [
+                    *common.base_env(),
+                    {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path},
+                ],
+                "resources": common.resources(None, settings.trainer_resources),
+                "securityContext": common.container_security_context(settings),
+                "volumeMounts": common.base_mounts(store_read_only=False),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
-        "volumes": [store_volume(storage, read_only=False), tmp_volume()],
+        "volumes": [common.store_volume(storage, read_only=False), common.tmp_volume()],
     }
     return {
         "apiVersion": "batch/v1",

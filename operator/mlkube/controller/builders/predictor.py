@@ -7,15 +7,7 @@ from typing import Any, Final
 
 from mlkube.api import names
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
-from mlkube.controller.builders.common import (
-    base_env,
-    base_mounts,
-    container_security_context,
-    pod_security_context,
-    resources,
-    store_volume,
-    tmp_volume,
-)
+from mlkube.controller.builders import common
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import name_of, namespace_of, spec_of, storage_of
 
@@ -72,7 +64,7 @@ def build_predictor_deployment(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlkube"],
         "args": args,
-        "env": [*base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
+        "env": [*common.base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {**probe_http, "path": f"/v2/models/{model_name}/ready"},
@@ -89,16 +81,16 @@ def build_predictor_deployment(
             "periodSeconds": 2,
             "failureThreshold": 60,
         },
-        "resources": resources(serving.get("resources"), settings.predictor_resources),
-        "securityContext": container_security_context(settings),
-        "volumeMounts": base_mounts(store_read_only=False),
+        "resources": common.resources(serving.get("resources"), settings.predictor_resources),
+        "securityContext": common.container_security_context(settings),
+        "volumeMounts": common.base_mounts(store_read_only=False),
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(settings),
+        "securityContext": common.pod_security_context(settings),
         "containers": [container],
-        "volumes": [store_volume(storage, read_only=False), tmp_volume()],
+        "volumes": [common.store_volume(storage, read_only=False), common.tmp_volume()],
     }
     if serving.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(serving["nodeSelector"])

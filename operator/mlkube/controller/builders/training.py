@@ -12,16 +12,7 @@ from typing import Any
 from mlkube.api import names
 from mlkube.api.errors import EXIT_BAD_INPUT
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
-from mlkube.controller.builders.common import (
-    PVC_ROOT,
-    base_env,
-    base_mounts,
-    container_security_context,
-    pod_security_context,
-    resources,
-    store_volume,
-    tmp_volume,
-)
+from mlkube.controller.builders import common
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import (
     data_claim,
@@ -67,24 +58,24 @@ def build_trainer_job(
         "--termination-log",
         "/dev/termination-log",
     ]
-    volumes = [store_volume(storage, read_only=False), tmp_volume()]
-    mounts = base_mounts(store_read_only=False)
+    volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
+    mounts = common.base_mounts(store_read_only=False)
     claim = data_claim(training)
     if claim is not None:
         volumes.append(
             {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append({"name": "data", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        mounts.append({"name": "data", "mountPath": f"{common.PVC_ROOT}/{claim}", "readOnly": True})
     env = [
-        *base_env(),
-        {"name": "MLKUBE_PVC_ROOT", "value": PVC_ROOT},
+        *common.base_env(),
+        {"name": "MLKUBE_PVC_ROOT", "value": common.PVC_ROOT},
         {"name": "MLKUBE_ESTIMATOR_ALLOWLIST", "value": ",".join(settings.estimator_allowlist)},
     ]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": pod_security_context(settings),
+        "securityContext": common.pod_security_context(settings),
         "containers": [
             {
                 "name": "trainer",
@@ -93,8 +84,10 @@ def build_trainer_job(
                 "command": ["mlkube"],
                 "args": args,
                 "env": env,
-                "resources": resources(training.get("resources"), settings.trainer_resources),
-                "securityContext": container_security_context(settings),
+                "resources": common.resources(
+                    training.get("resources"), settings.trainer_resources
+                ),
+                "securityContext": common.container_security_context(settings),
                 "volumeMounts": mounts,
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "FallbackToLogsOnError",
