@@ -1,6 +1,6 @@
 """Small constructors for OpenAPI v3 structural schemas, as CustomResourceDefinitions need them.
 
-They keep ``schema.py`` readable: every field is one call that carries its description,
+They keep the ``crd_*`` modules readable: every field is one call that carries its description,
 so ``kubectl explain`` can teach each field, and no field can be added without one.
 """
 

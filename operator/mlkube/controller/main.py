@@ -3,7 +3,7 @@
 kopf is used for what it is good at (watch streams with reconnects, login, liveness,
 signal handling) through ``@kopf.on.event`` handlers only. Those handlers keep no
 progress and need no finalizer, so kopf writes nothing to users' objects: no
-``kopf.zalando.org`` annotations, no finalizers, no ``status.kopf`` (DESIGN.md: GitOps
+``kopf.zalando.org`` annotations, no finalizers, no ``status.kopf`` (docs/gitops.md: GitOps
 tools must see no drift). The handlers record bodies in the cache and enqueue keys; the
 reconcilers (``handlers/``) run from the work queue.
 

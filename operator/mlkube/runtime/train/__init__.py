@@ -3,8 +3,9 @@
 Stages, one module each, in the order a run goes through them: ``spec`` (the Model
 manifest's ``spec.training`` as typed settings), ``data`` (read a URI into a frame),
 ``quality`` (the gate before fitting), ``pipeline`` (schema and estimator), ``slices``
-(the safe filter language), ``validate`` (holdout, k-fold, metrics), and ``command``
-which wires them to the CLI; the summary's shape lives in ``mlkube.api.summary``.
+(the safe filter language), ``validate`` (holdout, k-fold, metrics), ``run`` (the stages
+in order), ``record`` (metadata and summary), and ``command`` which wires them to the CLI;
+the summary's shape lives in ``mlkube.api.summary``.
 
 Every user-fixable problem raises ``TrainingInputError``; ``command`` turns it into a
 one-line message and exit code 2; ``TrainingUnavailableError`` (a dependency that was
