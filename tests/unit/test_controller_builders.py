@@ -102,7 +102,7 @@ def test_trainer_job_runs_mlkube_train_with_the_effective_spec() -> None:
     assert pod["tolerations"][0]["key"] == "gpu"
     container = pod["containers"][0]
     assert container["image"] == "registry.local/mlkube-runtime:1"
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": 1, "cpu": "2", "memory": "2Gi"}
     args = container["args"]
     assert args[0] == "train"
     flags = dict(zip(args[1::2], args[2::2], strict=False))
@@ -244,20 +244,18 @@ def test_drift_rbac_grants_exactly_what_the_checker_needs() -> None:
         "Role",
         "RoleBinding",
     ]
-    grants = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+    grants = {
+        (r, v, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
     assert grants == {
-        ("models", "get"),
-        ("models", "list"),
-        ("models", "watch"),
-        ("monitors", "get"),
-        ("monitors", "list"),
-        ("monitors", "watch"),
-        ("monitors/status", "get"),
-        ("monitors/status", "patch"),
-        ("monitors/status", "update"),
-        ("trainingjobs", "get"),
-        ("trainingjobs", "list"),
-        ("trainingjobs", "create"),
+        ("monitors", "get", ("churn-watch",)),
+        ("monitors/status", "patch", ("churn-watch",)),
+        ("models", "get", ("churn",)),
+        ("trainingjobs", "list", ()),
+        ("trainingjobs", "create", ()),
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "churn-watch-drift", "namespace": "team"}

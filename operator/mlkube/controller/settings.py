@@ -21,7 +21,7 @@ class SettingsError(ValueError):
 
 
 def _default_trainer_resources() -> dict[str, dict[str, str]]:
-    return {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+    return {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 
 def _default_predictor_resources() -> dict[str, dict[str, str]]:

@@ -7,9 +7,11 @@ builders agree on one interpretation of a spec.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
 from croniter import croniter
 
@@ -109,6 +111,72 @@ def data_claim(training: Mapping[str, Any]) -> str | None:
     return uri[len("pvc://") :].split("/", 1)[0] or None
 
 
+_QUANTITY_SUFFIXES: Final = {
+    "m": Decimal("0.001"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+}
+
+
+def quantity(value: Any) -> Decimal:
+    """A Kubernetes resource quantity ("500m", "2", "1.5Gi") as a number; ValueError if not."""
+    text = str(value).strip()
+    for suffix in sorted(_QUANTITY_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            return Decimal(text[: -len(suffix)]) * _QUANTITY_SUFFIXES[suffix]
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a resource quantity") from None
+
+
+def effective_resources(
+    requested: Mapping[str, Any] | None, default: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Requests as given (else the default); limits as given, with the default CPU and
+    memory limits filled in where the spec names none, raised to the request if it is higher.
+
+    So a spec that only asks for a GPU still gets bounded CPU and memory.
+    """
+    requested = requested or {}
+    requests = dict(requested.get("requests") or default.get("requests") or {})
+    limits = dict(requested.get("limits") or {})
+    for key, bound in (default.get("limits") or {}).items():
+        if key in limits:
+            continue
+        try:
+            raise_to_request = key in requests and quantity(requests[key]) > quantity(bound)
+        except ValueError:
+            raise_to_request = False
+        limits[key] = requests[key] if raise_to_request else bound
+    return {"requests": requests, "limits": limits}
+
+
+def n_jobs_problem(training: Mapping[str, Any], default: Mapping[str, Any]) -> str | None:
+    """``n_jobs`` beyond the trainer's CPU limit would oversubscribe it (or, at -1, ask for
+    every core of the node): refused, with the largest value that fits."""
+    n_jobs = ((training.get("estimator") or {}).get("params") or {}).get("n_jobs")
+    if n_jobs is None:
+        return None
+    limit = effective_resources(training.get("resources"), default)["limits"].get("cpu")
+    try:
+        cores = max(1, math.ceil(quantity(limit))) if limit is not None else None
+    except ValueError:
+        return None  # the API server refuses a bad quantity itself
+    if cores is not None and (not isinstance(n_jobs, int) or n_jobs < 1 or n_jobs > cores):
+        return (
+            f"estimator param n_jobs={n_jobs!r} exceeds the trainer's CPU limit ({limit}); "
+            f"set n_jobs between 1 and {cores}, or raise spec.training.resources.limits.cpu"
+        )
+    return None
+
+
 def training_problem(
     model: Body, training_job: Body | None, settings: OperatorSettings
 ) -> str | None:
@@ -135,17 +203,24 @@ def training_problem(
     data = training.get("data") or {}
     if not data.get("uri") or not data.get("target"):
         return "spec.training.data needs uri and target"
-    if str(data["uri"]).startswith("pvc://") and _escapes(str(data["uri"])[len("pvc://") :]):
+    jobs = n_jobs_problem(training, settings.trainer_resources)
+    if jobs is not None:
+        return jobs
+    if str(data["uri"]).startswith("pvc://") and _escapes(
+        str(data["uri"])[len("pvc://") :], empty=True
+    ):
         return (
-            f"spec.training.data.uri {data['uri']!r}: '..' and '.' segments are not allowed; "
-            "name a path inside the claim"
+            f"spec.training.data.uri {data['uri']!r}: '..', '.' and empty segments are not "
+            "allowed; name a path inside the claim"
         )
     return storage_problem(model, settings)
 
 
-def _escapes(path: str) -> bool:
-    """True when a ``/``-separated path has ``.`` or ``..`` segments (could leave its root)."""
-    return any(part in (".", "..") for part in path.split("/"))
+def _escapes(path: str, *, empty: bool = False) -> bool:
+    """True when a ``/``-separated path has ``.`` or ``..`` segments (could leave its root),
+    or, with ``empty``, an empty one (``claim//etc`` names an absolute path after the claim)."""
+    bad = (".", "..", "") if empty else (".", "..")
+    return any(part in bad for part in path.split("/"))
 
 
 def storage_problem(model: Body, settings: OperatorSettings) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any, Final
 from mlkube.api import names
 from mlkube.api.resources import Manifest
 from mlkube.controller.settings import OperatorSettings
-from mlkube.controller.spec import Storage
+from mlkube.controller.spec import Storage, effective_resources
 
 SPEC_HASH: Final = f"{names.GROUP}/spec-hash"
 STORE_VOLUME: Final = "store"
@@ -69,12 +69,8 @@ def base_mounts(*, store_read_only: bool) -> list[Manifest]:
 
 
 def resources(requested: Mapping[str, Any] | None, default: Mapping[str, Any]) -> Manifest:
-    """The spec's resources when given (requests and limits separately), else the default."""
-    requested = requested or {}
-    return {
-        "requests": dict(requested.get("requests") or default.get("requests") or {}),
-        "limits": dict(requested.get("limits") or default.get("limits") or {}),
-    }
+    """The spec's resources, with the default CPU and memory limits where it sets none."""
+    return dict(effective_resources(requested, default))
 
 
 def base_env() -> list[Manifest]:

@@ -1,0 +1,154 @@
+"""What a Model can make the operator do: bounded schedules, bounded trainers, no escapes.
+
+Each test fails on the code before the rule: a year-old every-minute schedule walked half
+a million cron steps on the event loop; a scheduled run started while the last one ran;
+``n_jobs: -1`` or a GPU-only ``limits`` left a trainer without CPU or memory bounds;
+``pvc://claim//etc`` named an absolute path past the claim.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from croniter import croniter
+from kube_memory import MemoryKube, controller, sync
+
+from mlkube.api import names
+from mlkube.controller import schedule
+from mlkube.controller.builders import build_trainer_job
+from mlkube.controller.handlers.model import reconcile_model
+from mlkube.controller.settings import OperatorSettings
+from mlkube.controller.spec import training_problem
+
+NS = "team"
+SETTINGS = OperatorSettings(runtime_image="registry.local/mlkube-runtime:1")
+
+
+def model(training: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    base = {
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+        "data": {"uri": "sklearn://iris", "target": "target"},
+    }
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "Model",
+        "metadata": {"name": "iris", "namespace": NS, "uid": "uid-iris", **meta},
+        "spec": {"task": "classification", "training": {**base, **(training or {})}},
+    }
+
+
+class CountingCron(croniter):  # type: ignore[misc]
+    steps = 0
+
+    def get_next(self, *args: Any, **kwargs: Any) -> Any:
+        CountingCron.steps += 1
+        return super().get_next(*args, **kwargs)
+
+    def get_prev(self, *args: Any, **kwargs: Any) -> Any:
+        CountingCron.steps += 1
+        return super().get_prev(*args, **kwargs)
+
+
+def test_a_year_of_missed_minutes_costs_two_cron_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedule, "croniter", CountingCron)
+    now = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
+    fired, nxt = schedule.last_fire("* * * * *", now - timedelta(days=365), now)
+    assert fired == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert nxt == datetime(2026, 12, 1, 12, 1, tzinfo=UTC)
+    assert CountingCron.steps <= 2
+
+
+def scheduled_model(last: datetime) -> dict[str, Any]:
+    body = model({"schedule": "0 * * * *"}, creationTimestamp="2026-01-01T00:00:00Z")
+    body["status"] = {
+        "lastScheduledTraining": last.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": [{"version": 1, "decision": "Promoted", "score": 0.9, "promoted": True}],
+        "servingVersion": 1,
+        "allocatedVersion": 1,
+    }
+    return body
+
+
+def scheduled_runs(kube: MemoryKube) -> list[str]:
+    return [
+        t["metadata"]["name"]
+        for t in kube.of_kind("TrainingJob")
+        if t["spec"]["trigger"] == "schedule"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_after_downtime_one_missed_firing_runs_not_all_of_them() -> None:
+    kube = MemoryKube()
+    kube.put(scheduled_model(datetime.now(UTC) - timedelta(hours=30)))
+    ctl = controller(kube, SETTINGS)
+    await reconcile_model(ctl, NS, "iris")
+    assert len(scheduled_runs(kube)) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_firing_is_skipped_while_the_previous_scheduled_run_still_runs() -> None:
+    kube = MemoryKube()
+    kube.put(scheduled_model(datetime.now(UTC) - timedelta(hours=3)))
+    kube.put(
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": "TrainingJob",
+            "metadata": {"name": "iris-s2601010000", "namespace": NS},
+            "spec": {"modelRef": {"name": "iris"}, "trigger": "schedule"},
+            "status": {"phase": "Running", "version": 2},
+        }
+    )
+    ctl = controller(kube, SETTINGS)
+    await reconcile_model(ctl, NS, "iris")
+    sync(ctl)
+    assert scheduled_runs(kube) == ["iris-s2601010000"]
+    last = kube.find("Model", NS, "iris")
+    assert last is not None
+    assert last["status"]["lastScheduledTraining"] > "2026-01-01"  # the firing was consumed
+
+
+@pytest.mark.parametrize(
+    ("params", "resources", "problem"),
+    [
+        ({"n_jobs": -1}, None, "n_jobs=-1 exceeds the trainer's CPU limit (2)"),
+        ({"n_jobs": 8}, None, "set n_jobs between 1 and 2"),
+        ({"n_jobs": 4}, {"limits": {"cpu": "4"}}, None),
+        ({"n_jobs": 2}, {"limits": {"nvidia.com/gpu": 1}}, None),
+        ({"n_jobs": 3}, {"limits": {"cpu": "2500m"}}, None),
+    ],
+)
+def test_n_jobs_cannot_exceed_the_trainers_cpu_limit(
+    params: dict[str, Any], resources: dict[str, Any] | None, problem: str | None
+) -> None:
+    training: dict[str, Any] = {
+        "estimator": {"class": "sklearn.ensemble.RandomForestClassifier", "params": params}
+    }
+    if resources is not None:
+        training["resources"] = resources
+    found = training_problem(model(training), None, SETTINGS)
+    assert (found is None) if problem is None else (problem in str(found))
+
+
+def test_a_trainer_asking_only_for_a_gpu_still_gets_cpu_and_memory_limits() -> None:
+    body = model({"resources": {"limits": {"nvidia.com/gpu": 1}, "requests": {"memory": "3Gi"}}})
+    tj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": "iris-v1", "namespace": NS, "uid": "uid-tj"},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "initial"},
+    }
+    job = build_trainer_job(body, tj, 1, SETTINGS)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    # the default memory limit (2Gi) is below the request, so the request is the limit
+    assert limits == {"nvidia.com/gpu": 1, "cpu": "2", "memory": "3Gi"}
+
+
+@pytest.mark.parametrize(
+    "uri", ["pvc://claim//etc/passwd", "pvc://claim/a//b.csv", "pvc://claim/../other/x.csv"]
+)
+def test_a_pvc_uri_cannot_leave_its_claim(uri: str) -> None:
+    problem = training_problem(model({"data": {"uri": uri, "target": "y"}}), None, SETTINGS)
+    assert problem is not None and "segments are not allowed" in problem
