@@ -17,7 +17,11 @@ from kube_memory import MemoryKube, controller, sync
 
 from mlkube.api import names
 from mlkube.controller import schedule
-from mlkube.controller.builders import build_trainer_job
+from mlkube.controller.builders import (
+    build_drift_cronjob,
+    build_predictor_deployment,
+    build_trainer_job,
+)
 from mlkube.controller.handlers.model import reconcile_model
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import training_problem
@@ -151,4 +155,51 @@ def test_a_trainer_asking_only_for_a_gpu_still_gets_cpu_and_memory_limits() -> N
 )
 def test_a_pvc_uri_cannot_leave_its_claim(uri: str) -> None:
     problem = training_problem(model({"data": {"uri": uri, "target": "y"}}), None, SETTINGS)
-    assert problem is not None and "segments are not allowed" in problem
+    assert problem is not None and "(and empty ones) are not allowed" in problem
+
+
+def mounts_of(pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["mountPath"]: m for m in pod_spec["containers"][0]["volumeMounts"]}
+
+
+def test_predictors_read_versions_read_only_and_log_to_their_own_corner() -> None:
+    body = model()
+    body["spec"]["storage"] = {"uri": "pvc://models/prod"}
+    deployment = build_predictor_deployment(body, 3, "a" * 64, SETTINGS)
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = mounts_of(pod)
+    assert mounts["/mnt/store"]["readOnly"] is True
+    assert mounts["/mnt/inference"]["subPath"] == "prod/team/iris/inference"
+    assert not mounts["/mnt/inference"].get("readOnly")
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--log-dir") + 1] == "/mnt/inference"
+
+
+def test_drift_checks_read_the_store_read_only_and_write_only_reports() -> None:
+    monitor = {
+        "apiVersion": names.API_VERSION,
+        "kind": "Monitor",
+        "metadata": {"name": "iris-watch", "namespace": NS, "uid": "uid-mon"},
+        "spec": {"modelRef": {"name": "iris"}},
+    }
+    cronjob = build_drift_cronjob(monitor, model(), SETTINGS)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    mounts = mounts_of(pod)
+    assert mounts["/mnt/store"]["readOnly"] is True
+    assert mounts["/mnt/drift-reports"]["subPath"] == "team/iris/drift"
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    assert env["MLKUBE_REPORT_DIR"] == "/mnt/drift-reports"
+
+
+def test_a_trainer_sees_only_its_own_models_directory_of_the_store() -> None:
+    tj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": "iris-v2", "namespace": NS, "uid": "uid-tj"},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "manual"},
+    }
+    pod = build_trainer_job(model(), tj, 2, SETTINGS)["spec"]["template"]["spec"]
+    store_mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "store"]
+    assert store_mounts == [{"name": "store", "mountPath": "/mnt/model", "subPath": "team/iris"}]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--model-root") + 1] == "/mnt/model"

@@ -98,3 +98,13 @@ def version_dir(namespace: str, model: str, version: int) -> str:
 def inference_dir(namespace: str, model: str) -> str:
     """The store-relative directory the predictor logs sampled inferences to."""
     return f"{namespace}/{model}/inference"
+
+
+def drift_reports_dir(namespace: str, model: str) -> str:
+    """The store-relative directory a Monitor's drift reports go to (beside the log)."""
+    return f"{namespace}/{model}/drift"
+
+
+def model_dir(namespace: str, model: str) -> str:
+    """The store-relative directory holding every version of one Model."""
+    return f"{namespace}/{model}"

@@ -210,8 +210,8 @@ def training_problem(
         str(data["uri"])[len("pvc://") :], empty=True
     ):
         return (
-            f"spec.training.data.uri {data['uri']!r}: '..', '.' and empty segments are not "
-            "allowed; name a path inside the claim"
+            f"spec.training.data.uri {data['uri']!r}: '..' and '.' segments (and empty ones) "
+            "are not allowed; name a path inside the claim"
         )
     return storage_problem(model, settings)
 

@@ -16,6 +16,10 @@ SPEC_HASH: Final = f"{names.GROUP}/spec-hash"
 STORE_VOLUME: Final = "store"
 TMP_VOLUME: Final = "tmp"
 STORE_MOUNT: Final = "/mnt/store"
+# Writable corners of the store, each a subPath of the same claim.
+INFERENCE_MOUNT: Final = "/mnt/inference"
+DRIFT_REPORTS_MOUNT: Final = "/mnt/drift-reports"
+MODEL_MOUNT: Final = "/mnt/model"
 PVC_ROOT: Final = "/mnt/pvc"
 # The pod's writable scratch space: an emptyDir, since the root filesystem is read-only.
 TMP_PATH: Final = "/tmp"  # noqa: S108
@@ -66,6 +70,17 @@ def base_mounts(*, store_read_only: bool) -> list[Manifest]:
         {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": store_read_only},
         {"name": TMP_VOLUME, "mountPath": TMP_PATH},
     ]
+
+
+def store_subdir_mount(storage: Storage, relative: str, mount_path: str) -> Manifest:
+    """One writable directory of the store (created if missing), and nothing else of it.
+
+    Pods that must write get only their own corner: a predictor its inference log, a
+    drift check its reports, a trainer its Model's versions. The rest of the store is
+    mounted read-only or not at all, so a compromised pod cannot rewrite another version.
+    """
+    sub_path = "/".join(p for p in (storage.prefix, relative) if p)
+    return {"name": STORE_VOLUME, "mountPath": mount_path, "subPath": sub_path}
 
 
 def resources(requested: Mapping[str, Any] | None, default: Mapping[str, Any]) -> Manifest:

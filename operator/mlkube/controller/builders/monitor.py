@@ -42,10 +42,18 @@ def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) 
                 "env": [
                     *common.base_env(),
                     {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path},
+                    {"name": "MLKUBE_REPORT_DIR", "value": common.DRIFT_REPORTS_MOUNT},
                 ],
                 "resources": common.resources(None, settings.trainer_resources),
                 "securityContext": common.container_security_context(settings),
-                "volumeMounts": common.base_mounts(store_read_only=False),
+                "volumeMounts": [
+                    *common.base_mounts(store_read_only=True),
+                    common.store_subdir_mount(
+                        storage,
+                        names.drift_reports_dir(namespace_of(monitor), model_ref(monitor)),
+                        common.DRIFT_REPORTS_MOUNT,
+                    ),
+                ],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],

@@ -51,6 +51,7 @@ def build_predictor_deployment(
         f"{storage.mount_path}/{names.version_dir(namespace_of(model), model_name, version)}"
     )
     args = ["serve", "--model-dir", model_dir, "--port", str(HTTP_PORT)]
+    args += ["--log-dir", common.INFERENCE_MOUNT]
     if sha256:
         args += ["--sha256", sha256]
     if serving.get("workers"):
@@ -83,7 +84,14 @@ def build_predictor_deployment(
         },
         "resources": common.resources(serving.get("resources"), settings.predictor_resources),
         "securityContext": common.container_security_context(settings),
-        "volumeMounts": common.base_mounts(store_read_only=False),
+        "volumeMounts": [
+            *common.base_mounts(store_read_only=True),
+            common.store_subdir_mount(
+                storage,
+                names.inference_dir(namespace_of(model), model_name),
+                common.INFERENCE_MOUNT,
+            ),
+        ],
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,

@@ -43,6 +43,8 @@ def build_trainer_job(
         json.dumps(manifest, sort_keys=True, separators=(",", ":")),
         "--store",
         storage.mount_path,
+        "--model-root",
+        common.MODEL_MOUNT,
         "--store-uri",
         storage.uri,
         "--version",
@@ -59,7 +61,14 @@ def build_trainer_job(
         "/dev/termination-log",
     ]
     volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
-    mounts = common.base_mounts(store_read_only=False)
+    # Only this Model's directory of the store: a trainer cannot touch another Model's
+    # versions, inference logs or reports.
+    mounts = [
+        common.store_subdir_mount(
+            storage, names.model_dir(namespace_of(model), model_name), common.MODEL_MOUNT
+        ),
+        {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH},
+    ]
     claim = data_claim(training)
     if claim is not None:
         volumes.append(

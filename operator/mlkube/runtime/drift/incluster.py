@@ -61,15 +61,22 @@ CHECKED_AT: Final = f"{names.GROUP}/drift-checked-at"
 class ClusterSettings:
     """Settings of the in-cluster check, from the environment, read once at start.
 
-    ``MLKUBE_STORE_ROOT``: where the model store is mounted in the pod (default /mnt/store).
+    ``MLKUBE_STORE_ROOT``: where the model store is mounted in the pod (default /mnt/store),
+    read-only in a CronJob pod. ``MLKUBE_REPORT_DIR``: the writable directory reports go to
+    (default: beside the inference log, ``<store>/<ns>/<model>/drift``).
     """
 
     store_root: Path
+    report_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
         env = os.environ if environ is None else environ
-        return cls(store_root=Path(env.get("MLKUBE_STORE_ROOT", "/mnt/store")))
+        reports = env.get("MLKUBE_REPORT_DIR")
+        return cls(
+            store_root=Path(env.get("MLKUBE_STORE_ROOT", "/mnt/store")),
+            report_dir=Path(reports) if reports else None,
+        )
 
 
 @dataclass
@@ -142,7 +149,10 @@ class MonitorCheck:
         )
         try:
             live = self._live_path(monitor, model_name)
-            result = run_check(model_dir, live, drift, self.now)
+            report = None
+            if self.settings.report_dir is not None:
+                report = self.settings.report_dir / f"{self.now.strftime('%Y%m%dT%H%M%SZ')}.json"
+            result = run_check(model_dir, live, drift, self.now, report_path=report)
         except DriftInputError as error:
             return self._failed(Reason.CHECK_FAILED, str(error))
         job, decision = self._maybe_retrain(drift, model, result)
@@ -158,7 +168,13 @@ class MonitorCheck:
             if uri.startswith("/"):
                 return Path(uri)
             if uri.startswith("store://"):
-                return self.settings.store_root / uri.removeprefix("store://")
+                relative = uri.removeprefix("store://")
+                if any(part in ("", ".", "..") for part in relative.split("/")):
+                    raise DriftInputError(
+                        f"spec.data.uri {uri!r}: '..', '.' and empty segments are not allowed; "
+                        "name a path inside the store"
+                    )
+                return self.settings.store_root / relative
             raise DriftInputError(
                 f"spec.data.uri {uri!r}: the drift check reads file://, store:// or absolute paths"
             )

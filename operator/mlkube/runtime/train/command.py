@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 import yaml
 
 from mlkube.api.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, CommandError
-from mlkube.api.names import version_dir
+from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.status import TrainerSummary, Trigger
 from mlkube.api.summary import error_summary, fit_summary
 from mlkube.runtime.artifact import ArtifactError
@@ -58,11 +58,6 @@ def register(subparsers: Any) -> None:
         "--store", type=Path, required=True, metavar="DIR", help="the model store's root directory"
     )
     parser.add_argument(
-        "--store-uri",
-        metavar="URI",
-        help="how the summary names the store (default: the absolute --store)",
-    )
-    parser.add_argument(
         "--version",
         type=int,
         metavar="N",
@@ -70,6 +65,24 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--namespace", metavar="NS", help="overrides metadata.namespace (default: default)"
+    )
+    _add_pod_arguments(parser)
+    parser.set_defaults(func=run_command)
+
+
+def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the operator passes in a pod: the store as mounted, lineage, termination log."""
+    parser.add_argument(
+        "--model-root",
+        type=Path,
+        metavar="DIR",
+        help="this Model's directory of the store, when only it is mounted "
+        "(default: <store>/<namespace>/<model>)",
+    )
+    parser.add_argument(
+        "--store-uri",
+        metavar="URI",
+        help="how the summary names the store (default: the absolute --store)",
     )
     parser.add_argument(
         "--termination-log",
@@ -92,7 +105,6 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="the TrainingJob this run belongs to, recorded in the lineage",
     )
-    parser.set_defaults(func=run_command)
 
 
 def _one_line(message: str) -> str:
@@ -159,10 +171,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         write_termination_log(args.termination_log, payload)
     except OSError as error:
-        shutil.rmtree(
-            args.store / version_dir(spec.namespace, spec.name, summary["version"]),
-            ignore_errors=True,
-        )
+        model_dir = args.model_root or args.store / model_dir_of(spec.namespace, spec.name)
+        shutil.rmtree(model_dir / f"v{summary['version']}", ignore_errors=True)
         message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
         _fail(args, message, EXIT_INTERNAL)
     sys.stdout.write(payload.decode("utf-8") + "\n")
@@ -203,6 +213,7 @@ def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, 
             trigger=args.trigger,
             reason=args.reason,
             training_job=args.training_job,
+            model_root=args.model_root,
         )
         return spec, train_model(request, settings, progress)
     except (TrainingInputError, ArtifactError) as error:

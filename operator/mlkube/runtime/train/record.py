@@ -37,6 +37,15 @@ class RunRequest:
     trigger: str
     reason: str
     training_job: str | None
+    # In a pod only this Model's directory of the store is mounted (writable), here.
+    model_root: Path | None = None
+
+    @property
+    def model_dir(self) -> Path:
+        """Where this Model's versions go: ``<store>/<ns>/<model>`` unless mounted alone."""
+        if self.model_root is not None:
+            return self.model_root
+        return self.store / self.spec.namespace / self.spec.name
 
 
 @dataclass

@@ -20,7 +20,6 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from mlkube.api.names import version_dir
 from mlkube.api.status import TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.train import TrainingInputError
@@ -226,9 +225,8 @@ def _prepare(request: RunRequest, settings: TrainSettings) -> Prepared:
     """The version number, a writable store, the slice queries and the estimator."""
     spec = request.spec
     validation = spec.validation
-    model_dir = request.store / spec.namespace / spec.name
-    version = request.version or next_version(model_dir)
-    target_dir = request.store / version_dir(spec.namespace, spec.name, version)
+    version = request.version or next_version(request.model_dir)
+    target_dir = request.model_dir / f"v{version}"
     if target_dir.exists():
         raise TrainingInputError(f"{target_dir} already exists; versions are never overwritten")
     check_store_writable(target_dir)
