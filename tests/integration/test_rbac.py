@@ -154,6 +154,8 @@ def start_operator(installed: Installed, log: Path) -> RunningOperator:
         "HOME": str(log.parent),
         "KUBECONFIG": str(installed.kubeconfig),
         "MLKUBE_METRICS_PORT": str(metrics),
+        # one finished run kept per Model, so the flow sees an old run pruned
+        "MLKUBE_MAX_TRAINING_JOBS": "1",
     }
     handle = log.open("ab")
     proc = subprocess.Popen(
@@ -249,7 +251,19 @@ class Exercise:
 
 def _fail_a_run(kit: OperatorKit) -> None:
     # A failed manual training: the operator quotes the pod's log tail.
-    kit.apply(manual_training_job("broken"))
+    # Owned by the Model, as the drift checker's runs are: the operator may prune it.
+    broken = manual_training_job("broken")
+    model = kit.get("model", "iris")
+    assert model is not None
+    broken["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "mlkube.io/v1alpha1",
+            "kind": "Model",
+            "name": "iris",
+            "uid": model["metadata"]["uid"],
+        }
+    ]
+    kit.apply(broken)
     kit.wait("broken gets v2", lambda: kit.status("trainingjob", "broken").get("version"))
     pod = kit.job_pod("broken-train")
     kit.finish_pod(pod["metadata"]["name"], 1, json.dumps({"error": "column missing"}))
@@ -359,6 +373,9 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
                 )
             ),
         )
+
+        # v1 no longer serves: its run, made by the operator, is pruned (one kept per Model).
+        kit.wait("iris-v1 pruned", lambda: kit.get("trainingjob", "iris-v1") is None)
 
         # One replica promised: the PDB goes, the HPA follows the new bounds.
         changed = json.loads(json.dumps(MODEL))

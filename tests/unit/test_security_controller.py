@@ -203,3 +203,74 @@ def test_a_trainer_sees_only_its_own_models_directory_of_the_store() -> None:
     assert store_mounts == [{"name": "store", "mountPath": "/mnt/model", "subPath": "team/iris"}]
     args = pod["containers"][0]["args"]
     assert args[args.index("--model-root") + 1] == "/mnt/model"
+
+
+def finished_run(model_body: dict[str, Any], version: int, *, owned: bool) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": f"iris-r{version}", "namespace": NS}
+    if owned:
+        meta["ownerReferences"] = [
+            {"kind": "Model", "name": "iris", "uid": model_body["metadata"]["uid"]}
+        ]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": meta,
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "drift" if owned else "manual"},
+        "status": {"phase": "Failed", "version": version, "message": "boom"},
+    }
+
+
+@pytest.mark.asyncio
+async def test_old_runs_the_operator_made_are_pruned_never_users_or_the_serving_one() -> None:
+    kube = MemoryKube()
+    body = model()
+    body["status"] = {
+        "versions": [{"version": 2, "decision": "Promoted", "score": 0.9, "promoted": True}],
+        "servingVersion": 2,
+        "allocatedVersion": 9,
+    }
+    created = kube.put(body)
+    for version in range(1, 9):
+        kube.put(finished_run(created, version, owned=version != 3))
+    ctl = controller(kube, OperatorSettings(runtime_image="img:1", max_training_jobs=2))
+    await reconcile_model(ctl, NS, "iris")
+    left = sorted(int(t["status"]["version"]) for t in kube.of_kind("TrainingJob"))
+    # 7 and 8 are the newest two it owns; 2 serves; 3 is a user's
+    assert left == [2, 3, 7, 8]
+
+
+def test_the_trainer_prunes_versions_older_than_the_oldest_listed(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from train_support import manifest, run_cli, write_manifest
+
+    store = tmp_path / "store"
+    model_dir = store / "default" / "iris"
+    for version in (1, 2, 3, 4):
+        (model_dir / f"v{version}").mkdir(parents=True)
+    path = write_manifest(tmp_path, manifest("iris"))
+    result = run_cli(
+        capsys, "-f", path, "--store", store, "--version", "5", "--prune-below", "4", "--keep", "2"
+    )
+    assert result.code == 0, result.stderr
+    assert sorted(p.name for p in model_dir.iterdir()) == ["v2", "v4", "v5"]
+
+
+def test_the_operator_asks_for_pruning_only_when_the_setting_is_on() -> None:
+    body = model()
+    body["status"] = {"versions": [{"version": 4}, {"version": 6}], "servingVersion": 2}
+    tj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": "iris-v7", "namespace": NS, "uid": "uid-tj"},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "manual"},
+    }
+
+    def args_of(settings: OperatorSettings) -> list[str]:
+        job = build_trainer_job(body, tj, 7, settings)
+        return list(job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--prune-below" not in args_of(SETTINGS)
+    args = args_of(OperatorSettings(runtime_image="img:1", prune_store_versions=True))
+    assert args[args.index("--prune-below") + 1] == "4"
+    assert args[args.index("--keep") + 1] == "2"

@@ -67,6 +67,12 @@ class OperatorSettings:
     - ``lease_duration_seconds`` (``MLKUBE_LEADER_LEASE_SECONDS``, default 15): how long a
       silent holder keeps the Lease; ``renew_period_seconds`` (``MLKUBE_LEADER_RENEW_SECONDS``,
       default 5, at most half the lease): how often the holder renews it.
+    - ``max_training_jobs`` (``MLKUBE_MAX_TRAINING_JOBS``, default 20): finished TrainingJobs
+      the operator made (initial, scheduled, drift) kept per Model; older ones are deleted,
+      never the serving or pinned version's. Users' own TrainingJobs are left alone.
+    - ``prune_store_versions`` (``MLKUBE_PRUNE_STORE_VERSIONS``, true/false, default false):
+      the next trainer of a Model deletes the store's versions older than the oldest one
+      ``status.versions`` still lists, except the serving and pinned ones.
     """
 
     runtime_image: str = "mlkube/runtime:0.1.0"
@@ -91,6 +97,8 @@ class OperatorSettings:
     leader_election_name: str = "mlkube-operator"
     lease_duration_seconds: int = 15
     renew_period_seconds: int = 5
+    max_training_jobs: int = 20
+    prune_store_versions: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -138,6 +146,8 @@ class OperatorSettings:
             leader_election_name=env.get("MLKUBE_LEADER_ELECTION_NAME") or "mlkube-operator",
             lease_duration_seconds=lease,
             renew_period_seconds=renew,
+            max_training_jobs=_int(env, "MLKUBE_MAX_TRAINING_JOBS", 20, minimum=1),
+            prune_store_versions=_bool(env, "MLKUBE_PRUNE_STORE_VERSIONS", False),
         )
 
     def replace(self, **changes: Any) -> OperatorSettings:

@@ -60,6 +60,7 @@ def build_trainer_job(
         "--termination-log",
         "/dev/termination-log",
     ]
+    args += _prune_arguments(model, settings)
     volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
     # Only this Model's directory of the store: a trainer cannot touch another Model's
     # versions, inference logs or reports.
@@ -139,3 +140,19 @@ def build_trainer_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def _prune_arguments(model: Body, settings: OperatorSettings) -> list[str]:
+    """With ``prune_store_versions``: the trainer deletes versions older than the oldest one
+    the Model still lists, never the serving or the pinned one (only older ones: a run
+    going on beside this one always has a newer number)."""
+    listed = [int(v["version"]) for v in (model.get("status") or {}).get("versions") or []]
+    if not settings.prune_store_versions or not listed:
+        return []
+    pin = ((model.get("spec") or {}).get("serving") or {}).get("version")
+    serving = (model.get("status") or {}).get("servingVersion")
+    keep = sorted(int(v) for v in (serving, pin) if v is not None)
+    args = ["--prune-below", str(min(listed))]
+    if keep:
+        args += ["--keep", ",".join(str(v) for v in keep)]
+    return args

@@ -38,6 +38,7 @@ from mlkube.api.status import TERMINAL_PHASES, Decision, Reason, Trigger
 from mlkube.controller import metrics
 from mlkube.controller.builders import predictor_endpoint
 from mlkube.controller.children import Controller, ensure_child, post_event
+from mlkube.controller.history import prune_runs
 from mlkube.controller.registry import Registry, update_registry
 from mlkube.controller.rollout import Rollout, ensure_predictor
 from mlkube.controller.schedule import ensure_scheduled
@@ -91,6 +92,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     for tj, _ in plan.allocations:
         ctl.enqueue("TrainingJob", namespace, name_of(tj))
     await _announce(ctl, model, registry, rollout)
+    await prune_runs(ctl, model, registry, plan.training_jobs)
     return plan.requeue
 
 

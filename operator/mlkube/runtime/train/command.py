@@ -80,6 +80,18 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: <store>/<namespace>/<model>)",
     )
     parser.add_argument(
+        "--prune-below",
+        type=int,
+        metavar="N",
+        help="after writing, delete this Model's versions older than vN (see --keep)",
+    )
+    parser.add_argument(
+        "--keep",
+        default="",
+        metavar="N,M",
+        help="versions --prune-below never deletes (the serving and pinned ones)",
+    )
+    parser.add_argument(
         "--store-uri",
         metavar="URI",
         help="how the summary names the store (default: the absolute --store)",
@@ -175,10 +187,27 @@ def run_command(args: argparse.Namespace) -> int:
         shutil.rmtree(model_dir / f"v{summary['version']}", ignore_errors=True)
         message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
         _fail(args, message, EXIT_INTERNAL)
+    if args.prune_below is not None:
+        _prune(args, spec, progress)
     sys.stdout.write(payload.decode("utf-8") + "\n")
     sys.stdout.flush()
     progress(f"done: {summary['metric']}={summary['score']}")
     return 0
+
+
+def _prune(args: argparse.Namespace, spec: TrainingSpec, progress: Progress) -> None:
+    """Deletes old versions after this one is safely written; a failure is only logged."""
+    from mlkube.runtime.train.run import prune_versions
+
+    model_dir = args.model_root or args.store / model_dir_of(spec.namespace, spec.name)
+    try:
+        keep = {int(v) for v in args.keep.split(",") if v.strip()}
+        pruned = prune_versions(model_dir, below=args.prune_below, keep=keep)
+    except (OSError, ValueError) as error:
+        progress(f"pruning old versions failed: {error}")
+        return
+    if pruned:
+        progress(f"pruned {', '.join(f'v{v}' for v in pruned)} (older than v{args.prune_below})")
 
 
 def _check_termination_log(args: argparse.Namespace) -> Progress:

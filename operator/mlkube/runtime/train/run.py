@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,23 @@ def next_version(model_dir: Path) -> int:
         ) from None
     found = [int(m.group(1)) for name in names if (m := _VERSION_DIR.match(name))]
     return max(found, default=0) + 1
+
+
+def prune_versions(model_dir: Path, *, below: int, keep: set[int]) -> list[int]:
+    """Deletes ``v<N>`` directories with N < ``below`` and not in ``keep``; returns the Ns.
+
+    Each goes by a rename to a hidden name first, so a reader never sees half a version.
+    """
+    pruned = []
+    for entry in sorted(model_dir.iterdir()):
+        match = _VERSION_DIR.match(entry.name)
+        if match is None or int(match.group(1)) >= below or int(match.group(1)) in keep:
+            continue
+        doomed = model_dir / f".pruning-{entry.name}"
+        entry.rename(doomed)
+        shutil.rmtree(doomed)
+        pruned.append(int(match.group(1)))
+    return sorted(pruned)
 
 
 def check_store_writable(target: Path) -> None:
