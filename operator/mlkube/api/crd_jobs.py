@@ -46,6 +46,10 @@ def training_job_schemas() -> tuple[Schema, Schema]:
         {
             **common_status(),
             "version": integer("Version number allocated to this run.", minimum=1),
+            "modelGeneration": integer(
+                "Generation of the Model whose spec the run trains.", minimum=0
+            ),
+            "specDigest": string("Digest of the training spec the run trains.", max_length=64),
             "jobName": string("The batch/v1 Job running the trainer."),
             "metric": string("Metric the score is.", max_length=32),
             "higherIsBetter": boolean("Whether a larger score is better."),

@@ -26,6 +26,10 @@ def model_status_schema() -> Schema:
             "uri": string("Location of the version in the store.", max_length=2048),
             "sha256": string("sha256 of the artifact.", pattern=r"^[0-9a-f]{64}$", max_length=64),
             "trainedAt": string("When training finished.", fmt="date-time", max_length=64),
+            "generation": integer(
+                "Generation of the Model whose spec it was trained from.", minimum=0
+            ),
+            "specDigest": string("Digest of the training spec it was trained from.", max_length=64),
             "decision": string("Promotion decision.", enum=[d.value for d in Decision]),
             "promoted": boolean("Whether the version was ever promoted."),
             "reason": string("Why it was promoted or rejected.", max_length=2048),
@@ -80,6 +84,12 @@ def model_status_schema() -> Schema:
             ),
             "lastScheduledTraining": string(
                 "When the training schedule last fired.", fmt="date-time", max_length=64
+            ),
+            "specDigest": string(
+                "Digest of the training spec the operator last started a run for.", max_length=64
+            ),
+            "specGeneration": integer(
+                "Generation of the Model whose spec that run trains.", minimum=0
             ),
         },
     )

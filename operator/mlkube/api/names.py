@@ -63,6 +63,11 @@ def scheduled_training_job_name(model: str, fire: datetime) -> str:
     return f"{model}-s{fire.astimezone(UTC):%y%m%d%H%M}"
 
 
+def spec_change_training_job_name(model: str, generation: int) -> str:
+    """The run training a Model's edited spec: one per generation of the Model."""
+    return f"{model}-g{generation}"
+
+
 def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
     """One name per model and cooldown period: concurrent drift checks collide on purpose."""
     period = max(int(cooldown_seconds), 60)

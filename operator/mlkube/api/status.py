@@ -64,6 +64,7 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     SCHEDULE = "schedule"
     DRIFT = "drift"
+    SPEC_CHANGE = "spec-change"
 
 
 class Verdict(StrEnum):
@@ -103,6 +104,8 @@ class Reason(StrEnum):
     APPLY_FAILED = "ApplyFailed"
     NOT_OWNED = "NotOwned"
     VERSION_REJECTED = "VersionRejected"
+    SPEC_CHANGED = "SpecChanged"
+    SPEC_REJECTED = "SpecRejected"
     VERSION_PROMOTED = "VersionPromoted"
     # Written by the drift checker on the Drifted condition.
     DATASET_DRIFT = "DatasetDrift"
@@ -180,6 +183,8 @@ class TrainingJobStatus(TypedDict, total=False):
     artifact: Artifact
     message: str
     conditions: list[Condition]
+    modelGeneration: int
+    specDigest: str
 
 
 class VersionEntry(TypedDict, total=False):
@@ -199,6 +204,8 @@ class VersionEntry(TypedDict, total=False):
     decision: Decision
     reason: str
     promoted: bool
+    generation: int
+    specDigest: str
 
 
 class FeatureDrift(TypedDict):

@@ -48,6 +48,8 @@ class Controller:
     # Children being created right now: another reconcile waits for the watch event
     # instead of racing to create the same object (and paying a conflict and a read).
     creating: set[tuple[str, str, str]] = field(default_factory=set)
+    # When this process first saw a Model's edited spec (by digest): edits are debounced.
+    first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
     def enqueue(self, kind: str, namespace: str, name: str, after: float = 0.0) -> None:
         if self.queue is None:

@@ -42,6 +42,9 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
     }
     if status.get("completionTime"):
         entry["trainedAt"] = status["completionTime"]
+    for source, target in (("modelGeneration", "generation"), ("specDigest", "specDigest")):
+        if status.get(source) is not None:
+            entry[target] = status[source]
     if phase == Phase.FAILED:
         message = str(status.get("message") or "training failed")
         entry.update(

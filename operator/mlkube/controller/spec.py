@@ -7,6 +7,8 @@ builders agree on one interpretation of a spec.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +56,22 @@ def status_of(body: Body) -> Mapping[str, Any]:
 def model_ref(body: Body) -> str:
     """The Model a TrainingJob or Monitor belongs to."""
     return str((spec_of(body).get("modelRef") or {}).get("name", ""))
+
+
+# What decides what a run trains. Placement (resources, nodeSelector, tolerations), retries
+# and the schedule change how or when it runs, not the model, so editing them trains nothing.
+TRAINING_FIELDS: Final = ("estimator", "data", "validation", "dataQuality")
+
+
+def training_digest(model: Body) -> str:
+    """A digest of the parts of a Model's spec that change what training produces."""
+    training = spec_of(model).get("training") or {}
+    material = {
+        "task": spec_of(model).get("task"),
+        **{key: training.get(key) for key in TRAINING_FIELDS},
+    }
+    encoded = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:32]
 
 
 def effective_training(model: Body, training_job: Body | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from mlkube.api import names
 from mlkube.api.conditions import (
@@ -40,6 +40,7 @@ from mlkube.controller.builders import predictor_endpoint
 from mlkube.controller.children import Controller, ensure_child, post_event
 from mlkube.controller.history import prune_runs
 from mlkube.controller.registry import Registry, update_registry
+from mlkube.controller.respec import ensure_spec_run, spec_state
 from mlkube.controller.rollout import Rollout, ensure_predictor
 from mlkube.controller.schedule import ensure_scheduled
 from mlkube.controller.spec import (
@@ -48,6 +49,7 @@ from mlkube.controller.spec import (
     namespace_of,
     spec_of,
     status_of,
+    training_digest,
     training_problem,
 )
 from mlkube.controller.status import changed_fields, write_status
@@ -91,7 +93,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         return CONFLICT_RETRY
     for tj, _ in plan.allocations:
         ctl.enqueue("TrainingJob", namespace, name_of(tj))
-    await _announce(ctl, model, registry, rollout)
+    await _announce(ctl, model, registry, status)
     await prune_runs(ctl, model, registry, plan.training_jobs)
     return plan.requeue
 
@@ -133,6 +135,11 @@ async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> Ru
     scheduled, plan.requeue = await ensure_scheduled(ctl, model, status)
     if scheduled is not None and scheduled not in plan.training_jobs:
         plan.training_jobs.append(scheduled)
+    respec, settle = await ensure_spec_run(ctl, model, status, plan.training_jobs)
+    if respec is not None:
+        plan.training_jobs.append(respec)
+    if settle is not None:
+        plan.requeue = min(settle, plan.requeue or settle)
     if plan.initial is not None:
         plan.training_jobs.append(plan.initial)
     without_job = [
@@ -180,7 +187,9 @@ def _defer_releases(current: Mapping[str, Any], desired: dict[str, Any]) -> None
             desired["reservations"] = wanted
 
 
-async def _announce(ctl: Controller, model: Body, registry: Registry, rollout: Rollout) -> None:
+async def _announce(
+    ctl: Controller, model: Body, registry: Registry, status: Mapping[str, Any]
+) -> None:
     """Events for decisions, serving changes and problems (once per change of a problem).
 
     A rejected run's TrainingJob learns of its rejection from its own reconciler, which is
@@ -197,13 +206,21 @@ async def _announce(ctl: Controller, model: Body, registry: Registry, rollout: R
         change = registry.promotions[-1] if registry.promotions else {}
         message = f"serving v{registry.serving_version}: {change.get('reason', '')}"
         await post_event(ctl, model, "Model", Reason.VERSION_PROMOTED, message)
-    problem = _problem(registry, rollout)
-    if problem is not None and _stalled_by(status_of(before)) != problem:
+    problem = _stalled_by(status)
+    if (
+        problem is not None
+        and problem[0] in _ANNOUNCED
+        and _stalled_by(status_of(before)) != problem
+    ):
         await post_event(ctl, model, "Model", problem[0], problem[1], warning=True)
     if registry.serving_version is not None:
         metrics.SERVING_VERSION.labels(
             namespace=namespace_of(model), model_name=name_of(model)
         ).set(registry.serving_version)
+
+
+# Stalled reasons announced here; a failed run's own reconciler announces TrainingFailed.
+_ANNOUNCED: Final = frozenset({Reason.INVALID_PIN, Reason.NOT_OWNED, Reason.SPEC_REJECTED})
 
 
 def _problem(registry: Registry, rollout: Rollout) -> tuple[str, str] | None:
@@ -262,8 +279,11 @@ def _set_conditions(
     conditions = list(status.get("conditions") or [])
     running = [tj for tj in training_jobs if status_of(tj).get("phase") not in TERMINAL_PHASES]
     states = [*_training_states(registry, running), _serving_state(registry, rollout)]
-    stalled = _stalled(registry, rollout, running)
-    reconciling = _reconciling(registry, rollout) if stalled is None else None
+    respec = spec_state(status, training_digest(model), running)
+    stalled = _stalled(registry, rollout, running) or _only(respec, Reason.SPEC_REJECTED)
+    reconciling = None
+    if stalled is None:
+        reconciling = _reconciling(registry, rollout) or _only(respec, Reason.SPEC_CHANGED)
     states.append((STALLED, True, *stalled) if stalled else (STALLED, False, Reason.RECONCILED, ""))
     states.append(
         (RECONCILING, True, *reconciling)
@@ -271,7 +291,7 @@ def _set_conditions(
         else (RECONCILING, False, Reason.RECONCILED, "")
     )
     serving = registry.serving_version
-    if rollout.state == "available" and registry.pin_problem is None:
+    if rollout.state == "available" and registry.pin_problem is None and not stalled:
         message = f"serving v{serving} at {predictor_endpoint(model)}"
         states.append((READY, True, Reason.AVAILABLE, message))
     elif (why := stalled or reconciling) is not None:
@@ -331,6 +351,10 @@ def _stalled(registry: Registry, rollout: Rollout, running: list[Body]) -> tuple
             f"{str(latest.get('decision')).lower()}: {latest.get('reason')}",
         )
     return None
+
+
+def _only(state: tuple[str, str] | None, reason: str) -> tuple[str, str] | None:
+    return state if state is not None and state[0] == reason else None
 
 
 def _reconciling(registry: Registry, rollout: Rollout) -> tuple[str, str] | None:

@@ -42,6 +42,7 @@ from mlkube.controller.spec import (
     name_of,
     namespace_of,
     status_of,
+    training_digest,
     training_problem,
 )
 from mlkube.controller.status import (
@@ -170,7 +171,12 @@ async def _start(ctl: Controller, tj: Body, model: Body, version: int) -> Body |
             "attempts": 0,
             "startTime": now_iso(),
         }
-        first = {"version": version, **progress_status(tj, common, running=False)}
+        first = {
+            "version": version,
+            "modelGeneration": generation_of(model),
+            "specDigest": training_digest(model),
+            **progress_status(tj, common, running=False),
+        }
         job_manifest = build_trainer_job(model, tj, version, ctl.settings)
         _, (_, job) = await asyncio.gather(
             write_status(ctl, "TrainingJob", tj, first, precondition=True),
