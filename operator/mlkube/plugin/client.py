@@ -76,9 +76,27 @@ def api_errors(what: str, namespace: str | None) -> Iterator[None]:
     try:
         yield
     except ApiException as error:
+        if error.status == 404 and not _names_an_object(error):
+            raise PluginError(NOT_INSTALLED) from None
         if error.status == 404:
             raise PluginError(f"{what} not found{where}") from None
         raise PluginError(f"{what}{where}: {_message(error)}") from None
+
+
+NOT_INSTALLED = (
+    f"mlkube is not installed in this cluster: the API server has no {names.API_VERSION} "
+    "resources. Install it with `kubectl apply --server-side -k "
+    "<mlkube>/manifests/overlays/production` (docs/install.md)"
+)
+
+
+def _names_an_object(error: ApiException) -> bool:
+    """A 404 about one object carries its name; a 404 about a missing resource type does not."""
+    try:
+        details = json.loads(error.body or "").get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return bool(details.get("name"))
 
 
 def _message(error: ApiException) -> str:
