@@ -406,6 +406,15 @@ def _untrusted_type(case: Path, _ref: Reference) -> Path:
     return target
 
 
+def _node_rewritten_into_call(case: Path, _ref: Reference) -> Path:
+    """One node of the real artifact now calls ``builtins.eval`` on load; the digest in
+    metadata.json was updated to match, as anyone who can write to the store can do."""
+    from reliability.tamper import rewrite_node_into_call
+
+    rewrite_node_into_call(_v1(case), "builtins", "eval", "__import__('os').getpid()")
+    return _v1(case)
+
+
 def _missing_dir(case: Path, _ref: Reference) -> Path:
     return _v1(case).parent / "v7"
 
@@ -475,6 +484,13 @@ SERVE: Final[list[CliCase]] = [
         "skops file that would construct os.system",
         "untrusted types",
         _serve(_untrusted_type),
+    ),
+    CliCase(
+        "artifact-node-calls-builtin",
+        "serve",
+        "a node of model.skops rewritten into builtins.eval(...), digest updated",
+        "untrusted types: builtins.eval",
+        _serve(_node_rewritten_into_call),
     ),
     CliCase(
         "artifact-library-version",
