@@ -29,6 +29,7 @@ from mlkube.api.names import version_dir
 from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
+from mlkube.runtime.train.fetch import redact_uri
 from mlkube.runtime.train.pipeline import (
     build_pipeline,
     infer_schema,
@@ -247,7 +248,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         )
     progress(f"training {spec.namespace}/{spec.name} v{version} with {estimator.class_path}")
 
-    progress(f"reading {spec.data.uri}")
+    progress(f"reading {redact_uri(spec.data.uri)}")
     loaded = load_data(spec.data, settings)
     raw = loaded.frame.reset_index(drop=True)
     progress(f"read {len(raw)} rows x {len(raw.columns)} columns ({loaded.format})")
@@ -322,7 +323,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         "slices": slice_results,
         "profile": profile,
         "data": {
-            "uri": spec.data.uri,
+            "uri": redact_uri(spec.data.uri),
             "format": loaded.format,
             "sha256": loaded.sha256,
             "rows": len(checked.frame),
