@@ -328,6 +328,13 @@ TRAIN: Final[list[CliCase]] = [
         ),
     ),
     CliCase(
+        "train-pvc-absolute-path",
+        "train",
+        "pvc://claim//<absolute path of a readable table outside the claim>",
+        "without '//'",
+        lambda case, ref: _train_args(case, model_manifest(f"pvc://claim/{ref.data}")),
+    ),
+    CliCase(
         "train-metric-wrong-task",
         "train",
         "regression metric on a classifier",

@@ -281,11 +281,39 @@ def test_traversal_in_model_names_is_refused(
     ],
 )
 def test_traversal_in_data_uris_is_refused(tmp_path: Path, uri: str) -> None:
+    """(Exit 2 alone; the claim escapes below prove nothing outside the claim is read.)"""
     manifest = tmp_path / "m.json"
     manifest.write_text(json.dumps(model_manifest(uri)))
     code, _, err = _train(["-f", str(manifest), "--store", str(tmp_path / "store")])
     assert code == 2
     assert err.splitlines()[-1].startswith("mlkube train: error: ")
+
+
+@pytest.mark.parametrize(
+    "inner", ["/{outside}", "a//{outside}", "./{name}", "a/../{name}", "a\\..\\{name}", "{name}/"]
+)
+def test_a_pvc_uri_cannot_leave_its_claim(tmp_path: Path, inner: str) -> None:
+    from mlkube.runtime.train import TrainingInputError
+    from mlkube.runtime.train.data import pvc_path
+
+    outside = tmp_path / "outside.csv"
+    uri = "pvc://claim/" + inner.format(outside=str(outside).lstrip("/"), name="data.csv")
+    with pytest.raises(TrainingInputError, match=r"without '//', '\.' or '\.\.' segments"):
+        pvc_path(uri, tmp_path / "pvc")
+    assert pvc_path("pvc://claim/team/data.csv", tmp_path / "pvc") == (
+        tmp_path / "pvc" / "claim" / "team" / "data.csv"
+    )
+
+
+def test_a_pvc_uri_with_an_absolute_path_trains_on_nothing_outside_the_claim(
+    reference: Reference, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLKUBE_PVC_ROOT", str(tmp_path / "pvc"))
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps(model_manifest(f"pvc://claim/{reference.data}")))
+    code, _, err = _train(["-f", str(manifest), "--store", str(tmp_path / "store")])
+    assert code == 2 and "without '//'" in err.splitlines()[-1]
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("v*"))
 
 
 SECRET_KEY = "s3cr3t+RELIABILITY/value0123456789abcdef"

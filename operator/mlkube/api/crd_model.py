@@ -9,6 +9,7 @@ from mlkube.api.crd_common import (
     REGRESSION_METRICS,
     cel_list,
     common_status,
+    data_uri_path_rule,
     metrics_map,
     placement_schemas,
     resources_schema,
@@ -96,7 +97,8 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
                 + ")://[^/].*$')",
                 "spec.training.data.uri must start with pvc://, s3://, https:// or sklearn://",
                 field_path=".uri",
-            )
+            ),
+            data_uri_path_rule("spec.training.data.uri"),
         ],
     )
     validation = obj(

@@ -137,15 +137,26 @@ def _file_path(uri: str) -> Path:
 
 
 def pvc_path(uri: str, root: Path) -> Path:
-    """``pvc://claim/some/file.csv`` → ``<root>/claim/some/file.csv``, never outside the claim."""
+    """``pvc://claim/some/file.csv`` → ``<root>/claim/some/file.csv``, never outside the claim.
+
+    The path after the claim is taken segment by segment: an empty segment (``//``, which
+    would make it absolute and drop the claim), ``.``, ``..`` or a backslash is refused.
+    """
     rest = uri[len("pvc://") :]
     claim, _, inner = rest.partition("/")
-    parts = PurePosixPath(inner).parts
-    if not claim or not inner or ".." in parts or claim in (".", ".."):
+    segments = inner.split("/")
+    if (
+        not claim
+        or claim in (".", "..")
+        or not inner
+        or any(s in ("", ".", "..") for s in segments)
+        or "\\" in rest
+    ):
         raise TrainingInputError(
-            f"data uri {uri!r}: expected pvc://<claim>/<path inside the claim>"
+            f"data uri {uri!r}: expected pvc://<claim>/<path inside the claim>, "
+            "without '//', '.' or '..' segments"
         )
-    return root / claim / PurePosixPath(inner)
+    return root.joinpath(claim, *segments)
 
 
 def _read_local(path: Path) -> bytes:
