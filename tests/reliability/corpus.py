@@ -688,6 +688,43 @@ INFER: Final[list[HttpCase]] = [
         "instances",
     ),
     HttpCase("infer-unknown-route", "no such route", "GET", "/v3/anything", b"", 404, "no route"),
+    HttpCase(
+        "infer-output-repeated",
+        "'predict' named 1,000 times in outputs (multiplied the response)",
+        "POST",
+        INFER_PATH,
+        json.dumps({"inputs": _row(), "outputs": [{"name": "predict"}] * 1000}).encode(),
+        400,
+        "more than once",
+    ),
+    HttpCase(
+        "infer-request-id-too-long",
+        "a 100,000-character id (copied onto every logged row)",
+        "POST",
+        INFER_PATH,
+        json.dumps({"id": "x" * 100_000, "inputs": _row()}).encode(),
+        400,
+        "at most 128",
+    ),
+    HttpCase(
+        "infer-request-id-header-too-long",
+        "a 4,000-character x-request-id header",
+        "POST",
+        INFER_PATH,
+        _v2(_row()),
+        400,
+        "at most 128",
+        headers={"content-type": "application/json", "x-request-id": "h" * 4000},
+    ),
+    HttpCase(
+        "infer-json-nested-100k",
+        "JSON nested 100,000 deep",
+        "POST",
+        INFER_PATH,
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "JSON",
+    ),
 ]
 
 # ---------------------------------------------------------------- drift checks

@@ -5,6 +5,11 @@ parses, validates against the feature schema (``decoding``), predicts (``model``
 encodes, counts predictions by class, and submits a sampled record to the inference
 log, failures included. Errors leave as ``ServeError`` with their HTTP status.
 
+What a request can cost is bounded by its size: an output named twice in ``outputs`` is
+a 400 (it would repeat the whole tensor in the response), a request id (``id`` or the
+``x-request-id`` header) longer than ``MAX_REQUEST_ID_CHARS`` is a 400 (it is copied onto
+every logged row), and the logged record carries a byte budget proportional to the body.
+
 Response shapes:
 - V2 ``infer``: ``outputs`` holds ``predict`` ``[n]`` and, for classifiers,
   ``predict_proba`` ``[n, n_classes]`` (columns in ``parameters.classes`` order of the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from typing import Any, Final
 
 import numpy as np
@@ -33,11 +39,12 @@ from mlkube.runtime.serve.binary import (
 )
 from mlkube.runtime.serve.decoding import Schema, decode_v1_instances, decode_v2_inputs
 from mlkube.runtime.serve.errors import BadRequestError, NotFoundError, ServeError
-from mlkube.runtime.serve.inferencelog import InferenceLogger, Record
+from mlkube.runtime.serve.inferencelog import InferenceLogger, Record, log_budget
 from mlkube.runtime.serve.metrics import ModelMetrics
 from mlkube.runtime.serve.model import Batch, ModelInputError, Prediction, ServedModel
 
 SERVER_NAME: Final = "mlkube"
+MAX_REQUEST_ID_CHARS: Final = 128
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -132,6 +139,7 @@ class DataPlane:
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         request_id = header_id
         batch: Batch | None = None
+        budget = log_budget(len(body))
         try:
             self.check_model(name, version)
             tail = b""
@@ -143,6 +151,7 @@ class DataPlane:
             raw_id = doc.get("id")
             if raw_id is not None and not isinstance(raw_id, str):
                 raise BadRequestError("'id' must be a string")
+            check_request_id(raw_id, "'id'")
             request_id = raw_id or request_id
             wanted = self._requested_outputs(doc.get("outputs"))
             if binary_json_length is not None:
@@ -154,10 +163,10 @@ class DataPlane:
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
-                self._log(request_id, error.status, batch, None, error.message)
+                self._log(request_id, error.status, batch, None, error.message, budget=budget)
             raise
         if sampled:
-            self._log(request_id, 200, batch, prediction.labels, None)
+            self._log(request_id, 200, batch, prediction.labels, None, budget=budget)
         response: dict[str, Any] = {
             "model_name": self.model.name,
             "model_version": self.model.version_label,
@@ -175,6 +184,7 @@ class DataPlane:
         """A V1 ``:predict`` request's response body."""
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         batch: Batch | None = None
+        budget = log_budget(len(body))
         try:
             self.check_model(name, None)
             doc = _parse(body)
@@ -186,10 +196,10 @@ class DataPlane:
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
-                self._log(header_id, error.status, batch, None, error.message)
+                self._log(header_id, error.status, batch, None, error.message, budget=budget)
             raise
         if sampled:
-            self._log(header_id, 200, batch, prediction.labels, None)
+            self._log(header_id, 200, batch, prediction.labels, None, budget=budget)
         response: dict[str, Any] = {"predictions": _json_ready(prediction.labels)}
         if prediction.proba is not None and self.model.classes is not None:
             response["probabilities"] = prediction.proba
@@ -212,6 +222,11 @@ class DataPlane:
         ):
             raise BadRequestError("'outputs' must be a list of objects with a 'name'")
         names = [o["name"] for o in outputs]
+        repeated = sorted(n for n, times in Counter(names).items() if times > 1)
+        if repeated:
+            raise BadRequestError(
+                f"'outputs' names {', '.join(repr(n)[:80] for n in repeated)} more than once"
+            )
         unknown = [n for n in names if n not in self._outputs]
         if unknown:
             raise BadRequestError(
@@ -252,6 +267,8 @@ class DataPlane:
         batch: Batch | None,
         labels: NDArray[Any] | None,
         error: str | None,
+        *,
+        budget: int,
     ) -> None:
         assert self._logger is not None
         self._logger.submit(
@@ -262,7 +279,16 @@ class DataPlane:
                 batch=batch,
                 outputs=labels,
                 error=error,
+                budget=budget,
             )
+        )
+
+
+def check_request_id(request_id: str | None, where: str) -> None:
+    """A request id longer than ``MAX_REQUEST_ID_CHARS`` is a client error (400)."""
+    if request_id is not None and len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise BadRequestError(
+            f"{where} has {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS} are allowed"
         )
 
 
