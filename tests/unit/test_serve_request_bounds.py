@@ -3,6 +3,8 @@
 Real HTTP against a real ``mlkube serve`` on loopback:
 
 - an output named twice in V2 ``outputs`` is a 400 (it repeated the whole tensor);
+- a batch whose response would exceed ``32 x body + 64 KiB`` is a 413 before predicting
+  (rows of zeros against a 10-class model multiplied the body a hundredfold);
 - a request id over 128 characters, in the body or the ``x-request-id`` header, is a 400;
 - the inference log grows by at most ``16 x body + 4 KiB`` for one request, however its
   rows are shaped (rows beyond the budget are dropped and counted);
@@ -30,7 +32,7 @@ from serve_support import (
     v2_matrix,
     write_cancer_model,
 )
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from mlkube.runtime.artifact import FeatureSchema, write_version
@@ -62,6 +64,29 @@ def test_an_output_named_twice_is_refused(server: Server) -> None:
     reply = server.post(INFER, repeated)
     assert reply.status == 400 and "more than once" in reply.json()["error"]
     assert len(reply.body) < 200
+
+
+def test_a_response_cannot_outgrow_its_request(tmp_path: Path) -> None:
+    x = np.linspace(0, 1, 500).reshape(-1, 1)
+    model = LogisticRegression(max_iter=2000).fit(x, (x[:, 0] * 10).astype(int).clip(0, 9))
+    feature = FeatureSchema(name="f", kind="numeric", dtype="float64", nullable=False)
+    metadata = base_metadata("cancer", 1, "classification", [feature])
+    metadata["target"] = {"name": "t", "classes": list(range(10))}
+    write_version(tmp_path / "default/cancer/v1", Pipeline([("clf", model)]), metadata)
+    server = Server.start(tmp_path, ["--model-dir", str(tmp_path / "default/cancer/v1")])
+    try:
+        zeros = orjson.dumps(v2_matrix(np.zeros((50_000, 1), dtype=int)))
+        refused = server.post(INFER, zeros)
+        assert refused.status == 413 and "fewer rows" in refused.json()["error"]
+        only_labels = orjson.loads(zeros) | {"outputs": [{"name": "predict"}]}
+        labels = server.post(INFER, only_labels)
+        assert labels.status == 200 and len(labels.body) <= 32 * len(zeros) + 65536
+        normal = server.post(INFER, v2_matrix(x[:100]))
+        assert normal.status == 200 and len(normal.json()["outputs"][1]["data"]) == 1000
+        v1 = server.post(PREDICT, {"instances": [[0]] * 30_000})
+        assert v1.status == 413
+    finally:
+        assert server.stop() == 0
 
 
 @pytest.mark.parametrize("where", ["header", "body"])

@@ -8,7 +8,11 @@ log, failures included. Errors leave as ``ServeError`` with their HTTP status.
 What a request can cost is bounded by its size: an output named twice in ``outputs`` is
 a 400 (it would repeat the whole tensor in the response), a request id (``id`` or the
 ``x-request-id`` header) longer than ``MAX_REQUEST_ID_CHARS`` is a 400 (it is copied onto
-every logged row), and the logged record carries a byte budget proportional to the body.
+every logged row), the logged record carries a byte budget proportional to the body, and
+a batch whose response would exceed ``RESPONSE_BYTES_PER_BODY_BYTE`` times the body (plus
+``RESPONSE_BYTES_PER_REQUEST``) is refused with 413 before predicting: a few bytes of
+zeros per row must not become a 10-class probability table a hundred times their size.
+Error messages quote client-chosen names shortened to ``QUOTE_CHARS``.
 
 Response shapes:
 - V2 ``infer``: ``outputs`` holds ``predict`` ``[n]`` and, for classifiers,
@@ -38,13 +42,22 @@ from mlkube.runtime.serve.binary import (
     wants_binary,
 )
 from mlkube.runtime.serve.decoding import Schema, decode_v1_instances, decode_v2_inputs
-from mlkube.runtime.serve.errors import BadRequestError, NotFoundError, ServeError
+from mlkube.runtime.serve.errors import (
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServeError,
+)
 from mlkube.runtime.serve.inferencelog import InferenceLogger, Record, log_budget
 from mlkube.runtime.serve.metrics import ModelMetrics
 from mlkube.runtime.serve.model import Batch, ModelInputError, Prediction, ServedModel
 
 SERVER_NAME: Final = "mlkube"
 MAX_REQUEST_ID_CHARS: Final = 128
+RESPONSE_BYTES_PER_BODY_BYTE: Final = 32
+RESPONSE_BYTES_PER_REQUEST: Final = 64 * 1024
+JSON_NUMBER_BYTES: Final = 25  # the longest float orjson writes, plus a separator
+QUOTE_CHARS: Final = 80
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -77,6 +90,9 @@ class DataPlane:
         self._logger = logger
         self._sample_rate = sample_rate if logger is not None else 0.0
         self._outputs = ["predict", "predict_proba"] if model.is_classifier else ["predict"]
+        labels = [str(c) for c in model.classes.tolist()] if model.classes is not None else []
+        self._label_bytes = max((len(c) + 4 for c in labels), default=JSON_NUMBER_BYTES)
+        self._proba_bytes = JSON_NUMBER_BYTES * len(labels)
         self.server_metadata = orjson.dumps(
             {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
         )
@@ -139,7 +155,8 @@ class DataPlane:
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         request_id = header_id
         batch: Batch | None = None
-        budget = log_budget(len(body))
+        body_bytes = len(body)
+        budget = log_budget(body_bytes)
         try:
             self.check_model(name, version)
             tail = b""
@@ -160,6 +177,7 @@ class DataPlane:
             if parameters is not None and not isinstance(parameters, dict):
                 raise BadRequestError("'parameters' must be an object")
             batch = decode_v2_inputs(doc.get("inputs"), self.schema)
+            self._check_response_size(batch.rows, "predict_proba" in wanted, body_bytes)
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
@@ -193,6 +211,7 @@ class DataPlane:
                     "the body needs 'instances': a list of {feature: value} records"
                 )
             batch = decode_v1_instances(doc["instances"], self.schema)
+            self._check_response_size(batch.rows, self.model.is_classifier, len(body))
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
@@ -205,6 +224,18 @@ class DataPlane:
             response["probabilities"] = prediction.proba
             response["classes"] = self.model.classes.tolist()
         return orjson.dumps(response, option=_NUMPY)
+
+    def _check_response_size(self, rows: int, with_proba: bool, body_bytes: int) -> None:
+        """413 when the response would outgrow its budget, before any prediction is made."""
+        per_row = max(self._label_bytes, JSON_NUMBER_BYTES)
+        per_row += self._proba_bytes if with_proba else 0
+        budget = RESPONSE_BYTES_PER_BODY_BYTE * body_bytes + RESPONSE_BYTES_PER_REQUEST
+        if rows * per_row > budget:
+            raise PayloadTooLargeError(
+                f"the response for {rows} rows would be about {rows * per_row} bytes, more than "
+                f"{RESPONSE_BYTES_PER_BODY_BYTE}x the request's {body_bytes}; send fewer rows "
+                "per request, or ask only for the 'predict' output"
+            )
 
     def _predict(self, batch: Batch) -> Prediction:
         try:
@@ -225,13 +256,13 @@ class DataPlane:
         repeated = sorted(n for n, times in Counter(names).items() if times > 1)
         if repeated:
             raise BadRequestError(
-                f"'outputs' names {', '.join(repr(n)[:80] for n in repeated)} more than once"
+                f"'outputs' names {', '.join(_quote(n) for n in repeated)} more than once"
             )
         unknown = [n for n in names if n not in self._outputs]
         if unknown:
             raise BadRequestError(
-                f"unknown output(s) {', '.join(repr(n) for n in unknown)}; this model outputs "
-                f"{', '.join(self._outputs)}"
+                f"unknown output(s) {', '.join(_quote(n) for n in unknown[:5])}; "
+                f"this model outputs {', '.join(self._outputs)}"
             )
         return names
 
@@ -282,6 +313,11 @@ class DataPlane:
                 budget=budget,
             )
         )
+
+
+def _quote(name: str) -> str:
+    """A client-chosen name for an error message, shortened so the message stays small."""
+    return repr(name if len(name) <= QUOTE_CHARS else name[:QUOTE_CHARS] + "...")
 
 
 def check_request_id(request_id: str | None, where: str) -> None:
