@@ -84,6 +84,18 @@ INVALID: list[tuple[str, Doc, Callable[[Doc], None], str]] = [
         "spec.training.data.uri",
     ),
     (
+        "pvc data uri with an absolute path after the claim",
+        VALID_MODEL,
+        _set("spec.training.data.uri", "pvc://data//etc/passwd"),
+        "spec.training.data.uri",
+    ),
+    (
+        "pvc data uri climbing out of the claim",
+        VALID_MODEL,
+        _set("spec.training.data.uri", "pvc://data/a/../../other/x.csv"),
+        "spec.training.data.uri",
+    ),
+    (
         "missing target",
         VALID_MODEL,
         _set("spec.training.data.target", ...),
@@ -241,6 +253,12 @@ INVALID: list[tuple[str, Doc, Callable[[Doc], None], str]] = [
         VALID_MONITOR,
         _set("spec.drift", {"numeric": "vibes"}),
         "spec.drift.numeric",
+    ),
+    (
+        "monitor table uri outside the store",
+        VALID_MONITOR,
+        _set("spec.data", {"uri": "store://../../etc/x.csv"}),
+        "spec.data.uri",
     ),
     ("unknown action", VALID_MONITOR, _set("spec.action", "page-someone"), "spec.action"),
     ("cooldown not a duration", VALID_MONITOR, _set("spec.cooldown", "soon"), "spec.cooldown"),

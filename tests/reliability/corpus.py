@@ -328,6 +328,13 @@ TRAIN: Final[list[CliCase]] = [
         ),
     ),
     CliCase(
+        "train-pvc-absolute-path",
+        "train",
+        "pvc://claim//<absolute path of a readable table outside the claim>",
+        "without '//'",
+        lambda case, ref: _train_args(case, model_manifest(f"pvc://claim/{ref.data}")),
+    ),
+    CliCase(
         "train-metric-wrong-task",
         "train",
         "regression metric on a classifier",
@@ -406,6 +413,15 @@ def _untrusted_type(case: Path, _ref: Reference) -> Path:
     return target
 
 
+def _node_rewritten_into_call(case: Path, _ref: Reference) -> Path:
+    """One node of the real artifact now calls ``builtins.eval`` on load; the digest in
+    metadata.json was updated to match, as anyone who can write to the store can do."""
+    from reliability.tamper import rewrite_node_into_call
+
+    rewrite_node_into_call(_v1(case), "builtins", "eval", "__import__('os').getpid()")
+    return _v1(case)
+
+
 def _missing_dir(case: Path, _ref: Reference) -> Path:
     return _v1(case).parent / "v7"
 
@@ -475,6 +491,13 @@ SERVE: Final[list[CliCase]] = [
         "skops file that would construct os.system",
         "untrusted types",
         _serve(_untrusted_type),
+    ),
+    CliCase(
+        "artifact-node-calls-builtin",
+        "serve",
+        "a node of model.skops rewritten into builtins.eval(...), digest updated",
+        "untrusted types: builtins.eval",
+        _serve(_node_rewritten_into_call),
     ),
     CliCase(
         "artifact-library-version",
@@ -665,6 +688,43 @@ INFER: Final[list[HttpCase]] = [
         "instances",
     ),
     HttpCase("infer-unknown-route", "no such route", "GET", "/v3/anything", b"", 404, "no route"),
+    HttpCase(
+        "infer-output-repeated",
+        "'predict' named 1,000 times in outputs (multiplied the response)",
+        "POST",
+        INFER_PATH,
+        json.dumps({"inputs": _row(), "outputs": [{"name": "predict"}] * 1000}).encode(),
+        400,
+        "more than once",
+    ),
+    HttpCase(
+        "infer-request-id-too-long",
+        "a 100,000-character id (copied onto every logged row)",
+        "POST",
+        INFER_PATH,
+        json.dumps({"id": "x" * 100_000, "inputs": _row()}).encode(),
+        400,
+        "at most 128",
+    ),
+    HttpCase(
+        "infer-request-id-header-too-long",
+        "a 4,000-character x-request-id header",
+        "POST",
+        INFER_PATH,
+        _v2(_row()),
+        400,
+        "at most 128",
+        headers={"content-type": "application/json", "x-request-id": "h" * 4000},
+    ),
+    HttpCase(
+        "infer-json-nested-100k",
+        "JSON nested 100,000 deep",
+        "POST",
+        INFER_PATH,
+        b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        "JSON",
+    ),
 ]
 
 # ---------------------------------------------------------------- drift checks

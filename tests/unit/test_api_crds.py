@@ -106,3 +106,62 @@ def test_rendered_yaml_round_trips() -> None:
         document = yaml.safe_load(text)
         assert document["kind"] == "CustomResourceDefinition"
         assert document["spec"]["group"] == names.GROUP
+
+
+def _data_rules(kind: str) -> list[dict[str, Any]]:
+    """CEL rules of the object holding ``uri`` (Model: spec.training.data; Monitor: spec.data)."""
+    spec = _schema(kind)["properties"]["spec"]["properties"]
+    holder = spec["training"]["properties"]["data"] if kind == names.MODEL else spec["data"]
+    rules: list[dict[str, Any]] = holder["x-kubernetes-validations"]
+    return rules
+
+
+def _admits(kind: str, uri: str) -> bool:
+    """Evaluates every rule on the data object with cel-python, as the apiserver would."""
+    import celpy
+
+    env = celpy.Environment()
+    activation = {"self": celpy.json_to_cel({"uri": uri})}
+    return all(
+        bool(env.program(env.compile(r["rule"])).evaluate(activation)) for r in _data_rules(kind)
+    )
+
+
+@pytest.mark.parametrize("kind", [names.MODEL, names.MONITOR])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://claim//etc/passwd",
+        "pvc://claim/a//b.csv",
+        "pvc://claim/../other/x.csv",
+        "pvc://claim/a/../../x.csv",
+        "pvc://../etc/passwd",
+        "pvc://claim/./x.csv",
+        "pvc://claim/x/..",
+        "https://host/a/../../b.csv",
+    ],
+)
+def test_cel_refuses_data_uris_that_leave_their_claim(kind: str, uri: str) -> None:
+    assert not _admits(kind, uri)
+
+
+@pytest.mark.parametrize("kind", [names.MODEL, names.MONITOR])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://claim/churn/2024.csv",
+        "pvc://claim/a..b/.hidden/x.csv",
+        "s3://bucket/key/part-0.parquet",
+        "https://data.example.com/x.csv?sig=abc",
+        "sklearn://iris",
+    ],
+)
+def test_cel_admits_data_uris_inside_their_claim(kind: str, uri: str) -> None:
+    assert _admits(kind, uri)
+
+
+@pytest.mark.parametrize(
+    "uri", ["store://../../etc/x.csv", "store:///etc/x.csv", "/data/../etc/x.csv", "../x.csv"]
+)
+def test_cel_refuses_monitor_table_uris_that_escape(uri: str) -> None:
+    assert not _admits(names.MONITOR, uri)

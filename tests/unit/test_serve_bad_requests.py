@@ -9,11 +9,13 @@ the per-code request counter). Also: overload sheds with 503 + Retry-After.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from serve_support import (
@@ -246,33 +248,49 @@ def test_truncated_body_with_a_longer_content_length(server: Server) -> None:
 
 
 def test_overload_is_shed_with_503_and_retry_after(tmp_path: Path) -> None:
-    """With one slot, a request whose body is still arriving holds it; the next gets 503."""
+    """With one slot, a prediction running in the pool holds it: the next request gets 503
+    with Retry-After, and readiness says 503 too while no slot is free."""
     model_dir = write_cancer_model(tmp_path)
-    server = Server.start(tmp_path, ["--model-dir", str(model_dir), "--max-in-flight", "1"])
+    server = Server.start(
+        tmp_path,
+        ["--model-dir", str(model_dir), "--max-in-flight", "1"],
+        env={"MLKUBE_SERVE_INLINE_PREDICT_MS": "0.000001"},  # predict in the thread pool
+    )
+    big = orjson.dumps(v2_matrix(np.tile(X, (60, 1))))
+    busy = threading.Event()
+
+    def keep_busy() -> None:
+        while not busy.is_set():
+            server.post(INFER, big)
+
+    worker = threading.Thread(target=keep_busy, daemon=True)
+    worker.start()
     try:
-        body = orjson.dumps(v2_matrix(X[:1]))
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
-            slow.sendall(
-                b"POST /v2/models/cancer/infer HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                b"application/json\r\nContent-Length: "
-                + str(len(body)).encode()
-                + b"\r\n\r\n"
-                + body[:10]
-            )
-            shed = _wait_for_shed(server)
-            assert shed.status == 503
-            assert shed.headers["retry-after"] == "1"
-            assert "overloaded" in shed.json()["error"]
-            slow.sendall(body[10:])
-            assert b"200 OK" in slow.recv(65536)
-        assert server.post(INFER, body).status == 200
+        shed = _wait_for_shed(server)
+        assert shed.status == 503
+        assert shed.headers["retry-after"] == "1"
+        assert "overloaded" in shed.json()["error"]
+        assert _wait_for(server, "/v2/health/ready", 503).status == 503
     finally:
-        assert server.stop() == 0
+        busy.set()
+        worker.join(timeout=30)
+    assert server.post(INFER, v2_matrix(X[:1])).status == 200
+    assert server.get("/v2/health/ready").status == 200
+    assert server.stop() == 0
+
+
+def _wait_for(server: Server, path: str, status: int) -> Any:
+    reply = server.get(path)
+    for _ in range(200):
+        if reply.status == status:
+            break
+        reply = server.get(path)
+    return reply
 
 
 def _wait_for_shed(server: Server) -> Any:
     reply = server.post(INFER, v2_matrix(X[:1]))
-    for _ in range(50):
+    for _ in range(200):
         if reply.status == 503:
             break
         reply = server.post(INFER, v2_matrix(X[:1]))

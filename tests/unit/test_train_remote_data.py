@@ -2,8 +2,10 @@
 
 The https server gets a certificate from a throwaway CA that the trainer process trusts
 through ``SSL_CERT_FILE`` (OpenSSL's standard variable), so certificate checking stays
-on. Covers a successful download, a 404 (one line, exit 2, empty store), the size limit,
-and ``s3://`` through ``AWS_ENDPOINT_URL`` for a present and an absent key.
+on. Loopback is an internal address the trainer refuses by default, so these runs allow
+127.0.0.1 explicitly (``MLKUBE_ALLOWED_INTERNAL_HOSTS``). Covers a successful download, a
+404 (one line, exit 2, empty store), the size limit, and ``s3://`` through
+``AWS_ENDPOINT_URL`` for a present and an absent key.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from train_support import (
 
 from harness.certs import CertificateAuthority
 from harness.ports import free_port
+
+ALLOW_LOOPBACK = {"MLKUBE_ALLOWED_INTERNAL_HOSTS": "127.0.0.1"}
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -67,7 +71,7 @@ def test_https_download_trains(tmp_path: Path, https_site: tuple[str, Path, Path
         tmp_path,
         document,
         tmp_path / "log",
-        env={"SSL_CERT_FILE": str(ca_bundle)},
+        env={"SSL_CERT_FILE": str(ca_bundle), **ALLOW_LOOPBACK},
     )
     assert result.code == 0, result.stderr
     assert result.summary["rows"] == {"train": 240, "test": 60}
@@ -83,7 +87,7 @@ def test_https_404_is_one_line_and_leaves_no_version(
         tmp_path,
         document,
         log,
-        env={"SSL_CERT_FILE": str(ca_bundle)},
+        env={"SSL_CERT_FILE": str(ca_bundle), **ALLOW_LOOPBACK},
     )
     assert result.code == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
@@ -98,11 +102,7 @@ def test_untrusted_certificate_is_refused(
     base, served, _ = https_site
     churn_frame(100).to_csv(served / "churn.csv", index=False)
     document = manifest(uri=f"{base}/churn.csv", target="churned")
-    result = train_manifest_process(
-        tmp_path,
-        document,
-        tmp_path / "log",
-    )
+    result = train_manifest_process(tmp_path, document, tmp_path / "log", env=ALLOW_LOOPBACK)
     assert result.code == 2 and "CERTIFICATE_VERIFY_FAILED" in result.stderr
 
 
@@ -116,7 +116,7 @@ def test_download_over_the_size_limit_fails(
         tmp_path,
         document,
         tmp_path / "log",
-        env={"SSL_CERT_FILE": str(ca_bundle), "MLKUBE_HTTP_MAX_BYTES": "1000"},
+        env={"SSL_CERT_FILE": str(ca_bundle), "MLKUBE_HTTP_MAX_BYTES": "1000", **ALLOW_LOOPBACK},
     )
     assert result.code == 2 and "more than 1000 (MLKUBE_HTTP_MAX_BYTES)" in result.stderr
 

@@ -39,6 +39,24 @@ QUANTITY = (
 )
 
 
+# A data URI's path stays inside its claim or store: no '.' or '..' segment anywhere after
+# the scheme, and no '/' right after the claim of pvc:// (or after store://), which
+# would make the rest an absolute path. The runtime checks the same (train/data.py).
+DATA_URI_PATH_RULE: Final = (
+    "!has(self.uri) || (!self.uri.matches('^([a-z0-9]+://)?(.*/)?[.][.]?(/|$)')"
+    " && !self.uri.matches('^(pvc|store)://(.*/)?/'))"
+)
+
+
+def data_uri_path_rule(field: str) -> Schema:
+    return rule(
+        DATA_URI_PATH_RULE,
+        f"{field} must stay inside its claim: no '.' or '..' segments, and no '//' after "
+        "the claim of a pvc:// URI",
+        field_path=".uri",
+    )
+
+
 CRON_RULE = "!has(self.schedule) || self.schedule.matches('" + CRON.replace("\\", "\\\\") + "')"
 
 

@@ -8,6 +8,7 @@ from mlkube.api.crd_common import (
     CRON_RULE,
     DURATION_PATTERN,
     common_status,
+    data_uri_path_rule,
     metrics_map,
     model_ref,
     slice_results,
@@ -115,6 +116,7 @@ def monitor_schemas() -> tuple[Schema, Schema]:
                     )
                 },
                 required=["uri"],
+                rules=[data_uri_path_rule("spec.data.uri")],
             ),
             "drift": obj(
                 "How drift is measured and when the dataset counts as drifted.",

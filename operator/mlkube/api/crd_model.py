@@ -10,6 +10,7 @@ from mlkube.api.crd_common import (
     DATA_URI_SCHEMES,
     REGRESSION_METRICS,
     cel_list,
+    data_uri_path_rule,
     placement_schemas,
     resources_schema,
 )
@@ -94,7 +95,8 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
                 + ")://[^/].*$')",
                 "spec.training.data.uri must start with pvc://, s3://, https:// or sklearn://",
                 field_path=".uri",
-            )
+            ),
+            data_uri_path_rule("spec.training.data.uri"),
         ],
     )
     validation = obj(

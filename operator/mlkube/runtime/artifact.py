@@ -8,29 +8,36 @@ A version lives at ``<store>/<namespace>/<model>/v<N>/`` and holds:
 
 Versions are written into a temporary sibling directory and renamed into place, so a
 reader sees a whole version or none, and an existing version is never overwritten.
-Loading goes through ``load_pipeline``: the sha256 is checked first, then every type the
-file would construct must come from an allowed module prefix before skops builds it.
+Loading goes through ``load_pipeline``: the file is read once into memory, the sha256 is
+checked on those bytes, every node is checked against an explicit allow-list of classes
+(``mlkube.runtime.trusted``), and skops builds the pipeline from the same bytes, so the
+file cannot change between the check and the load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
 import orjson
 
+from mlkube.runtime.trusted import UntrustedArtifactError, check_schema
+
 METADATA_FORMAT: Final = "mlkube.model/v1"
 MODEL_FILE: Final = "model.skops"
 METADATA_FILE: Final = "metadata.json"
-
-# Types a model file may construct. skops itself trusts a small set of primitives; any
-# other type must start with one of these prefixes or the load is refused.
-TRUSTED_TYPE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# A fitted pipeline of the trainer is a few MB; a bound keeps a planted file from
+# exhausting the reader's memory before its digest is even known.
+MAX_ARTIFACT_BYTES: Final = 2 << 30
+MAX_SCHEMA_BYTES: Final = 256 << 20  # zipfile stops at the declared size, so this binds
 
 
 class ArtifactError(Exception):
@@ -126,11 +133,6 @@ def read_metadata(model_dir: Path) -> Metadata:
     return data  # type: ignore[return-value]
 
 
-def untrusted_types(types: Iterable[str]) -> list[str]:
-    """The types among ``types`` that no trusted prefix covers."""
-    return sorted(t for t in types if not t.startswith(TRUSTED_TYPE_PREFIXES))
-
-
 def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split(".")[:2])
 
@@ -156,8 +158,10 @@ def check_library_versions(model_dir: Path, metadata: Metadata) -> None:
 def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
     """Loads the fitted pipeline of one version after checking its hash and its types.
 
-    ``expected_sha256`` (from the operator) wins over the one in ``metadata.json``; the
-    artifact must match whichever is given, so a tampered file never loads.
+    ``expected_sha256`` (from the operator, which records it in ``Model.status``) wins over
+    the one in ``metadata.json``; the artifact must match whichever is given, so a
+    tampered file never loads. The bytes are read once: the digest, the type check and
+    skops all see the same bytes.
     """
     import skops.io as sio
 
@@ -170,26 +174,43 @@ def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
         )
     check_library_versions(model_dir, metadata)
     path = model_dir / file_name
+    data = _read_artifact(path)
     expected = (expected_sha256 or metadata["artifact"]["sha256"]).lower()
-    try:
-        actual = sha256_file(path)
-    except OSError as error:
-        raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ArtifactError(
             f"sha256 mismatch for {path}: expected {expected}, file has {actual}; refusing to load"
         )
     try:
-        found = sio.get_untrusted_types(file=path)
-    except Exception as error:
-        raise ArtifactError(f"{path} is not a readable skops file: {error}") from None
-    refused = untrusted_types(found)
-    if refused:
-        raise ArtifactError(f"{path} would construct untrusted types: {', '.join(refused)}")
+        trusted = check_schema(_skops_schema(data))
+    except UntrustedArtifactError as error:
+        raise ArtifactError(f"{path} would construct untrusted types: {error}") from None
     try:
-        return sio.load(path, trusted=list(found))
+        return sio.loads(data, trusted=trusted)
     except Exception as error:
         raise ArtifactError(f"cannot load {path}: {type(error).__name__}: {error}") from None
+
+
+def _read_artifact(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_ARTIFACT_BYTES + 1)
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
+    if len(data) > MAX_ARTIFACT_BYTES:
+        raise ArtifactError(f"{path} is larger than {MAX_ARTIFACT_BYTES} bytes; refusing to load")
+    return data
+
+
+def _skops_schema(data: bytes) -> Any:
+    """The ``schema.json`` of a skops file held in memory."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if archive.getinfo("schema.json").file_size > MAX_SCHEMA_BYTES:
+                raise ArtifactError(f"the artifact's schema.json is over {MAX_SCHEMA_BYTES} bytes")
+            return json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ArtifactError(f"the artifact is not a readable skops file: {error}") from None
 
 
 def write_version(

@@ -16,7 +16,13 @@ Routes (GET unless noted)::
 Fast models predict on the event loop (a thread hop would cost more than the predict);
 models slower than ``inline_predict_ms`` at warm-up run in a thread pool so health checks
 and metrics stay responsive. At most ``max_in_flight`` predictions are admitted at once;
-the rest get 503 with Retry-After instead of an unbounded queue.
+the rest get 503 with Retry-After instead of an unbounded queue, and ``/v2/health/ready``
+answers 503 while that limit is reached, so readiness never claims capacity it lacks.
+
+A slow client cannot starve fast ones: a prediction slot is taken only once the whole
+body has arrived, and the body must arrive within ``body_timeout`` seconds (else 408 and
+the connection is closed). A request id longer than 128 characters is refused (400)
+before the body is read.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any, Final
 import orjson
 
 from mlkube.runtime.serve.binary import HEADER as BINARY_HEADER
-from mlkube.runtime.serve.dataplane import DataPlane
+from mlkube.runtime.serve.dataplane import DataPlane, check_request_id
 from mlkube.runtime.serve.errors import (
     JSON_HEADERS,
     BadRequestError,
@@ -40,6 +46,7 @@ from mlkube.runtime.serve.errors import (
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServeError,
     UnavailableError,
     UnsupportedMediaTypeError,
@@ -166,19 +173,16 @@ class ServeApp:
         if route == "server":
             return dataplane.server_metadata, JSON_HEADERS
         if route == "ready":
-            if not self.ready:
-                raise UnavailableError("the model is not ready")
+            self._check_capacity()
             return b'{"ready":true}', JSON_HEADERS
         dataplane.check_model(name, version)
         if route == "model":
             return dataplane.model_metadata, JSON_HEADERS
-        if not self.ready:
-            raise UnavailableError(f"model '{name}' is not ready")
+        self._check_capacity()
         return self._ready_body, JSON_HEADERS
 
-    async def _predict(
-        self, route: str, scope: Scope, receive: Receive, name: str, version: str | None
-    ) -> tuple[bytes, Headers]:
+    def _check_capacity(self) -> None:
+        """``UnavailableError`` unless the model is loaded and a prediction slot is free."""
         if not self.ready:
             raise UnavailableError("the model is not ready")
         if self.in_flight >= self.settings.max_in_flight:
@@ -186,11 +190,18 @@ class ServeApp:
                 f"overloaded: {self.in_flight} requests in flight (limit "
                 f"{self.settings.max_in_flight}); retry shortly"
             )
+
+    async def _predict(
+        self, route: str, scope: Scope, receive: Receive, name: str, version: str | None
+    ) -> tuple[bytes, Headers]:
+        if not self.ready:
+            raise UnavailableError("the model is not ready")
+        request_id, binary = _check_headers(scope["headers"], self.settings.max_body_bytes)
+        body = await _read_body(receive, self.settings.max_body_bytes, self.settings.body_timeout)
+        self._check_capacity()
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
-            request_id, binary = _check_headers(scope["headers"], self.settings.max_body_bytes)
-            body = await _read_body(receive, self.settings.max_body_bytes)
             if route == "infer":
                 call: Callable[[], tuple[bytes, int | None]] = lambda: self.dataplane.infer(  # noqa: E731
                     body, name, version, request_id, binary
@@ -261,6 +272,7 @@ def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> tuple[str 
                 raise PayloadTooLargeError(f"the body has {int(value)} bytes; the limit is {limit}")
         elif key == b"x-request-id":
             request_id = value.decode("latin-1")
+            check_request_id(request_id, "the x-request-id header")
         elif key == BINARY_HEADER:
             if not value.isdigit():
                 raise BadRequestError("the Inference-Header-Content-Length header is not a number")
@@ -268,7 +280,18 @@ def _check_headers(headers: list[tuple[bytes, bytes]], limit: int) -> tuple[str 
     return request_id, binary_length
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, seconds: float) -> bytes:
+    """The whole body, within ``limit`` bytes and ``seconds``; a prediction slot is not held."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {seconds:g} s; send it at once"
+        ) from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGoneError

@@ -51,6 +51,9 @@ def register(subparsers: Any) -> None:
         "--max-in-flight", type=int, help="requests handled at once per worker; more get 503"
     )
     parser.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413")
+    parser.add_argument(
+        "--body-timeout", type=float, help="seconds a request body may take to arrive (408 after)"
+    )
     parser.add_argument("--max-batch-rows", type=int, help="larger batches get 413")
     parser.set_defaults(func=run)
 

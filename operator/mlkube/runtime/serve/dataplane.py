@@ -5,6 +5,15 @@ parses, validates against the feature schema (``decoding``), predicts (``model``
 encodes, counts predictions by class, and submits a sampled record to the inference
 log, failures included. Errors leave as ``ServeError`` with their HTTP status.
 
+What a request can cost is bounded by its size: an output named twice in ``outputs`` is
+a 400 (it would repeat the whole tensor in the response), a request id (``id`` or the
+``x-request-id`` header) longer than ``MAX_REQUEST_ID_CHARS`` is a 400 (it is copied onto
+every logged row), the logged record carries a byte budget proportional to the body, and
+a batch whose response would exceed ``RESPONSE_BYTES_PER_BODY_BYTE`` times the body (plus
+``RESPONSE_BYTES_PER_REQUEST``) is refused with 413 before predicting: a few bytes of
+zeros per row must not become a 10-class probability table a hundred times their size.
+Error messages quote client-chosen names shortened to ``QUOTE_CHARS``.
+
 Response shapes:
 - V2 ``infer``: ``outputs`` holds ``predict`` ``[n]`` and, for classifiers,
   ``predict_proba`` ``[n, n_classes]`` (columns in ``parameters.classes`` order of the
@@ -18,6 +27,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import Counter
 from typing import Any, Final
 
 import numpy as np
@@ -32,12 +42,22 @@ from mlkube.runtime.serve.binary import (
     wants_binary,
 )
 from mlkube.runtime.serve.decoding import Schema, decode_v1_instances, decode_v2_inputs
-from mlkube.runtime.serve.errors import BadRequestError, NotFoundError, ServeError
-from mlkube.runtime.serve.inferencelog import InferenceLogger, Record
+from mlkube.runtime.serve.errors import (
+    BadRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServeError,
+)
+from mlkube.runtime.serve.inferencelog import InferenceLogger, Record, log_budget
 from mlkube.runtime.serve.metrics import ModelMetrics
 from mlkube.runtime.serve.model import Batch, ModelInputError, Prediction, ServedModel
 
 SERVER_NAME: Final = "mlkube"
+MAX_REQUEST_ID_CHARS: Final = 128
+RESPONSE_BYTES_PER_BODY_BYTE: Final = 32
+RESPONSE_BYTES_PER_REQUEST: Final = 64 * 1024
+JSON_NUMBER_BYTES: Final = 25  # the longest float orjson writes, plus a separator
+QUOTE_CHARS: Final = 80
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -70,6 +90,9 @@ class DataPlane:
         self._logger = logger
         self._sample_rate = sample_rate if logger is not None else 0.0
         self._outputs = ["predict", "predict_proba"] if model.is_classifier else ["predict"]
+        labels = [str(c) for c in model.classes.tolist()] if model.classes is not None else []
+        self._label_bytes = max((len(c) + 4 for c in labels), default=JSON_NUMBER_BYTES)
+        self._proba_bytes = JSON_NUMBER_BYTES * len(labels)
         self.server_metadata = orjson.dumps(
             {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
         )
@@ -132,6 +155,8 @@ class DataPlane:
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         request_id = header_id
         batch: Batch | None = None
+        body_bytes = len(body)
+        budget = log_budget(body_bytes)
         try:
             self.check_model(name, version)
             tail = b""
@@ -143,6 +168,7 @@ class DataPlane:
             raw_id = doc.get("id")
             if raw_id is not None and not isinstance(raw_id, str):
                 raise BadRequestError("'id' must be a string")
+            check_request_id(raw_id, "'id'")
             request_id = raw_id or request_id
             wanted = self._requested_outputs(doc.get("outputs"))
             if binary_json_length is not None:
@@ -151,13 +177,14 @@ class DataPlane:
             if parameters is not None and not isinstance(parameters, dict):
                 raise BadRequestError("'parameters' must be an object")
             batch = decode_v2_inputs(doc.get("inputs"), self.schema)
+            self._check_response_size(batch.rows, "predict_proba" in wanted, body_bytes)
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
-                self._log(request_id, error.status, batch, None, error.message)
+                self._log(request_id, error.status, batch, None, error.message, budget=budget)
             raise
         if sampled:
-            self._log(request_id, 200, batch, prediction.labels, None)
+            self._log(request_id, 200, batch, prediction.labels, None, budget=budget)
         response: dict[str, Any] = {
             "model_name": self.model.name,
             "model_version": self.model.version_label,
@@ -175,6 +202,7 @@ class DataPlane:
         """A V1 ``:predict`` request's response body."""
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         batch: Batch | None = None
+        budget = log_budget(len(body))
         try:
             self.check_model(name, None)
             doc = _parse(body)
@@ -183,18 +211,31 @@ class DataPlane:
                     "the body needs 'instances': a list of {feature: value} records"
                 )
             batch = decode_v1_instances(doc["instances"], self.schema)
+            self._check_response_size(batch.rows, self.model.is_classifier, len(body))
             prediction = self._predict(batch)
         except ServeError as error:
             if sampled:
-                self._log(header_id, error.status, batch, None, error.message)
+                self._log(header_id, error.status, batch, None, error.message, budget=budget)
             raise
         if sampled:
-            self._log(header_id, 200, batch, prediction.labels, None)
+            self._log(header_id, 200, batch, prediction.labels, None, budget=budget)
         response: dict[str, Any] = {"predictions": _json_ready(prediction.labels)}
         if prediction.proba is not None and self.model.classes is not None:
             response["probabilities"] = prediction.proba
             response["classes"] = self.model.classes.tolist()
         return orjson.dumps(response, option=_NUMPY)
+
+    def _check_response_size(self, rows: int, with_proba: bool, body_bytes: int) -> None:
+        """413 when the response would outgrow its budget, before any prediction is made."""
+        per_row = max(self._label_bytes, JSON_NUMBER_BYTES)
+        per_row += self._proba_bytes if with_proba else 0
+        budget = RESPONSE_BYTES_PER_BODY_BYTE * body_bytes + RESPONSE_BYTES_PER_REQUEST
+        if rows * per_row > budget:
+            raise PayloadTooLargeError(
+                f"the response for {rows} rows would be about {rows * per_row} bytes, more than "
+                f"{RESPONSE_BYTES_PER_BODY_BYTE}x the request's {body_bytes}; send fewer rows "
+                "per request, or ask only for the 'predict' output"
+            )
 
     def _predict(self, batch: Batch) -> Prediction:
         try:
@@ -212,11 +253,16 @@ class DataPlane:
         ):
             raise BadRequestError("'outputs' must be a list of objects with a 'name'")
         names = [o["name"] for o in outputs]
+        repeated = sorted(n for n, times in Counter(names).items() if times > 1)
+        if repeated:
+            raise BadRequestError(
+                f"'outputs' names {', '.join(_quote(n) for n in repeated)} more than once"
+            )
         unknown = [n for n in names if n not in self._outputs]
         if unknown:
             raise BadRequestError(
-                f"unknown output(s) {', '.join(repr(n) for n in unknown)}; this model outputs "
-                f"{', '.join(self._outputs)}"
+                f"unknown output(s) {', '.join(_quote(n) for n in unknown[:5])}; "
+                f"this model outputs {', '.join(self._outputs)}"
             )
         return names
 
@@ -252,6 +298,8 @@ class DataPlane:
         batch: Batch | None,
         labels: NDArray[Any] | None,
         error: str | None,
+        *,
+        budget: int,
     ) -> None:
         assert self._logger is not None
         self._logger.submit(
@@ -262,7 +310,21 @@ class DataPlane:
                 batch=batch,
                 outputs=labels,
                 error=error,
+                budget=budget,
             )
+        )
+
+
+def _quote(name: str) -> str:
+    """A client-chosen name for an error message, shortened so the message stays small."""
+    return repr(name if len(name) <= QUOTE_CHARS else name[:QUOTE_CHARS] + "...")
+
+
+def check_request_id(request_id: str | None, where: str) -> None:
+    """A request id longer than ``MAX_REQUEST_ID_CHARS`` is a client error (400)."""
+    if request_id is not None and len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise BadRequestError(
+            f"{where} has {len(request_id)} characters; at most {MAX_REQUEST_ID_CHARS} are allowed"
         )
 
 

@@ -44,6 +44,15 @@ class MethodNotAllowedError(ServeError):
         )
 
 
+class RequestTimeoutError(ServeError):
+    """The body did not arrive in time; the connection is closed after the answer."""
+
+    status = 408
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, [(b"connection", b"close")])
+
+
 class PayloadTooLargeError(ServeError):
     status = 413
 

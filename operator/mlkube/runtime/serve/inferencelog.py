@@ -13,18 +13,25 @@ one JSON object per predicted row::
 The request path only decides the sample and puts one record per request into a bounded
 queue (``put_nowait``); when the rows queued exceed the bound the record is dropped and
 counted. The writer thread turns records into lines, appends them, rotates by size and
-by hour, and deletes the oldest files beyond a total bound. A full disk, a read-only
+by hour, and deletes the oldest files beyond a total bound. What one request can add to
+the log is bounded by its size: a record carries a byte budget (``LOG_BYTES_PER_BODY_BYTE``
+times its body, plus a constant for tiny bodies); rows beyond it are dropped and counted
+(``over_budget``), so repeating a long request id or error text on every row cannot turn
+a small body into a large log. Lines are written in chunks of at most ``WRITE_CHUNK_BYTES``,
+never all queued records joined in memory at once. A full disk, a read-only
 store or a slow one costs rows (counted), never a request's latency or status; a file
 cut short by ENOSPC is truncated back to its last whole line.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +47,14 @@ log = logging.getLogger(__name__)
 
 RETRY_SECONDS: Final = 5.0
 RETENTION_CHECK_SECONDS: Final = 60.0
+LOG_BYTES_PER_BODY_BYTE: Final = 16  # feature names on every row make ~5x normal
+LOG_BYTES_PER_REQUEST: Final = 4096
+WRITE_CHUNK_BYTES: Final = 1 << 20
+
+
+def log_budget(body_bytes: int) -> int:
+    """The most inference-log bytes a request with a body of ``body_bytes`` may cause."""
+    return LOG_BYTES_PER_BODY_BYTE * body_bytes + LOG_BYTES_PER_REQUEST
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class Record:
     batch: Batch | None
     outputs: NDArray[Any] | None
     error: str | None
+    budget: int = LOG_BYTES_PER_REQUEST  # bytes of log lines this record may produce
 
     @property
     def rows(self) -> int:
@@ -139,21 +155,31 @@ class InferenceLogger:
         rows = sum(r.rows for r in records)
         with self._lock:
             self._queued_rows -= rows
-        by_hour: dict[str, list[bytes]] = {}
+        pending: list[bytes] = []
+        pending_bytes = 0
+        hour = ""
         for record in records:
             try:
                 stamp = datetime.fromtimestamp(record.ts, UTC)
-                hour = stamp.strftime("%Y-%m-%d/%H")
-                by_hour.setdefault(hour, []).extend(self._lines(record, stamp))
+                lines = self._lines(record, stamp)
             except Exception:
                 log.exception("cannot format an inference-log record; dropping it")
                 self._metrics.log_dropped_write.inc(record.rows)
-        for hour, lines in by_hour.items():
-            self._append(hour, b"".join(lines), len(lines))
+                continue
+            record_hour = stamp.strftime("%Y-%m-%d/%H")
+            if pending and (record_hour != hour or pending_bytes >= WRITE_CHUNK_BYTES):
+                self._append(hour, b"".join(pending), len(pending))
+                pending, pending_bytes = [], 0
+            hour = record_hour
+            pending.extend(lines)
+            pending_bytes += sum(len(line) for line in lines)
+        if pending:
+            self._append(hour, b"".join(pending), len(pending))
         if time.monotonic() >= self._next_retention:
             self._enforce_retention()
 
     def _lines(self, record: Record, stamp: datetime) -> list[bytes]:
+        """The record's lines, as many rows as fit in its budget (the rest are counted)."""
         base: dict[str, Any] = {
             "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "model": self._model,
@@ -161,21 +187,25 @@ class InferenceLogger:
             "request_id": record.request_id,
             "status": record.status,
         }
-        if record.batch is None:
-            inputs_per_row: list[dict[str, Any]] = [{}]
-        else:
-            inputs_per_row = record.batch.row_dicts(self._names)
-        if record.outputs is not None:
-            outputs: list[Any] = record.outputs.tolist()
-        else:
-            outputs = [None] * len(inputs_per_row)
+        inputs_per_row: Iterator[dict[str, Any]] = (
+            iter([{}]) if record.batch is None else record.batch.row_dicts(self._names)
+        )
+        outputs: Iterator[Any] = (
+            iter(record.outputs.tolist()) if record.outputs is not None else itertools.repeat(None)
+        )
         option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
-        lines = []
+        lines: list[bytes] = []
+        left = record.budget
         for inputs, output in zip(inputs_per_row, outputs, strict=False):
             row = {**base, "inputs": inputs, "output": output}
             if record.error is not None:
                 row["error"] = record.error
-            lines.append(orjson.dumps(row, option=option))
+            line = orjson.dumps(row, option=option)
+            left -= len(line)
+            if left < 0:
+                self._metrics.log_dropped_budget.inc(record.rows - len(lines))
+                break
+            lines.append(line)
         return lines
 
     def _append(self, hour: str, data: bytes, rows: int) -> None:

@@ -65,7 +65,8 @@ LOG_ROWS = Counter(
 )
 LOG_DROPPED = Counter(
     "mlkube_serve_inference_log_dropped_rows",
-    "Inference-log rows dropped: the queue was full or the store refused the write.",
+    "Inference-log rows dropped: the queue was full, the store refused the write, or the "
+    "rows would have outgrown the request's log budget (a multiple of its body size).",
     [*MODEL_LABELS, "reason"],
 )
 LOG_ERRORS = Counter(
@@ -88,6 +89,7 @@ class ModelMetrics:
         self.log_rows = LOG_ROWS.labels(name, version)
         self.log_dropped_full = LOG_DROPPED.labels(name, version, "queue_full")
         self.log_dropped_write = LOG_DROPPED.labels(name, version, "write_failed")
+        self.log_dropped_budget = LOG_DROPPED.labels(name, version, "over_budget")
         self.log_errors = LOG_ERRORS.labels(name, version)
 
     def info(self, estimator: str, threading: str) -> None:

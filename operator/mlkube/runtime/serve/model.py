@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -34,6 +35,7 @@ from mlkube.runtime.artifact import (
     read_metadata,
 )
 
+_ROW_SLICE: Final = 1024
 # Final estimators whose predict() is classes_[argmax(predict_proba())] by construction.
 _ARGMAX_CLASSIFIERS: Final = frozenset(
     {
@@ -61,13 +63,18 @@ class Batch:
     matrix: NDArray[np.float64] | None = None
     columns: dict[str, NDArray[Any]] | None = None
 
-    def row_dicts(self, names: list[str]) -> list[dict[str, Any]]:
-        """One ``{feature: value}`` per row, for the inference log (off the request path)."""
-        if self.matrix is not None:
-            return [dict(zip(names, row, strict=True)) for row in self.matrix.tolist()]
-        assert self.columns is not None
-        lists = [self.columns[name].tolist() for name in names]
-        return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+    def row_dicts(self, names: list[str]) -> Iterator[dict[str, Any]]:
+        """One ``{feature: value}`` per row, for the inference log (off the request path);
+        built a slice at a time, so a writer that stops at its budget never builds the rest."""
+        for start in range(0, self.rows, _ROW_SLICE):
+            stop = start + _ROW_SLICE
+            if self.matrix is not None:
+                rows: Iterable[Any] = self.matrix[start:stop].tolist()
+            else:
+                assert self.columns is not None
+                rows = zip(*(self.columns[n][start:stop].tolist() for n in names), strict=True)
+            for row in rows:
+                yield dict(zip(names, row, strict=True))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,11 @@ class ServeSettings:
     max_batch_rows: int = 100_000
     """Batches with more rows than this get 413."""
     max_in_flight: int = 64
-    """Requests handled at once per worker; beyond it 503 with Retry-After."""
+    """Predictions admitted at once per worker (counted once a body has fully arrived, so
+    slow senders hold none); beyond it 503 with Retry-After, and readiness says 503 too."""
+    body_timeout: float = 10.0
+    """Seconds a request body may take to arrive in full; after it, 408 and the connection
+    is closed, so half-sent bodies cannot pile up."""
     predict_threads: int = 0
     """Threads for models slower than ``inline_predict_ms``; 0 means one per CPU."""
     inline_predict_ms: float = 2.0
@@ -79,6 +83,7 @@ def _convert(name: str, raw: Any) -> Any:
         "sample_rate": float,
         "inline_predict_ms": float,
         "graceful_timeout": float,
+        "body_timeout": float,
     }.get(name, int)
     if raw is None or isinstance(raw, kind):
         return raw
@@ -126,6 +131,8 @@ def _check(s: ServeSettings) -> None:
     for name in positive:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.body_timeout <= 0:
+        raise SettingsError(f"body_timeout must be positive, got {s.body_timeout}")
     if s.predict_threads < 0:
         raise SettingsError(
             f"predict_threads must be 0 (one per CPU) or more, got {s.predict_threads}"

@@ -2,24 +2,25 @@
 
 The URI schemes mirror where data sits for a model in a cluster: a mounted claim
 (``pvc://claim/path``), an object store (``s3://bucket/key``, optional ``s3`` extra), a web
-server (``https://``, also ``http://`` for in-cluster services), a local path (``file://`` or
-plain, for laptops, tests and benchmarks) and the data sets scikit-learn ships
-(``sklearn://iris``, columns renamed to identifiers). Downloads are bounded in size and
-time so a wrong URI fails with a message instead of filling the pod. The whole file is
+server (``https://``, also ``http://`` for in-cluster services listed in
+``MLKUBE_ALLOWED_INTERNAL_HOSTS``), a local path (``file://`` or plain, for laptops, tests
+and benchmarks) and the data sets scikit-learn ships (``sklearn://iris``, columns renamed
+to identifiers). Downloads are bounded in size and time so a wrong URI fails with a
+message instead of filling the pod, and may not reach inside the cluster (see
+``fetch``); ``.gz`` files are bounded once expanded too. Messages name the URI with its
+credentials redacted. The whole file is
 read into memory once: its bytes give the data digest recorded in the metadata and then
 parse without a second read.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,6 +29,7 @@ from typing import Any, Final
 import pandas as pd
 
 from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train.fetch import download_http, redact_uri
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.spec import DataSpec
 
@@ -51,6 +53,7 @@ class LoadedData:
 def load_data(spec: DataSpec, settings: TrainSettings) -> LoadedData:
     """Fetches and parses ``spec.uri``; every failure is a ``TrainingInputError`` naming it."""
     uri = spec.uri
+    shown = redact_uri(uri)
     scheme = urllib.parse.urlsplit(uri).scheme.lower()
     if scheme == "sklearn":
         return _load_sklearn(uri)
@@ -59,23 +62,43 @@ def load_data(spec: DataSpec, settings: TrainSettings) -> LoadedData:
     elif scheme == "pvc":
         raw, name = _read_local(pvc_path(uri, settings.pvc_root)), uri
     elif scheme in ("http", "https"):
-        raw, name = _download_http(uri, settings), urllib.parse.urlsplit(uri).path
+        raw, name = download_http(uri, settings), urllib.parse.urlsplit(uri).path
     elif scheme == "s3":
         raw, name = _download_s3(uri, settings), uri
     else:
         raise TrainingInputError(
-            f"data uri {uri!r}: unsupported scheme {scheme!r}; "
+            f"data uri {shown!r}: unsupported scheme {scheme!r}; "
             "use a path, file://, pvc://, https://, s3:// or sklearn://"
         )
     digest = hashlib.sha256(raw).hexdigest()
     if name.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
-            raise TrainingInputError(f"data {uri}: not a valid gzip file: {error}") from None
+        raw = gunzip_bounded(raw, settings.max_decompressed_bytes, shown)
         name = name[:-3]
-    fmt = spec.format or _format_from_name(uri, name)
-    return LoadedData(frame=parse_frame(raw, fmt, uri), sha256=digest, format=fmt)
+    fmt = spec.format or _format_from_name(shown, name)
+    return LoadedData(frame=parse_frame(raw, fmt, shown), sha256=digest, format=fmt)
+
+
+def gunzip_bounded(raw: bytes, limit: int, shown: str) -> bytes:
+    """Expands gzip data (every member) but never beyond ``limit`` bytes."""
+    out: list[bytes] = []
+    size = 0
+    while raw:
+        expander = zlib.decompressobj(wbits=31)
+        try:
+            chunk = expander.decompress(raw, limit - size + 1)
+        except zlib.error as error:
+            raise TrainingInputError(f"data {shown}: not a valid gzip file: {error}") from None
+        size += len(chunk)
+        if size > limit or expander.unconsumed_tail:
+            raise TrainingInputError(
+                f"data {shown} expands to more than {limit} bytes "
+                "(MLKUBE_DATA_MAX_DECOMPRESSED_BYTES)"
+            )
+        if not expander.eof:
+            raise TrainingInputError(f"data {shown}: not a valid gzip file: truncated")
+        out.append(chunk)
+        raw = expander.unused_data
+    return b"".join(out)
 
 
 def _format_from_name(uri: str, name: str) -> str:
@@ -114,15 +137,26 @@ def _file_path(uri: str) -> Path:
 
 
 def pvc_path(uri: str, root: Path) -> Path:
-    """``pvc://claim/some/file.csv`` → ``<root>/claim/some/file.csv``, never outside the claim."""
+    """``pvc://claim/some/file.csv`` → ``<root>/claim/some/file.csv``, never outside the claim.
+
+    The path after the claim is taken segment by segment: an empty segment (``//``, which
+    would make it absolute and drop the claim), ``.``, ``..`` or a backslash is refused.
+    """
     rest = uri[len("pvc://") :]
     claim, _, inner = rest.partition("/")
-    parts = PurePosixPath(inner).parts
-    if not claim or not inner or ".." in parts or claim in (".", ".."):
+    segments = inner.split("/")
+    if (
+        not claim
+        or claim in (".", "..")
+        or not inner
+        or any(s in ("", ".", "..") for s in segments)
+        or "\\" in rest
+    ):
         raise TrainingInputError(
-            f"data uri {uri!r}: expected pvc://<claim>/<path inside the claim>"
+            f"data uri {uri!r}: expected pvc://<claim>/<path inside the claim>, "
+            "without '//', '.' or '..' segments"
         )
-    return root / claim / PurePosixPath(inner)
+    return root.joinpath(claim, *segments)
 
 
 def _read_local(path: Path) -> bytes:
@@ -147,32 +181,6 @@ def _read_bounded(read: Callable[[int], bytes], limit: int, uri: str) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _download_http(uri: str, settings: TrainSettings) -> bytes:
-    request = urllib.request.Request(uri, headers={"User-Agent": "mlkube-train"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(  # noqa: S310 (the scheme is checked by the caller)
-            request, timeout=settings.http_timeout_seconds
-        ) as response:
-            length = response.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > settings.http_max_bytes:
-                raise TrainingInputError(
-                    f"data {uri} is {length} bytes, more than {settings.http_max_bytes} "
-                    "(MLKUBE_HTTP_MAX_BYTES)"
-                )
-            return _read_bounded(response.read, settings.http_max_bytes, uri)
-    except urllib.error.HTTPError as error:
-        raise TrainingInputError(f"data {uri}: HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        raise TrainingInputError(f"data {uri}: cannot connect: {error.reason}") from None
-    except TimeoutError:
-        raise TrainingInputError(
-            f"data {uri}: no answer within {settings.http_timeout_seconds:g} s "
-            "(MLKUBE_HTTP_TIMEOUT_SECONDS)"
-        ) from None
-    except OSError as error:
-        raise TrainingInputError(f"data {uri}: download failed: {error}") from None
 
 
 def _download_s3(uri: str, settings: TrainSettings) -> bytes:

@@ -20,6 +20,7 @@ from mlkube.api.names import version_dir
 from mlkube.api.status import SliceResult, TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema
 from mlkube.runtime.train.data import LoadedData
+from mlkube.runtime.train.fetch import redact_uri
 from mlkube.runtime.train.pipeline import EstimatorChoice, input_layout
 from mlkube.runtime.train.quality import CheckedData
 from mlkube.runtime.train.slices import Node
@@ -149,7 +150,7 @@ def version_metadata(
 
 def _data_record(request: RunRequest, data: Dataset) -> dict[str, Any]:
     return {
-        "uri": request.spec.data.uri,
+        "uri": redact_uri(request.spec.data.uri),
         "format": data.loaded.format,
         "sha256": data.loaded.sha256,
         "rows": len(data.checked.frame),

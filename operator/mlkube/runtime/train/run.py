@@ -25,6 +25,7 @@ from mlkube.api.status import TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
+from mlkube.runtime.train.fetch import redact_uri
 from mlkube.runtime.train.pipeline import (
     EstimatorChoice,
     build_pipeline,
@@ -271,7 +272,7 @@ def _read(
 ) -> Dataset:
     """Reads and checks the data, infers the schema, splits off the holdout."""
     validation = spec.validation
-    progress(f"reading {spec.data.uri}")
+    progress(f"reading {redact_uri(spec.data.uri)}")
     loaded = load_data(spec.data, settings)
     raw = loaded.frame.reset_index(drop=True)
     progress(f"read {len(raw)} rows x {len(raw.columns)} columns ({loaded.format})")
