@@ -61,3 +61,47 @@ def test_training_job_is_manual_and_owned_by_its_model() -> None:
     assert body["metadata"]["generateName"] == "churn-manual-"
     assert body["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert views.serving_pin(3) == {"spec": {"serving": {"version": 3}}}
+
+
+def lineage_model() -> dict[str, Any]:
+    def entry(version: int, data: str, params: str, sklearn: str) -> dict[str, Any]:
+        return {
+            "version": version,
+            "trigger": "spec-change" if version == 2 else "initial",
+            "generation": version,
+            "decision": "Promoted",
+            "score": 0.9,
+            "lineage": {
+                "data": {"uri": "https://data.example/iris.csv", "sha256": data * 64},
+                "paramsDigest": params * 64,
+                "libraries": {"scikit-learn": sklearn, "mlkube": "0.1.0"},
+            },
+        }
+
+    return {
+        "metadata": {"name": "iris"},
+        "status": {
+            "servingVersion": 2,
+            "versions": [entry(1, "a", "b", "1.7.0"), entry(2, "a", "c", "1.7.1")],
+        },
+    }
+
+
+def test_versions_show_the_data_and_params_digests() -> None:
+    out = views.versions_table(lineage_model())
+    row = next(line for line in out.splitlines() if line.startswith("2*"))
+    assert "a" * 12 in row and "c" * 12 in row and "spec-change" in row
+
+
+def test_diff_lists_only_what_differs_between_two_versions() -> None:
+    out = views.version_diff(lineage_model(), 1, 2)
+    fields = [line.split()[0] for line in out.splitlines()[1:]]
+    assert fields == [
+        "generation",
+        "lineage.libraries.scikit-learn",
+        "lineage.paramsDigest",
+        "trigger",
+    ]
+    assert "1.7.0" in out and "1.7.1" in out
+    with pytest.raises(views.ViewError):
+        views.version_diff(lineage_model(), 1, 9)

@@ -188,3 +188,28 @@ def model_ref() -> Schema:
         required=["name"],
         rules=[rule("self == oldSelf", "spec.modelRef is immutable")],
     )
+
+
+def lineage_schema() -> Schema:
+    """Where a version came from: data and its digest, params, libraries, image."""
+    return obj(
+        "Where the version came from.",
+        {
+            "data": obj(
+                "The training data.",
+                {
+                    "uri": string("Data URI, credentials redacted.", max_length=512),
+                    "sha256": string("sha256 of the data as read.", max_length=64),
+                },
+            ),
+            "paramsDigest": string(
+                "sha256 of the estimator class and its effective params.", max_length=64
+            ),
+            "libraries": map_of(
+                "Library versions (scikit-learn, mlkube).",
+                string("A version.", max_length=64),
+                max_properties=8,
+            ),
+            "image": string("The trainer's image, by digest when known.", max_length=512),
+        },
+    )

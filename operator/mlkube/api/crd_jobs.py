@@ -9,6 +9,7 @@ from mlkube.api.crd_common import (
     DURATION_PATTERN,
     common_status,
     data_uri_path_rule,
+    lineage_schema,
     metrics_map,
     model_ref,
     slice_results,
@@ -51,6 +52,7 @@ def training_job_schemas() -> tuple[Schema, Schema]:
                 "Generation of the Model whose spec the run trains.", minimum=0
             ),
             "specDigest": string("Digest of the training spec the run trains.", max_length=64),
+            "lineage": lineage_schema(),
             "jobName": string("The batch/v1 Job running the trainer."),
             "metric": string("Metric the score is.", max_length=32),
             "higherIsBetter": boolean("Whether a larger score is better."),

@@ -6,7 +6,7 @@ are the enums of ``mlkube.api.status``.
 
 from __future__ import annotations
 
-from mlkube.api.crd_common import common_status, metrics_map, slice_results
+from mlkube.api.crd_common import common_status, lineage_schema, metrics_map, slice_results
 from mlkube.api.openapi import Schema, array, boolean, integer, number, obj, string
 from mlkube.api.status import Decision, Trigger
 
@@ -30,6 +30,8 @@ def model_status_schema() -> Schema:
                 "Generation of the Model whose spec it was trained from.", minimum=0
             ),
             "specDigest": string("Digest of the training spec it was trained from.", max_length=64),
+            "lineage": lineage_schema(),
+            "parent": integer("The version serving when this one was decided.", minimum=1),
             "decision": string("Promotion decision.", enum=[d.value for d in Decision]),
             "promoted": boolean("Whether the version was ever promoted."),
             "reason": string("Why it was promoted or rejected.", max_length=2048),

@@ -132,6 +132,22 @@ class SliceResult(TypedDict):
     passed: bool
 
 
+class DataLineage(TypedDict, total=False):
+    """The data a version was trained on: its URI (credentials redacted) and digest."""
+
+    uri: str
+    sha256: str
+
+
+class Lineage(TypedDict, total=False):
+    """Where a version came from, carried from the trainer's summary into the registry."""
+
+    data: DataLineage
+    paramsDigest: str
+    libraries: dict[str, str]
+    image: str
+
+
 class TrainerSummary(TypedDict):
     """The trainer's one JSON line: stdout and the pod's termination message."""
 
@@ -145,6 +161,7 @@ class TrainerSummary(TypedDict):
     rows: NotRequired[dict[str, int]]
     durationSeconds: NotRequired[float]
     crossValidation: NotRequired[dict[str, Any]]
+    lineage: NotRequired[Lineage]
     truncated: NotRequired[bool]
 
 
@@ -185,6 +202,7 @@ class TrainingJobStatus(TypedDict, total=False):
     conditions: list[Condition]
     modelGeneration: int
     specDigest: str
+    lineage: Lineage
 
 
 class VersionEntry(TypedDict, total=False):
@@ -206,6 +224,8 @@ class VersionEntry(TypedDict, total=False):
     promoted: bool
     generation: int
     specDigest: str
+    lineage: Lineage
+    parent: int
 
 
 class FeatureDrift(TypedDict):

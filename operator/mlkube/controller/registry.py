@@ -42,7 +42,11 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
     }
     if status.get("completionTime"):
         entry["trainedAt"] = status["completionTime"]
-    for source, target in (("modelGeneration", "generation"), ("specDigest", "specDigest")):
+    for source, target in (
+        ("modelGeneration", "generation"),
+        ("specDigest", "specDigest"),
+        ("lineage", "lineage"),
+    ):
         if status.get(source) is not None:
             entry[target] = status[source]
     if phase == Phase.FAILED:
@@ -95,6 +99,8 @@ def update_registry(
     promotion = spec.get("promotion") or {}
     pin = (spec.get("serving") or {}).get("version")
     for entry in sorted(new, key=lambda e: int(e["version"])):
+        if registry.serving_version is not None:
+            entry["parent"] = registry.serving_version
         if entry.get("decision") != Decision.FAILED:
             current = registry.entry(registry.serving_version)
             decision = promotion_decision(entry, current, promotion)

@@ -32,6 +32,8 @@ def cmd_status(args: argparse.Namespace, conn: Connection) -> str:
 
 def cmd_versions(args: argparse.Namespace, conn: Connection) -> str:
     model = conn.get(MODELS, args.model)
+    if args.diff:
+        return views.version_diff(model, args.diff[0], args.diff[1])
     text = views.versions_table(model)
     if (model.get("status") or {}).get("promotions"):
         text += "\n\nPromotions:\n" + views.promotions_table(model)
@@ -93,9 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status", cmd_status, "Models with serving version, score, readiness and last drift."
     )
     status.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    add(
-        "versions", cmd_versions, "Version history of a model with metrics and promotion reasons."
-    ).add_argument("model")
+    versions = add(
+        "versions", cmd_versions, "Version history of a model with lineage and promotion reasons."
+    )
+    versions.add_argument("model")
+    versions.add_argument(
+        "--diff", nargs=2, type=int, metavar=("A", "B"), help="compare two versions' lineage"
+    )
     train = add("train", cmd_train, "Start a manual TrainingJob of a model.")
     train.add_argument("model")
     train.add_argument("--reason", help="recorded in the TrainingJob and the version history")

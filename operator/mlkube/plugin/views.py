@@ -110,20 +110,65 @@ def versions_table(model: Body) -> str:
     rows = []
     for entry in sorted(status.get("versions") or [], key=lambda v: v["version"]):
         version = entry["version"]
+        lineage = entry.get("lineage") or {}
         rows.append(
             [
                 f"{version}*" if version == serving else version,
                 entry.get("trigger"),
+                entry.get("generation"),
                 entry.get("trainedAt"),
                 entry.get("metric"),
                 entry.get("score"),
                 entry.get("decision"),
+                _short((lineage.get("data") or {}).get("sha256")),
+                _short(lineage.get("paramsDigest")),
                 metrics_text(entry.get("metrics")),
                 entry.get("reason"),
             ]
         )
-    headers = ["VERSION", "TRIGGER", "TRAINED", "METRIC", "SCORE", "DECISION", "METRICS", "REASON"]
-    return table(headers, rows) + "\n(* serving)"
+    headers = [
+        "VERSION",
+        "TRIGGER",
+        "GEN",
+        "TRAINED",
+        "METRIC",
+        "SCORE",
+        "DECISION",
+        "DATA",
+        "PARAMS",
+        "METRICS",
+        "REASON",
+    ]
+    return table(headers, rows) + "\n(* serving; DATA and PARAMS: digests, see --diff)"
+
+
+def _short(digest: object) -> str | None:
+    return str(digest)[:12] if digest else None
+
+
+def _flat(entry: Mapping[str, Any], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in entry.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        elif not isinstance(value, list):
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def version_diff(model: Body, a: int, b: int) -> str:
+    """The fields two versions differ in: lineage, generation, scores, decision."""
+    entries = {v["version"]: v for v in (model.get("status") or {}).get("versions") or []}
+    for version in (a, b):
+        if version not in entries:
+            raise ViewError(f"version {version} is not in the model's history")
+    left, right = _flat(entries[a]), _flat(entries[b])
+    skip = {"version", "trainedAt", "reason"}
+    fields = sorted((set(left) | set(right)) - skip)
+    rows = [[f, left.get(f), right.get(f)] for f in fields if left.get(f) != right.get(f)]
+    if not rows:
+        return f"v{a} and v{b} have the same lineage and results"
+    return table(["FIELD", f"v{a}", f"v{b}"], rows)
 
 
 def promotions_table(model: Body) -> str:

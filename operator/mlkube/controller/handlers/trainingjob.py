@@ -243,8 +243,27 @@ async def _complete(
         await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=reason, extra=common)
         return None
     job_status = job.get("status") or {}
-    await _succeed(ctl, tj, model, summary=summary, common=common, job_status=job_status)
+    lineage = _lineage(summary, pods[-1])
+    await _succeed(
+        ctl,
+        tj,
+        model,
+        summary=summary,
+        common={**common, "lineage": lineage},
+        job_status=job_status,
+    )
     return None
+
+
+def _lineage(summary: TrainerSummary, pod: Body) -> dict[str, Any]:
+    """The trainer's lineage, plus the image it ran by digest (the kubelet's imageID)."""
+    lineage: dict[str, Any] = dict(summary.get("lineage") or {})
+    for container in status_of(pod).get("containerStatuses") or []:
+        image = container.get("imageID") or container.get("image")
+        if image:
+            lineage["image"] = str(image)[:512]
+            break
+    return lineage
 
 
 def progress_status(tj: Body, common: Mapping[str, Any], *, running: bool) -> dict[str, Any]:

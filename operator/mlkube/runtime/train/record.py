@@ -8,6 +8,8 @@ which the operator reads from the pod's termination message.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 
 from mlkube import __version__
 from mlkube.api.names import version_dir
-from mlkube.api.status import SliceResult, TrainerSummary
+from mlkube.api.status import Lineage, SliceResult, TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema
 from mlkube.runtime.train.data import LoadedData
 from mlkube.runtime.train.fetch import redact_uri
@@ -193,4 +195,17 @@ def run_summary(
     }
     if fitted.cross is not None:
         summary["crossValidation"] = {k: fitted.cross[k] for k in ("folds", "mean", "std")}
+    summary["lineage"] = lineage(request, data, fitted)
     return summary
+
+
+def lineage(request: RunRequest, data: Dataset, fitted: Fitted) -> Lineage:
+    """What a version came from, short enough for the termination message."""
+    params = {"class": fitted.estimator.class_path, "params": fitted.estimator.params}
+    encoded = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    versions = libraries()
+    return {
+        "data": {"uri": redact_uri(request.spec.data.uri)[:512], "sha256": data.loaded.sha256},
+        "paramsDigest": hashlib.sha256(encoded.encode()).hexdigest(),
+        "libraries": {k: versions[k] for k in ("scikit-learn", "mlkube")},
+    }
