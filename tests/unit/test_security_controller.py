@@ -274,3 +274,44 @@ def test_the_operator_asks_for_pruning_only_when_the_setting_is_on() -> None:
     args = args_of(OperatorSettings(runtime_image="img:1", prune_store_versions=True))
     assert args[args.index("--prune-below") + 1] == "4"
     assert args[args.index("--keep") + 1] == "2"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///var/run/secrets/kubernetes.io/serviceaccount/token",
+        "/etc/passwd",
+        "store://../other/inference",
+        "store:///abs",
+    ],
+)
+def test_an_in_cluster_drift_check_reads_only_inside_the_store(uri: str, tmp_path: Any) -> None:
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    from mlkube.runtime.drift.check import DriftInputError
+    from mlkube.runtime.drift.incluster import ClusterSettings, MonitorCheck
+
+    check = MonitorCheck(
+        client.ApiClient(), ClusterSettings(store_root=tmp_path), NS, "w", datetime.now(UTC)
+    )
+    with pytest.raises(DriftInputError, match="reads store://"):
+        check._live_path({"spec": {"data": {"uri": uri}}}, "iris")
+    inside = check._live_path({"spec": {"data": {"uri": "store://team/tables/live.csv"}}}, "iris")
+    assert inside == tmp_path / "team" / "tables" / "live.csv"
+
+
+def test_trainers_get_the_operators_allowed_internal_hosts() -> None:
+    tj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": "iris-v1", "namespace": NS, "uid": "uid-tj"},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "initial"},
+    }
+    settings = OperatorSettings.from_env({"MLKUBE_ALLOWED_INTERNAL_HOSTS": "data.corp,10.1.0.0/16"})
+    job = build_trainer_job(model(), tj, 1, settings)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLKUBE_ALLOWED_INTERNAL_HOSTS"] == "data.corp,10.1.0.0/16"
+    plain = build_trainer_job(model(), tj, 1, SETTINGS)["spec"]["template"]["spec"]
+    assert "MLKUBE_ALLOWED_INTERNAL_HOSTS" not in {e["name"] for e in plain["containers"][0]["env"]}

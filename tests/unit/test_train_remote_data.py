@@ -38,6 +38,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         return
 
+    def do_GET(self) -> None:
+        if self.path.startswith("/busy"):  # a data host that is overloaded right now
+            self.send_error(503, "Service Unavailable")
+            return
+        super().do_GET()
+
 
 @pytest.fixture
 def https_site(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
@@ -176,3 +182,33 @@ def test_s3_through_a_loopback_endpoint(tmp_path: Path, s3_endpoint: str) -> Non
     )
     assert failed.code == 2 and "s3://datasets/churn/nope.csv: NoSuchKey" in failed.stderr
     assert not (tmp_path / "store" / "default" / "other").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "said"),
+    [("busy.csv", 1, "HTTP 503"), ("missing.csv", 2, "HTTP 404")],
+)
+def test_a_data_host_that_is_away_exits_1_so_the_job_retries_and_a_bad_uri_exits_2(
+    tmp_path: Path, https_site: tuple[str, Path, Path], path: str, code: int, said: str
+) -> None:
+    base, _, ca_bundle = https_site
+    result = train_manifest_process(
+        tmp_path,
+        manifest(uri=f"{base}/{path}", target="churned"),
+        tmp_path / "log",
+        env={"SSL_CERT_FILE": str(ca_bundle), **ALLOW_LOOPBACK},
+    )
+    assert result.code == code, result.stderr
+    assert said in result.stderr
+
+
+def test_a_refused_connection_exits_1(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: the connection is refused on loopback
+    result = train_manifest_process(
+        tmp_path,
+        manifest(uri=f"https://127.0.0.1:{port}/data.csv", target="churned"),
+        tmp_path / "log",
+        env=ALLOW_LOOPBACK,
+    )
+    assert result.code == 1, result.stderr
+    assert "cannot connect" in result.stderr

@@ -73,6 +73,9 @@ class OperatorSettings:
     - ``prune_store_versions`` (``MLKUBE_PRUNE_STORE_VERSIONS``, true/false, default false):
       the next trainer of a Model deletes the store's versions older than the oldest one
       ``status.versions`` still lists, except the serving and pinned ones.
+    - ``allowed_internal_hosts`` (``MLKUBE_ALLOWED_INTERNAL_HOSTS``, comma-separated names,
+      IPs or CIDRs): internal data hosts trainers may fetch https data from; every other
+      private, loopback, link-local or cluster address is refused (docs/security.md).
     """
 
     runtime_image: str = "mlkube/runtime:0.1.0"
@@ -99,6 +102,7 @@ class OperatorSettings:
     renew_period_seconds: int = 5
     max_training_jobs: int = 20
     prune_store_versions: bool = False
+    allowed_internal_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -148,6 +152,7 @@ class OperatorSettings:
             renew_period_seconds=renew,
             max_training_jobs=_int(env, "MLKUBE_MAX_TRAINING_JOBS", 20, minimum=1),
             prune_store_versions=_bool(env, "MLKUBE_PRUNE_STORE_VERSIONS", False),
+            allowed_internal_hosts=tuple(_csv(env.get("MLKUBE_ALLOWED_INTERNAL_HOSTS", ""))),
         )
 
     def replace(self, **changes: Any) -> OperatorSettings:

@@ -81,6 +81,9 @@ def build_trainer_job(
         {"name": "MLKUBE_PVC_ROOT", "value": common.PVC_ROOT},
         {"name": "MLKUBE_ESTIMATOR_ALLOWLIST", "value": ",".join(settings.estimator_allowlist)},
     ]
+    if settings.allowed_internal_hosts:
+        hosts = ",".join(settings.allowed_internal_hosts)
+        env.append({"name": "MLKUBE_ALLOWED_INTERNAL_HOSTS", "value": hosts})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,

@@ -163,21 +163,17 @@ class MonitorCheck:
     def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path:
         uri = ((monitor.get("spec") or {}).get("data") or {}).get("uri")
         if isinstance(uri, str) and uri:
-            if uri.startswith("file://"):
-                return Path(uri.removeprefix("file://"))
-            if uri.startswith("/"):
-                return Path(uri)
-            if uri.startswith("store://"):
-                relative = uri.removeprefix("store://")
-                if any(part in ("", ".", "..") for part in relative.split("/")):
-                    raise DriftInputError(
-                        f"spec.data.uri {uri!r}: '..', '.' and empty segments are not allowed; "
-                        "name a path inside the store"
-                    )
-                return self.settings.store_root / relative
-            raise DriftInputError(
-                f"spec.data.uri {uri!r}: the drift check reads file://, store:// or absolute paths"
-            )
+            # Only the store: a file:// or absolute path would let a Monitor's author read the
+            # drift pod's own files (its ServiceAccount token among them) into the status.
+            relative = uri.removeprefix("store://")
+            if not uri.startswith("store://") or any(
+                part in ("", ".", "..") for part in relative.split("/")
+            ):
+                raise DriftInputError(
+                    f"spec.data.uri {uri!r}: in a cluster the drift check reads store://<path> "
+                    "inside the model store, without '.', '..' or empty segments"
+                )
+            return self.settings.store_root / relative
         return self.settings.store_root / names.inference_dir(self.namespace, model)
 
     def _training_jobs(self, model: str) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
 from mlkube.runtime.train.fetch import download_http, redact_uri
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.spec import DataSpec
@@ -122,6 +122,8 @@ def parse_frame(raw: bytes, fmt: str, uri: str) -> pd.DataFrame:
         if fmt == "jsonl":
             return pd.read_json(io.BytesIO(raw), lines=True)
         return pd.read_csv(io.BytesIO(raw))
+    except MemoryError:
+        raise  # out of memory is not a bad file: the Job may retry with more
     except Exception as error:
         message = " ".join(str(error).split()) or type(error).__name__
         raise TrainingInputError(f"data {uri} is not readable as {kind}: {message}") from None
@@ -219,7 +221,8 @@ def _download_s3(uri: str, settings: TrainSettings) -> bytes:
             f"data {uri}: {info.get('Code', 'error')}: {info.get('Message', error)}"
         ) from None
     except botocore.exceptions.BotoCoreError as error:
-        raise TrainingInputError(f"data {uri}: {error}") from None
+        # endpoint unreachable, connection reset, read timeout: the Job may retry
+        raise TrainingUnavailableError(f"data {uri}: {error}") from None
 
 
 def identifier(name: str) -> str:

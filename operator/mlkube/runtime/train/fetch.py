@@ -26,6 +26,7 @@ import http.client
 import ipaddress
 import re
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -34,7 +35,7 @@ from base64 import b64encode
 from collections.abc import Sequence
 from typing import Any, Final
 
-from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
 from mlkube.runtime.train.settings import TrainSettings
 
 CLUSTER_SUFFIXES: Final = (".svc", ".cluster.local", ".local", ".internal", ".localhost")
@@ -177,6 +178,10 @@ class _NoDowngradeRedirectHandler(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+# HTTP answers that say "not now" rather than "not this URI".
+RETRYABLE_HTTP: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
 def download_http(uri: str, settings: TrainSettings) -> bytes:
     """The body of ``uri``, within the size and total time limits, from a permitted host."""
     shown = redact_uri(uri)
@@ -199,13 +204,22 @@ def download_http(uri: str, settings: TrainSettings) -> bytes:
                 )
             return _read_within(response, limit, deadline, shown, seconds)
     except urllib.error.HTTPError as error:
-        raise TrainingInputError(f"data {shown}: HTTP {error.code} {error.reason}") from None
+        # A server error or a throttle may pass (the Job retries); a 4xx is the URI's fault.
+        kind = TrainingUnavailableError if error.code in RETRYABLE_HTTP else TrainingInputError
+        raise kind(f"data {shown}: HTTP {error.code} {error.reason}") from None
     except urllib.error.URLError as error:
-        raise TrainingInputError(f"data {shown}: cannot connect: {error.reason}") from None
+        # A certificate the trainer does not trust is the URI's problem; a refused or reset
+        # connection may pass.
+        kind = (
+            TrainingInputError
+            if isinstance(error.reason, ssl.SSLError)
+            else (TrainingUnavailableError)
+        )
+        raise kind(f"data {shown}: cannot connect: {error.reason}") from None
     except TimeoutError:
         raise _too_slow(shown, seconds) from None
     except (OSError, http.client.HTTPException) as error:
-        raise TrainingInputError(f"data {shown}: download failed: {error}") from None
+        raise TrainingUnavailableError(f"data {shown}: download failed: {error}") from None
 
 
 def _request(uri: str) -> urllib.request.Request:
