@@ -304,10 +304,12 @@ def test_monitor_gets_cronjob_and_least_rbac(operator: OperatorProcess, kit: Ope
         return result.stdout.strip() == "yes"
 
     assert can("create", "trainingjobs.mlkube.io")
-    assert can("patch", "monitors.mlkube.io", "--subresource=status")
-    assert not can("patch", "monitors.mlkube.io")
-    assert can("get", "models.mlkube.io")
-    assert not can("delete", "models.mlkube.io")
+    assert can("patch", "monitors.mlkube.io/iris", "--subresource=status")
+    assert not can("patch", "monitors.mlkube.io/other", "--subresource=status")
+    assert not can("patch", "monitors.mlkube.io/iris")
+    assert can("get", "models.mlkube.io/iris")
+    assert not can("get", "models.mlkube.io/other")
+    assert not can("delete", "models.mlkube.io/iris")
     assert not can("create", "pods")
     kit.kubectl("create", "job", "manual-check", "--from=cronjob/iris-drift")
     pod = kit.job_pod("manual-check")
