@@ -17,7 +17,7 @@ from typing import Any
 
 from mlkube.api.resources import Body
 from mlkube.controller.children import Controller
-from mlkube.controller.kube import ApiError
+from mlkube.controller.kube import ApiError, Rv
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.watches import new_cache
 
@@ -105,12 +105,7 @@ class MemoryKube:
         return self._stamp(body)
 
     async def patch_status(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        status: Body,
-        resource_version: str | None = None,
+        self, kind: str, namespace: str, name: str, status: Body, resource_version: Rv = None
     ) -> dict[str, Any]:
         self.requests.append(("patch_status", kind, name))
         current = self._existing(kind, namespace, name)

@@ -19,8 +19,6 @@ import io
 import json
 import os
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import pytest
 
 from mlkube.runtime.artifact import ArtifactError, load_pipeline, read_metadata, write_version
 from mlkube.runtime.train.pipeline import model_inputs
-from reliability.workspace import Reference, build_reference, churn_frame, model_manifest
+from reliability.workspace import Reference, churn_frame, model_manifest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "mlkube"
 SHELL_CALLS = {
@@ -104,18 +102,6 @@ def test_no_shell_anywhere_in_the_package() -> None:
         if (uses := _shell_uses(ast.parse(path.read_text(encoding="utf-8"))))
     }
     assert offenders == {}
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    return build_reference(tmp_path_factory.mktemp("reference"))
-
-
-@pytest.fixture
-def version(reference: Reference, tmp_path: Path) -> Path:
-    target = tmp_path / "v1"
-    shutil.copytree(reference.version_dir(), target)
-    return target
 
 
 def _edit(version: Path, **changes: object) -> None:
@@ -232,21 +218,6 @@ def test_traversal_in_data_uris_is_refused(tmp_path: Path, uri: str) -> None:
 
 SECRET_KEY = "s3cr3t+RELIABILITY/value0123456789abcdef"
 ACCESS_KEY = "AKIARELIABILITY0001"
-
-
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_s3_credentials_never_reach_output_status_or_the_store(

@@ -16,7 +16,6 @@ import contextlib
 import importlib
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,7 @@ import pytest
 from mlkube.runtime.artifact import ArtifactError, load_pipeline
 from mlkube.runtime.trusted import allowed_type_names
 from reliability.tamper import rewrite_node_into_call
-from reliability.workspace import Reference, build_reference, model_manifest
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    return build_reference(tmp_path_factory.mktemp("reference"))
-
-
-@pytest.fixture
-def version(reference: Reference, tmp_path: Path) -> Path:
-    target = tmp_path / "v1"
-    shutil.copytree(reference.version_dir(), target)
-    return target
+from reliability.workspace import Reference, model_manifest
 
 
 def _train(args: list[str]) -> tuple[int, str, str]:

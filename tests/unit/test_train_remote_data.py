@@ -127,19 +127,6 @@ def test_download_over_the_size_limit_fails(
     assert result.code == 2 and "more than 1000 (MLKUBE_HTTP_MAX_BYTES)" in result.stderr
 
 
-@pytest.fixture
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def test_s3_through_a_loopback_endpoint(tmp_path: Path, s3_endpoint: str) -> None:
     import boto3
 

@@ -87,12 +87,7 @@ class KubeApi(Protocol):
     async def replace(self, manifest: Mapping[str, Any]) -> dict[str, Any]: ...
 
     async def patch_status(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        status: Body,
-        resource_version: str | None = None,
+        self, kind: str, namespace: str, name: str, status: Body, resource_version: Rv = None
     ) -> dict[str, Any]: ...
 
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
@@ -219,12 +214,7 @@ class Kube:
         return result
 
     async def patch_status(
-        self,
-        kind: str,
-        namespace: str,
-        name: str,
-        status: Body,
-        resource_version: str | None = None,
+        self, kind: str, namespace: str, name: str, status: Body, resource_version: Rv = None
     ) -> dict[str, Any]:
         """Merge-patches ``status``; with ``resource_version``, fails with 409 if stale."""
         body: dict[str, Any] = {"status": dict(status)}
