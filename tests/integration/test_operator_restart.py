@@ -13,6 +13,7 @@ from typing import Any
 
 from conftest import OperatorKit, OperatorProcess, kstatus, trainer_summary
 from harness.controlplane import ControlPlane
+from reliability.workspace import bundled_model
 
 MODELS = [f"m{i}" for i in range(6)]
 
@@ -20,20 +21,7 @@ MODELS = [f"m{i}" for i in range(6)]
 def manifests(ns: str) -> str:
     docs: list[dict[str, Any]] = []
     for name in MODELS:
-        docs.append(
-            {
-                "apiVersion": "mlkube.io/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": name},
-                "spec": {
-                    "task": "regression",
-                    "training": {
-                        "estimator": {"class": "sklearn.linear_model.Ridge"},
-                        "data": {"uri": "sklearn://diabetes", "target": "target"},
-                    },
-                },
-            }
-        )
+        docs.append(bundled_model(name))
     docs.append(
         {
             "apiVersion": "mlkube.io/v1alpha1",

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from conftest import OperatorKit, OperatorProcess, trainer_summary
 from harness.controlplane import ControlPlane
 from reliability.figures import record
+from reliability.workspace import bundled_model
 
 RUNS = {"m-v1": 0.40, "r2": 0.55, "r3": 0.70, "r4": 0.60}  # TrainingJob -> score
 WRITE_INTERVAL = 0.02
@@ -80,20 +81,8 @@ class StatusWriter(threading.Thread):
 
 
 def _model() -> dict[str, Any]:
-    return {
-        "apiVersion": "mlkube.io/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": "m"},
-        "spec": {
-            "task": "regression",
-            "training": {
-                "estimator": {"class": "sklearn.linear_model.Ridge"},
-                "data": {"uri": "sklearn://diabetes", "target": "target"},
-                "backoffLimit": 0,
-            },
-            "promotion": {"policy": "auto", "minScore": 0.1, "maxRegression": 0.01},
-        },
-    }
+    promotion = {"policy": "auto", "minScore": 0.1, "maxRegression": 0.01}
+    return bundled_model("m", training={"backoffLimit": 0}, promotion=promotion)
 
 
 def _manual(name: str) -> dict[str, Any]:

@@ -22,26 +22,21 @@ from typing import Any
 from conftest import OperatorKit, OperatorProcess, trainer_summary
 from harness.controlplane import ControlPlane
 from reliability.figures import record
+from reliability.workspace import bundled_model
 
 LIFECYCLES = int(os.environ.get("MLKUBE_RELIABILITY_LIFECYCLES", "3"))
 
 
 def _model(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlkube.io/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": name},
-        "spec": {
-            "task": "classification",
-            "storage": {"uri": "pvc://models"},
-            "training": {
-                "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-                "data": {"uri": "sklearn://iris", "target": "target"},
-                "backoffLimit": 0,
-            },
-            "promotion": {"policy": "auto", "minScore": 0.1},
-        },
-    }
+    return bundled_model(
+        name,
+        task="classification",
+        estimator="sklearn.linear_model.LogisticRegression",
+        data="sklearn://iris",
+        training={"backoffLimit": 0},
+        storage={"uri": "pvc://models"},
+        promotion={"policy": "auto", "minScore": 0.1},
+    )
 
 
 class Chaos:

@@ -19,25 +19,14 @@ from typing import Any
 from conftest import OperatorKit, OperatorProcess, trainer_summary
 from harness.controlplane import ControlPlane
 from reliability.figures import record
+from reliability.workspace import bundled_model
 
 LEASE = "mlkube-operator"
 MODELS = ["a", "b", "c"]
 
 
 def _model(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlkube.io/v1alpha1",
-        "kind": "Model",
-        "metadata": {"name": name},
-        "spec": {
-            "task": "regression",
-            "training": {
-                "estimator": {"class": "sklearn.linear_model.Ridge"},
-                "data": {"uri": "sklearn://diabetes", "target": "target"},
-                "backoffLimit": 0,
-            },
-        },
-    }
+    return bundled_model(name, training={"backoffLimit": 0})
 
 
 def _leaders(operators: list[OperatorProcess]) -> list[OperatorProcess]:

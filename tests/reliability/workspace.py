@@ -41,6 +41,32 @@ def churn_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def bundled_model(
+    name: str,
+    *,
+    task: str = "regression",
+    estimator: str = "sklearn.linear_model.Ridge",
+    data: str = "sklearn://diabetes",
+    training: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Model on a data set scikit-learn ships: what the operator tests apply."""
+    return {
+        "apiVersion": "mlkube.io/v1alpha1",
+        "kind": "Model",
+        "metadata": {"name": name},
+        "spec": {
+            "task": task,
+            "training": {
+                "estimator": {"class": estimator},
+                "data": {"uri": data, "target": "target"},
+                **(training or {}),
+            },
+            **spec,
+        },
+    }
+
+
 def model_manifest(
     uri: str,
     *,
