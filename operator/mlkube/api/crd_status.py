@@ -45,6 +45,10 @@ def model_status_schema() -> Schema:
             "previous": integer("Version that served before, if any.", minimum=1),
             "time": string("When it happened.", fmt="date-time", max_length=64),
             "reason": string("Why (gate passed, pin, rollback).", max_length=2048),
+            "approvedBy": string(
+                "The user who approved a manual promotion (checked at admission).", max_length=256
+            ),
+            "approvalReason": string("Why they approved it.", max_length=1024),
         },
         required=["version", "time"],
     )

@@ -35,6 +35,11 @@ LABEL_TRAINING_JOB: Final = f"{GROUP}/training-job"
 LABEL_MONITOR: Final = f"{GROUP}/monitor"
 LABEL_TRIGGER: Final = f"{GROUP}/trigger"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+# A manual promotion's record, written with the pin by `kubectl mlkube promote`; the
+# shipped ValidatingAdmissionPolicy refuses an approver who is not the requesting user.
+APPROVED_BY: Final = f"{GROUP}/approved-by"
+APPROVED_VERSION: Final = f"{GROUP}/approved-version"
+APPROVAL_REASON: Final = f"{GROUP}/approval-reason"
 MANAGED_BY: Final = "mlkube"
 
 # A DNS-1123 label: what Kubernetes accepts for Service names, and what we accept for

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlkube.api import names
 from mlkube.api.status import TERMINAL_PHASES, Decision, Phase
 from mlkube.controller.promotion import promotion_decision
 
@@ -87,6 +88,8 @@ def update_registry(
     spec: Mapping[str, Any],
     now: str,
     max_entries: int = 50,
+    *,
+    approval: Mapping[str, str] | None = None,
 ) -> Registry:
     versions = [dict(v) for v in status.get("versions") or []]
     promotions = [dict(p) for p in status.get("promotions") or []]
@@ -115,6 +118,7 @@ def update_registry(
         if servable(pinned) and pinned is not None:
             if registry.serving_version != int(pin):
                 _serve(registry, pinned, f"pinned by spec.serving.version={pin}", now)
+                _record_approval(registry.promotions[-1], approval or {}, int(pin))
         else:
             why = "does not exist" if pinned is None else "has no servable artifact (it failed)"
             registry.pin_problem = f"spec.serving.version {pin} {why}"
@@ -125,6 +129,16 @@ def update_registry(
     registry.versions = _bounded(registry.versions, registry.serving_version, max_entries)
     registry.promotions = registry.promotions[-max_entries:]
     return registry
+
+
+def _record_approval(change: dict[str, Any], approval: Mapping[str, str], pin: int) -> None:
+    """Who approved a pin and why, when the approval names this version (the admission
+    policy has checked that the approver is who made the change)."""
+    if approval.get(names.APPROVED_VERSION) != str(pin) or not approval.get(names.APPROVED_BY):
+        return
+    change["approvedBy"] = approval[names.APPROVED_BY][:256]
+    change["approvalReason"] = approval.get(names.APPROVAL_REASON, "")[:1024]
+    change["reason"] = f"approved by {change['approvedBy']}: {change['approvalReason']}"
 
 
 def _serve(registry: Registry, entry: dict[str, Any], reason: str, now: str) -> None:

@@ -62,6 +62,14 @@ class Connection:
             )
         return created
 
+    def whoami(self) -> str:
+        """The username the API server knows this client as (a SelfSubjectReview)."""
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        authentication: Any = client.AuthenticationV1Api(self.custom.api_client)
+        with api_errors("selfsubjectreview", None):
+            answer: Any = authentication.create_self_subject_review(review)
+        return str(answer.status.user_info.username)
+
     def patch(self, plural: str, name: str, patch: Body) -> Body:
         with api_errors(f"{plural.rstrip('s')} {name}", self.namespace):
             patched: Body = self.custom.patch_namespaced_custom_object(

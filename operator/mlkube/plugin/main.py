@@ -52,15 +52,21 @@ def cmd_train(args: argparse.Namespace, conn: Connection) -> str:
 def cmd_promote(args: argparse.Namespace, conn: Connection) -> str:
     model = conn.get(MODELS, args.model)
     views.check_promotable(model, args.version)
-    conn.patch(MODELS, args.model, views.serving_pin(args.version))
-    return f"model.mlkube.io/{args.model} pinned to version {args.version} (spec.serving.version)"
+    approver = conn.whoami()
+    reason = args.reason or "kubectl mlkube promote"
+    conn.patch(MODELS, args.model, views.serving_pin(args.version, approver, reason))
+    return (
+        f"model.mlkube.io/{args.model} pinned to version {args.version} "
+        f"(spec.serving.version), approved by {approver}"
+    )
 
 
 def cmd_rollback(args: argparse.Namespace, conn: Connection) -> str:
     model = conn.get(MODELS, args.model)
     previous = views.previous_serving_version(model)
     views.check_promotable(model, previous)
-    conn.patch(MODELS, args.model, views.serving_pin(previous))
+    approver = conn.whoami()
+    conn.patch(MODELS, args.model, views.serving_pin(previous, approver, "kubectl mlkube rollback"))
     current = model["status"]["servingVersion"]
     return f"model.mlkube.io/{args.model} rolled back from version {current} to {previous} (pinned)"
 
@@ -108,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote = add("promote", cmd_promote, "Pin a model's serving version (spec.serving.version).")
     promote.add_argument("model")
     promote.add_argument("version", type=int)
+    promote.add_argument("--reason", help="why, recorded with who approved in the promotions")
     add(
         "rollback", cmd_rollback, "Pin the version that served before the current one."
     ).add_argument("model")

@@ -203,9 +203,19 @@ def previous_serving_version(model: Body) -> int:
     raise ViewError(f"version {current} has no previous serving version to roll back to")
 
 
-def serving_pin(version: int) -> dict[str, Any]:
-    """The merge patch that pins spec.serving.version (the only spec field we write)."""
-    return {"spec": {"serving": {"version": version}}}
+def serving_pin(version: int, approver: str | None = None, reason: str = "") -> dict[str, Any]:
+    """The merge patch that pins spec.serving.version (the only spec field we write), with
+    the approval record: who (the API server's own name for the caller), which, and why."""
+    patch: dict[str, Any] = {"spec": {"serving": {"version": version}}}
+    if approver:
+        patch["metadata"] = {
+            "annotations": {
+                names.APPROVED_BY: approver,
+                names.APPROVED_VERSION: str(version),
+                names.APPROVAL_REASON: reason[:1024],
+            }
+        }
+    return patch
 
 
 def training_job_body(model: Body, reason: str) -> dict[str, Any]:

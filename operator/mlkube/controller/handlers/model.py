@@ -80,8 +80,14 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         return await _report_invalid_spec(ctl, model, problem)
     status = dict(status_of(model))
     plan = await _plan_runs(ctl, model, status)
+    annotations = model["metadata"].get("annotations") or {}
     registry = update_registry(
-        status, plan.training_jobs, spec_of(model), now_iso(), ctl.settings.max_versions
+        status,
+        plan.training_jobs,
+        spec_of(model),
+        now_iso(),
+        ctl.settings.max_versions,
+        approval=annotations,
     )
     _apply_registry(status, registry)
     rollout = await ensure_predictor(ctl, model, registry)
