@@ -103,7 +103,8 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def _write_log(store: Path, namespace: str, rows: int, at: datetime) -> None:
-    frame = synthetic_frame(rows, seed=2, drifted=True)[FEATURES]
+    frame = synthetic_frame(rows, seed=2, drifted=True)[FEATURES].astype(object)
+    frame.loc[frame.index % 5 == 0, "n3"] = None  # 20% missing: over the 5% limit
     directory = store / namespace / "churn" / "inference" / at.strftime("%Y-%m-%d/%H")
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "w1-0.jsonl").open("w") as out:
@@ -173,6 +174,11 @@ def test_concurrent_checks_write_status_and_create_one_training_job(
     assert len(drifted) == 1 and drifted[0]["status"] == "True"
     assert drifted[0]["reason"] == "DatasetDrift"
     assert Path(status["lastReport"]).is_file()
+    quality = status["dataQuality"]
+    assert quality["violations"] >= 1
+    missing = [f for f in quality["findings"] if f["feature"] == "n3"]
+    assert missing and missing[0]["finding"] == "missing-fraction"
+    assert missing[0]["value"] == pytest.approx(0.2, abs=0.01)
 
 
 def test_running_job_and_cooldown_hold_back_retraining(

@@ -101,6 +101,7 @@ def test_alerts_the_issue_asks_for_exist() -> None:
         "MlkubeTrainingFailed",
         "MlkubeModelNotReady",
         "MlkubeDriftDetected",
+        "MlkubeLiveDataQuality",
     }
 
 

@@ -315,3 +315,27 @@ def test_trainers_get_the_operators_allowed_internal_hosts() -> None:
     assert env["MLKUBE_ALLOWED_INTERNAL_HOSTS"] == "data.corp,10.1.0.0/16"
     plain = build_trainer_job(model(), tj, 1, SETTINGS)["spec"]["template"]["spec"]
     assert "MLKUBE_ALLOWED_INTERNAL_HOSTS" not in {e["name"] for e in plain["containers"][0]["env"]}
+
+
+def test_live_data_quality_reaches_monitor_status_and_a_gauge() -> None:
+    from mlkube.controller import metrics
+    from mlkube.controller.main import Operator
+    from mlkube.runtime.drift.incluster import data_quality
+
+    findings = [
+        {"feature": "age", "finding": "missing-fraction", "value": 0.2, "limit": 0.05},
+        {"feature": "plan", "finding": "unseen-categories", "value": 0.1, "limit": 0.0},
+        {"feature": "x", "finding": "reference-empty", "value": 0, "limit": None},
+    ]
+    quality = data_quality(findings)
+    assert quality["violations"] == 3 and quality["findings"][0]["feature"] == "age"
+    monitor = {
+        "metadata": {"name": "w", "namespace": NS, "resourceVersion": "1"},
+        "spec": {"modelRef": {"name": "iris"}},
+        "status": {"verdict": "no-drift", "driftShare": 0.0, "dataQuality": quality},
+    }
+    operator = Operator(SETTINGS)
+    operator.cache.store("Monitor", monitor)
+    operator._drift_gauges()
+    gauge = metrics.DATA_QUALITY_VIOLATIONS.labels(NS, "w", "iris")
+    assert gauge._value.get() == 3

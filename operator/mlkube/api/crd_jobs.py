@@ -17,6 +17,7 @@ from mlkube.api.crd_common import (
 from mlkube.api.crd_model import training_schema
 from mlkube.api.openapi import (
     Schema,
+    array,
     boolean,
     integer,
     map_of,
@@ -206,6 +207,26 @@ def monitor_schemas() -> tuple[Schema, Schema]:
             ),
             "lastReport": string("Location of the last JSON report.", max_length=2048),
             "lastTrainingJob": string("Last TrainingJob this Monitor created."),
+            "dataQuality": obj(
+                "Data quality of the last window: missing values, empty columns, non-numbers, "
+                "unseen categories.",
+                {
+                    "violations": integer("Findings in the last window.", minimum=0),
+                    "findings": array(
+                        "The first findings (bounded).",
+                        obj(
+                            "One finding.",
+                            {
+                                "feature": string("Feature.", max_length=256),
+                                "finding": string("What was found.", max_length=64),
+                                "value": number("Measured value (share or count)."),
+                                "limit": number("The Monitor's limit, if any."),
+                            },
+                        ),
+                        max_items=10,
+                    ),
+                },
+            ),
             "lastRetrainTime": string(
                 "When this Monitor last created a TrainingJob.", fmt="date-time", max_length=64
             ),

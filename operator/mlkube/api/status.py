@@ -237,6 +237,22 @@ class FeatureDrift(TypedDict):
     drifted: bool
 
 
+class QualityFinding(TypedDict):
+    """One data-quality violation of the live window (missing share, unseen category, …)."""
+
+    feature: str
+    finding: str
+    value: float
+    limit: float | None
+
+
+class DataQualityStatus(TypedDict):
+    """``Monitor.status.dataQuality``: how many violations the last window had, and which."""
+
+    violations: int
+    findings: list[QualityFinding]
+
+
 class MonitorStatus(TypedDict, total=False):
     """``Monitor.status``: ``Ready``, ``cronJobName`` by the operator; the rest by the checker."""
 
@@ -253,3 +269,4 @@ class MonitorStatus(TypedDict, total=False):
     lastReport: str
     lastTrainingJob: str
     lastRetrainTime: str
+    dataQuality: DataQualityStatus

@@ -201,6 +201,7 @@ class Operator:
     def _drift_gauges(self) -> None:
         metrics.DRIFT_SHARE.clear()
         metrics.DATASET_DRIFT.clear()
+        metrics.DATA_QUALITY_VIOLATIONS.clear()
         for monitor in self.cache.all("Monitor"):
             status = monitor.get("status") or {}
             if status.get("verdict") is None:
@@ -210,6 +211,9 @@ class Operator:
             metrics.DATASET_DRIFT.labels(*labels).set(1 if status.get("datasetDrift") else 0)
             if status.get("driftShare") is not None:
                 metrics.DRIFT_SHARE.labels(*labels).set(float(status["driftShare"]))
+            quality = status.get("dataQuality") or {}
+            if quality.get("violations") is not None:
+                metrics.DATA_QUALITY_VIOLATIONS.labels(*labels).set(int(quality["violations"]))
 
 
 def build_registry(operator: Operator) -> kopf.OperatorRegistry:

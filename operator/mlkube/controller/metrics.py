@@ -53,3 +53,8 @@ DATASET_DRIFT: Final = Gauge(
     "1 when a Monitor's last check found dataset drift, else 0.",
     ["namespace", "monitor", "model_name"],
 )
+DATA_QUALITY_VIOLATIONS: Final = Gauge(
+    "mlkube_monitor_data_quality_violations",
+    "Data-quality findings (missing values, unseen categories, …) at a Monitor's last check.",
+    ["namespace", "monitor", "model_name"],
+)

@@ -31,8 +31,10 @@ from mlkube.api.conditions import DRIFTED, set_condition
 from mlkube.api.resources import training_job_resource
 from mlkube.api.status import (
     TERMINAL_PHASES,
+    DataQualityStatus,
     FeatureDrift,
     MonitorStatus,
+    QualityFinding,
     Reason,
     Trigger,
     Verdict,
@@ -43,6 +45,7 @@ from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_mo
 from mlkube.runtime.drift.window import parse_time
 
 STATUS_FEATURES: Final = 20
+STATUS_FINDINGS: Final = 10
 # The Drifted condition's status and reason for each verdict.
 ConditionStatus = bool | Literal["Unknown"]
 _DRIFTED_BY_VERDICT: Final[dict[Verdict, tuple[ConditionStatus, Reason]]] = {
@@ -281,6 +284,7 @@ class MonitorCheck:
             "driftShare": report["driftShare"],
             "features": features,
             "lastReport": str(result.report_path),
+            "dataQuality": data_quality(result.evaluation.findings),
         }
         if job is not None:
             fields["lastTrainingJob"] = job
@@ -347,6 +351,24 @@ class MonitorCheck:
         raise DriftInputError(
             f"Monitor {self.namespace}/{self.name}: status kept changing; gave up after retries"
         )
+
+
+def data_quality(findings: list[dict[str, Any]]) -> DataQualityStatus:
+    """The live window's data-quality findings for status: counted, the worst few listed.
+
+    Missing values beyond the Monitor's limit, columns with no values, non-numbers in a
+    numeric feature, categories never seen in training: each is one violation.
+    """
+    listed: list[QualityFinding] = [
+        {
+            "feature": str(f["feature"]),
+            "finding": str(f["finding"]),
+            "value": float(f["value"]),
+            "limit": None if f.get("limit") is None else float(f["limit"]),
+        }
+        for f in findings[:STATUS_FINDINGS]
+    ]
+    return {"violations": len(findings), "findings": listed}
 
 
 def run_monitor(
