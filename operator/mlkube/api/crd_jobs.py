@@ -65,6 +65,16 @@ def training_job_schemas() -> tuple[Schema, Schema]:
             "completionTime": string("When the run ended.", fmt="date-time", max_length=64),
             "attempts": integer("Pods started for this run.", minimum=0),
             "message": string("Outcome, or why it failed (with a log tail).", max_length=8192),
+            "trials": obj(
+                "How the trials of a search ended so far.",
+                {
+                    "total": integer("Trials in the search.", minimum=0),
+                    "succeeded": integer("Trials that scored on every fold.", minimum=0),
+                    "failed": integer("Trials that failed.", minimum=0),
+                },
+            ),
+            "bestTrial": integer("Index of the best completed trial so far.", minimum=0),
+            "bestScore": number("Its mean score over the folds."),
         },
     )
     return spec, status

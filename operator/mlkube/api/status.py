@@ -142,7 +142,59 @@ class TrainerSummary(TypedDict):
     rows: NotRequired[dict[str, int]]
     durationSeconds: NotRequired[float]
     crossValidation: NotRequired[dict[str, Any]]
+    search: NotRequired[SearchSummary]
     truncated: NotRequired[bool]
+
+
+class SearchMethod(StrEnum):
+    """``spec.training.search.method``: every grid point in order, or seeded samples."""
+
+    GRID = "grid"
+    RANDOM = "random"
+
+
+class TrialStatus(StrEnum):
+    """``TrialResult.status``: a trial either scored on every fold or did not."""
+
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class TrialResult(TypedDict):
+    """One trial of a search, as its pod writes it to the store and the plugin shows it.
+
+    ``score`` is the mean of ``foldScores`` (the search metric on the same folds of the
+    same training rows for every trial); a failed trial has ``error`` and no score.
+    """
+
+    trial: int
+    estimator: str
+    params: dict[str, Any]
+    status: TrialStatus
+    metric: str
+    foldScores: list[float | None]
+    score: float | None
+    std: float | None
+    fitSeconds: float
+    error: NotRequired[str]
+    sha256: NotRequired[str]
+
+
+class TrialCounts(TypedDict):
+    """``TrainingJob.status.trials``: how a search's trials ended so far."""
+
+    total: int
+    succeeded: int
+    failed: int
+
+
+class SearchSummary(TypedDict):
+    """The search part of a trainer summary: the counts and which trial won."""
+
+    trials: TrialCounts
+    bestTrial: int
+    estimator: str
+    params: dict[str, Any]
 
 
 class ErrorSummary(TypedDict):
@@ -180,6 +232,9 @@ class TrainingJobStatus(TypedDict, total=False):
     artifact: Artifact
     message: str
     conditions: list[Condition]
+    trials: TrialCounts
+    bestTrial: int
+    bestScore: float
 
 
 class VersionEntry(TypedDict, total=False):
