@@ -15,6 +15,7 @@ from mlkube.api.crd_common import (
 from mlkube.api.crd_model import training_schema
 from mlkube.api.openapi import (
     Schema,
+    array,
     boolean,
     integer,
     map_of,
@@ -23,7 +24,8 @@ from mlkube.api.openapi import (
     rule,
     string,
 )
-from mlkube.api.status import Trigger, Verdict
+from mlkube.api.search import MAX_TRIALS
+from mlkube.api.status import TrialStatus, Trigger, Verdict
 
 
 def training_job_schemas() -> tuple[Schema, Schema]:
@@ -75,6 +77,25 @@ def training_job_schemas() -> tuple[Schema, Schema]:
             ),
             "bestTrial": integer("Index of the best completed trial so far.", minimum=0),
             "bestScore": number("Its mean score over the folds."),
+            "trialResults": array(
+                "Every trial that has ended, in index order.",
+                obj(
+                    "One trial.",
+                    {
+                        "trial": integer("Index of the trial.", minimum=0),
+                        "estimator": string("Estimator class (short name).", max_length=128),
+                        "params": string("Its parameters as name=value.", max_length=512),
+                        "status": string(
+                            "Completed or Failed.", enum=[s.value for s in TrialStatus]
+                        ),
+                        "score": number("Mean of the metric over the folds."),
+                        "fitSeconds": number("Seconds the trial took.", minimum=0),
+                        "error": string("Why it failed.", max_length=300),
+                    },
+                ),
+                max_items=MAX_TRIALS,
+                list_type="atomic",
+            ),
         },
     )
     return spec, status

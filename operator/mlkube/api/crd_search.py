@@ -2,8 +2,9 @@
 
 Kept apart from ``crd_model`` because a search is its own small language (grids, lists,
 distributions) with its own CEL rules; the Model and TrainingJob overrides both embed it.
-The rules bound what the API server can check cheaply (trials, empty grids, which
-method takes distributions); the grid's full size is checked by ``api.search``.
+The rules bound what the API server can check cheaply (trials, which method takes
+distributions; empty grids by minProperties and minItems); the grid's full size is
+checked by ``api.search``.
 """
 
 from __future__ import annotations
@@ -62,12 +63,7 @@ def _candidate() -> Schema:
                 pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
             ),
             "params": free_object("Parameters fixed for every trial of this candidate."),
-            "grid": map_of(
-                "Lists of values by parameter: a grid search tries every combination, a "
-                "random search picks from each list.",
-                array("Values to try.", any_value, max_items=MAX_GRID_VALUES),
-                max_properties=16,
-            ),
+            "grid": _grid(any_value),
             "distributions": map_of(
                 "Distributions by parameter, sampled by a random search.",
                 _distribution(),
@@ -75,15 +71,22 @@ def _candidate() -> Schema:
             ),
         },
         required=["class"],
-        rules=[
-            rule(
-                "!has(self.grid) || (size(self.grid) > 0 && "
-                "self.grid.all(k, size(self.grid[k]) > 0))",
-                "spec.training.search.candidates[].grid must not be empty, nor any of its lists",
-                field_path=".grid",
-            ),
-        ],
     )
+
+
+def _grid(any_value: Schema) -> Schema:
+    """Lists of values by parameter. Not empty, nor any list: by ``minProperties`` and
+    ``minItems``, since CEL cannot see a map whose values are untyped."""
+    values = array("Values to try.", any_value, max_items=MAX_GRID_VALUES)
+    values["minItems"] = 1
+    grid = map_of(
+        "Lists of values by parameter: a grid search tries every combination, a "
+        "random search picks from each list.",
+        values,
+        max_properties=16,
+    )
+    grid["minProperties"] = 1
+    return grid
 
 
 def search_schema() -> Schema:

@@ -16,6 +16,8 @@ from typing import Any, Final
 from mlkube.api.status import SearchMethod
 
 MAX_TRIALS: Final = 1000
+# Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER: Final = frozenset({"rmse", "mae", "log_loss"})
 MAX_CANDIDATES: Final = 16
 MAX_GRID_VALUES: Final = 100
 

@@ -188,6 +188,19 @@ class TrialCounts(TypedDict):
     failed: int
 
 
+class TrialRow(TypedDict, total=False):
+    """One row of ``TrainingJob.status.trialResults``: a trial as the table shows it
+    (params rendered as ``name=value`` text, so the status keeps a schema)."""
+
+    trial: int
+    estimator: str
+    params: str
+    status: TrialStatus
+    score: float
+    fitSeconds: float
+    error: str
+
+
 class SearchSummary(TypedDict):
     """The search part of a trainer summary: the counts and which trial won."""
 
@@ -235,6 +248,7 @@ class TrainingJobStatus(TypedDict, total=False):
     trials: TrialCounts
     bestTrial: int
     bestScore: float
+    trialResults: list[TrialRow]
 
 
 class VersionEntry(TypedDict, total=False):

@@ -32,10 +32,14 @@ def cmd_status(args: argparse.Namespace, conn: Connection) -> str:
 
 def cmd_versions(args: argparse.Namespace, conn: Connection) -> str:
     model = conn.get(MODELS, args.model)
-    text = views.versions_table(model)
+    text = views.versions_table(model, views.winning_trials(conn.list(TRAINING_JOBS)))
     if (model.get("status") or {}).get("promotions"):
         text += "\n\nPromotions:\n" + views.promotions_table(model)
     return text
+
+
+def cmd_trials(args: argparse.Namespace, conn: Connection) -> str:
+    return views.trials_table(conn.get(TRAINING_JOBS, args.training_job))
 
 
 def cmd_train(args: argparse.Namespace, conn: Connection) -> str:
@@ -96,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "versions", cmd_versions, "Version history of a model with metrics and promotion reasons."
     ).add_argument("model")
+    add(
+        "trials", cmd_trials, "The trials of a TrainingJob's model search, best marked."
+    ).add_argument("training_job")
     train = add("train", cmd_train, "Start a manual TrainingJob of a model.")
     train.add_argument("model")
     train.add_argument("--reason", help="recorded in the TrainingJob and the version history")

@@ -35,6 +35,7 @@ from mlkube.api.summary import parse_error, parse_summary
 from mlkube.controller import metrics
 from mlkube.controller.builders import build_trainer_job
 from mlkube.controller.children import Controller, ensure_child, owned_by, post_event
+from mlkube.controller.handlers.search import search_of, search_stage
 from mlkube.controller.kube import ApiError
 from mlkube.controller.spec import (
     generation_of,
@@ -98,7 +99,11 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
     if job is None:
         job = await _start(ctl, tj, model, version)
         tj = ctl.cache.get("TrainingJob", namespace, name) or tj
-    return await _observe_job(ctl, tj, model, job, job_name)
+    trials: dict[str, Any] = {}
+    if search_of(model, tj) is not None:
+        stage = await search_stage(ctl, tj, model, job, version)
+        job, job_name, trials = stage.job, stage.job_name, stage.status
+    return await _observe_job(ctl, tj, model, job, job_name, trials=trials)
 
 
 async def _observe_decision(ctl: Controller, tj: Body, model: Body | None) -> None:
@@ -197,12 +202,20 @@ def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | Non
 
 
 async def _observe_job(
-    ctl: Controller, tj: Body, model: Body, job: Body | None, job_name: str
+    ctl: Controller,
+    tj: Body,
+    model: Body,
+    job: Body | None,
+    job_name: str,
+    *,
+    trials: Mapping[str, Any],
 ) -> float | None:
-    """The Job's outcome into the run's status: success with the summary, failure, progress."""
+    """The Job's outcome into the run's status: success with the summary, failure, progress
+    (and a search's trial counts, best so far and table, kept in every write)."""
     job_status = (job or {}).get("status") or {}
     attempts = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
     common: dict[str, Any] = {
+        **trials,
         "observedGeneration": generation_of(tj),
         "jobName": job_name,
         "attempts": attempts,
@@ -288,7 +301,8 @@ async def _succeed(
         "slices": list(summary.get("slices") or []),
         "artifact": {k: artifact[k] for k in ("uri", "sha256") if artifact.get(k)},
         "completionTime": job_status.get("completionTime") or now_iso(),
-        "message": f"trained version {status.get('version')}: {metric} {score:.4g}",
+        "message": f"trained version {status.get('version')}: {metric} {score:.4g}"
+        + (f" (trial {summary['search']['bestTrial']})" if "search" in summary else ""),
         "conditions": _conditions(
             status, generation, ready=True, reason=Reason.SUCCEEDED, message=f"{metric} {score:.4g}"
         ),

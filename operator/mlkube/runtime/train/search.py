@@ -27,6 +27,7 @@ from typing import Any, Final
 import numpy as np
 
 from mlkube.api.names import search_dir
+from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.api.status import TrialCounts, TrialResult, TrialStatus
 from mlkube.runtime.artifact import write_version
 from mlkube.runtime.train import TrainingInputError
@@ -38,7 +39,7 @@ from mlkube.runtime.train.record import (
 )
 from mlkube.runtime.train.search_spec import SearchSpec, TrialPlan, expand_trials
 from mlkube.runtime.train.settings import TrainSettings
-from mlkube.runtime.train.spec import LOWER_IS_BETTER, TrainingSpec
+from mlkube.runtime.train.spec import TrainingSpec
 from mlkube.runtime.train.validate import fold_splits, metric_value, predict
 
 DEFAULT_SEARCH_FOLDS: Final = 5

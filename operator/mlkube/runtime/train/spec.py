@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from mlkube.api.names import is_valid_model_name
+from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.search_spec import SearchSpec, parse_search
 
@@ -29,7 +30,6 @@ CLASSIFICATION_METRICS: Final = (
     "recall",
 )
 REGRESSION_METRICS: Final = ("r2", "rmse", "mae")
-LOWER_IS_BETTER: Final = frozenset({"rmse", "mae", "log_loss"})
 DATA_FORMATS: Final = ("csv", "parquet", "jsonl")
 _NAMESPACE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
