@@ -6,6 +6,7 @@ search goes on, the whole table in ``metadata.json``, and the same version eithe
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,29 @@ def _parsed(raw: dict[str, Any]) -> SearchSpec:
     parsed = parse_search({"search": raw}, "f1", ("f1", "accuracy"), 0)
     assert parsed is not None
     return parsed
+
+
+def test_a_rerun_keeps_ended_trials_and_redoes_stale_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As after a killed pod: a trial whose pipeline was written but whose result does
+    not say so yet keeps that pipeline; a result of another trial is not trusted."""
+    search = {"candidates": [{"class": KNN, "grid": {"n_neighbors": [1, 5, 9, 15]}}]}
+    document = _search_manifest(search)
+    _, first = _search(tmp_path, capsys, document)
+    store = tmp_path / "store" / "default" / "wine"
+    root = store / "search-v1"
+    interrupted = json.loads((root / "trial-0001.json").read_text())
+    kept_sha = interrupted.pop("sha256")
+    (root / "trial-0001.json").write_text(json.dumps(interrupted))
+    stale = json.loads((root / "trial-0002.json").read_text())
+    (root / "trial-0002.json").write_text(json.dumps({**stale, "params": {"n_neighbors": 2}}))
+    shutil.rmtree(store / "v1")
+    path = write_manifest(tmp_path, document)
+    again = run_cli(capsys, "-f", path, "--store", tmp_path / "store", "--version", "1")
+    assert again.code == 0, again.stderr
+    second = json.loads((store / "v1" / "metadata.json").read_text())
+    rows = second["search"]["trials"]
+    assert rows[1]["sha256"] == kept_sha
+    assert rows[2]["params"] == {"n_neighbors": 9} and rows[2]["status"] == "Completed"
+    assert [r["score"] for r in rows] == [r["score"] for r in first["search"]["trials"]]

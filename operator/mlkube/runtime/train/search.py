@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -29,7 +30,7 @@ import numpy as np
 from mlkube.api.names import search_dir
 from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.api.status import TrialCounts, TrialResult, TrialStatus
-from mlkube.runtime.artifact import write_version
+from mlkube.runtime.artifact import ArtifactError, read_metadata, write_version
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.pipeline import build_pipeline, resolve_estimator
 from mlkube.runtime.train.record import (
@@ -117,7 +118,7 @@ def run_trial(
     """
     done = read_result(root, plan)
     if done is not None and (done["status"] == TrialStatus.FAILED or "sha256" in done):
-        return done
+        return done  # a rerun of a trial that had ended (its pod was killed after)
     metric = search_of(spec).metric
     folds, _ = search_folds(spec, data)
     started = time.monotonic()
@@ -138,16 +139,35 @@ def run_trial(
         return failed
     result = _result(plan, metric, TrialStatus.COMPLETED, scores=scores, seconds=_since(started))
     _write_json(result_path(root, plan.index), result)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_pipeline(data.schema, estimator)
-        model.fit(data.inputs[data.train_pos], data.y[data.train_pos])
     target = pipeline_dir(root, plan.index)
-    if not target.exists():
+    kept = _kept_pipeline(target, plan)
+    if kept is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_pipeline(data.schema, estimator)
+            model.fit(data.inputs[data.train_pos], data.y[data.train_pos])
         written = write_version(target, model, {"trial": result, "libraries": libraries()})
-        result["sha256"] = written["artifact"]["sha256"]
-        _write_json(result_path(root, plan.index), result)
-    return read_result(root, plan) or result
+        kept = str(written["artifact"]["sha256"])
+    result["sha256"] = kept
+    result["fitSeconds"] = round(_since(started), 3)  # the folds and the final fit
+    _write_json(result_path(root, plan.index), result)
+    return result
+
+
+def _kept_pipeline(target: Path, plan: TrialPlan) -> str | None:
+    """The sha256 of this trial's pipeline if an earlier attempt wrote it (its pod died
+    before the result said so); a pipeline of another trial is removed."""
+    if not target.exists():
+        return None
+    try:
+        kept: dict[str, Any] = dict(read_metadata(target))
+    except ArtifactError:
+        kept = {}
+    trial: dict[str, Any] = kept.get("trial") or {}
+    if trial.get("estimator") == plan.class_path and trial.get("params") == plan.params:
+        return str(kept["artifact"]["sha256"])
+    shutil.rmtree(target)
+    return None
 
 
 def _since(started: float) -> float:
@@ -168,13 +188,16 @@ def _write_json(path: Path, document: Any) -> None:
 
 
 def read_result(root: Path, plan: TrialPlan) -> TrialResult | None:
+    """Trial ``plan.index``'s result, if one was written for this very trial (a result
+    left by an interrupted search of another spec under the same version is ignored)."""
     try:
         document: TrialResult = json.loads(result_path(root, plan.index).read_text("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
         raise TrainingInputError(f"cannot read trial {plan.index}'s result: {error}") from None
-    return document
+    same = document.get("estimator") == plan.class_path and document.get("params") == plan.params
+    return document if same else None
 
 
 def read_results(spec: TrainingSpec, root: Path) -> list[TrialResult]:
