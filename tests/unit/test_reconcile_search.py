@@ -123,3 +123,31 @@ async def test_counts_best_so_far_then_one_select_job_across_a_restart() -> None
     assert done["phase"] == "Succeeded" and done["score"] == 0.88
     assert done["jobName"] == "iris-v1-select" and "(trial 1)" in done["message"]
     assert done["trials"] == {"total": 12, "succeeded": 3, "failed": 3}
+
+
+@pytest.mark.parametrize(
+    ("search", "fragment"),
+    [
+        ({"candidates": [{"class": "os.system"}]}, "outside the operator's allow-list"),
+        (
+            {"candidates": [{"class": "sklearn.svm.SVC", "grid": {"C": list(range(100)),
+                                                                 "gamma": list(range(11))}}]},
+            "more than the 1000 allowed",
+        ),
+        ({"trials": 5, "candidates": [{"class": "sklearn.svm.SVC"}]}, "the grid has 1 points"),
+        (
+            {"candidates": [{"class": "sklearn.ensemble.RandomForestClassifier",
+                             "grid": {"n_jobs": [1, 4]}}]},
+            "n_jobs=4 exceeds the trainer's CPU limit",
+        ),
+    ],
+)  # fmt: skip
+def test_a_search_that_cannot_run_is_an_invalid_spec(search: dict[str, Any], fragment: str) -> None:
+    from mlkube.controller.spec import training_problem
+
+    model = search_model()
+    model["spec"]["training"]["search"] = search
+    model["spec"]["training"]["resources"] = {"limits": {"cpu": "2"}}
+    assert fragment in str(training_problem(model, None, SETTINGS))
+    model["spec"]["training"]["search"] = SEARCH
+    assert training_problem(model, None, SETTINGS) is None

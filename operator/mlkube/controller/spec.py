@@ -198,9 +198,10 @@ def training_problem(
     data = training.get("data") or {}
     if not data.get("uri") or not data.get("target"):
         return "spec.training.data needs uri and target"
-    jobs = n_jobs_problem(training, settings.trainer_resources)
-    if jobs is not None:
-        return jobs
+    for estimator in _estimators(training):
+        jobs = n_jobs_problem({**training, "estimator": estimator}, settings.trainer_resources)
+        if jobs is not None:
+            return jobs
     if str(data["uri"]).startswith("pvc://") and _escapes(
         str(data["uri"])[len("pvc://") :], empty=True
     ):
@@ -209,6 +210,19 @@ def training_problem(
             "allowed; name a path inside the claim"
         )
     return storage_problem(model, settings)
+
+
+def _estimators(training: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The estimator, or each candidate of a search once per value of a gridded n_jobs."""
+    search = training.get("search")
+    if not search:
+        return [dict(training.get("estimator") or {})]
+    found = []
+    for candidate in search.get("candidates") or []:
+        params = dict(candidate.get("params") or {})
+        for n_jobs in (candidate.get("grid") or {}).get("n_jobs") or [params.get("n_jobs")]:
+            found.append({"params": {**params, "n_jobs": n_jobs}})
+    return found
 
 
 def estimator_problem(training: Mapping[str, Any], settings: OperatorSettings) -> str | None:
