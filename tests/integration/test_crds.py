@@ -217,6 +217,83 @@ INVALID: list[tuple[str, Doc, Callable[[Doc], None], str]] = [
         "spec.training.backoffLimit",
     ),
     (
+        "search with an empty grid",
+        VALID_MODEL,
+        _set("spec.training.search", {"candidates": [{"class": "sklearn.svm.SVC", "grid": {}}]}),
+        "spec.training.search.candidates[0].grid",
+    ),
+    (
+        "search with an empty list in its grid",
+        VALID_MODEL,
+        _set(
+            "spec.training.search",
+            {"candidates": [{"class": "sklearn.svm.SVC", "grid": {"C": [1], "kernel": []}}]},
+        ),
+        "spec.training.search.candidates[0].grid",
+    ),
+    (
+        "search without candidates",
+        VALID_MODEL,
+        _set("spec.training.search", {"candidates": []}),
+        "spec.training.search.candidates",
+    ),
+    (
+        "random search without trials",
+        VALID_MODEL,
+        _set(
+            "spec.training.search",
+            {"method": "random", "candidates": [{"class": "sklearn.svm.SVC"}]},
+        ),
+        "spec.training.search.trials",
+    ),
+    (
+        "search with too many trials",
+        VALID_MODEL,
+        _set(
+            "spec.training.search",
+            {"method": "random", "trials": 5000, "candidates": [{"class": "sklearn.svm.SVC"}]},
+        ),
+        "spec.training.search.trials",
+    ),
+    (
+        "search parallelism above its trials",
+        VALID_MODEL,
+        _set(
+            "spec.training.search",
+            {
+                "method": "random",
+                "trials": 4,
+                "parallelism": 8,
+                "candidates": [{"class": "sklearn.svm.SVC"}],
+            },
+        ),
+        "spec.training.search.parallelism",
+    ),
+    (
+        "grid search with distributions",
+        VALID_MODEL,
+        _set(
+            "spec.training.search",
+            {
+                "candidates": [
+                    {
+                        "class": "sklearn.svm.SVC",
+                        "distributions": {"C": {"kind": "uniform", "low": 0, "high": 1}},
+                    }
+                ]
+            },
+        ),
+        "spec.training.search.candidates",
+    ),
+    (
+        "override with an empty search grid",
+        VALID_TRAINING_JOB,
+        _set(
+            "spec.overrides", {"search": {"candidates": [{"class": "sklearn.svm.SVC", "grid": {}}]}}
+        ),
+        "spec.overrides.search.candidates[0].grid",
+    ),
+    (
         "TrainingJob without modelRef",
         VALID_TRAINING_JOB,
         _set("spec.modelRef", ...),

@@ -54,6 +54,11 @@ def test_schema_is_structural_with_typed_status(kind: str) -> None:
     for path, field in walk_fields(schema, kind):
         if field.get("x-kubernetes-int-or-string"):
             continue
+        if path.endswith(".grid{}[]"):
+            # A grid value may be a number, a string, a boolean or null: structural
+            # schemas allow such a node untyped when it preserves what it holds.
+            assert field["x-kubernetes-preserve-unknown-fields"] is True
+            continue
         assert "type" in field, f"{path} has no type"
     status = schema["properties"]["status"]
     assert not status.get("x-kubernetes-preserve-unknown-fields")
@@ -79,7 +84,11 @@ def test_preserve_unknown_fields_only_on_estimator_params() -> None:
     ]
     assert free == [
         "Model.spec.training.estimator.params",
+        "Model.spec.training.search.candidates[].params",
+        "Model.spec.training.search.candidates[].grid{}[]",
         "TrainingJob.spec.overrides.estimator.params",
+        "TrainingJob.spec.overrides.search.candidates[].params",
+        "TrainingJob.spec.overrides.search.candidates[].grid{}[]",
     ]
 
 
@@ -96,7 +105,18 @@ def test_names_columns_and_category() -> None:
         for kind, crd in crds.items()
     }
     assert columns[names.MODEL] == ["Task", "Serving", "Latest", "Score", "Ready", "Age"]
-    assert columns[names.TRAINING_JOB] == ["Model", "Trigger", "Version", "Phase", "Score", "Age"]
+    assert columns[names.TRAINING_JOB] == [
+        "Model",
+        "Trigger",
+        "Version",
+        "Phase",
+        "Score",
+        "Trials",
+        "Succeeded",
+        "Failed",
+        "Best",
+        "Age",
+    ]
     assert columns[names.MONITOR][:3] == ["Model", "Schedule", "Drift"]
     assert "Last Check" in columns[names.MONITOR]
 

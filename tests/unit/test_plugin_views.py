@@ -87,6 +87,26 @@ def lineage_model() -> dict[str, Any]:
     }
 
 
+def _search_run(name: str) -> dict[str, Any]:
+    rows = [
+        {"trial": 0, "estimator": "SVC", "params": "C=1", "status": "Completed", "score": 0.8,
+         "fitSeconds": 1.0},
+        {"trial": 1, "estimator": "SVC", "params": "C=10", "status": "Completed", "score": 0.9,
+         "fitSeconds": 1.2},
+        {"trial": 2, "estimator": "LogisticRegression", "params": "penalty=l1",
+         "status": "Failed", "fitSeconds": 0.1, "error": "l1 needs liblinear or saga"},
+    ]  # fmt: skip
+    return {
+        "metadata": {"name": name},
+        "status": {
+            "trials": {"total": 3, "succeeded": 2, "failed": 1},
+            "bestTrial": 1,
+            "bestScore": 0.9,
+            "trialResults": rows,
+        },
+    }
+
+
 def test_versions_show_the_data_and_params_digests() -> None:
     out = views.versions_table(lineage_model())
     row = next(line for line in out.splitlines() if line.startswith("2*"))
@@ -105,3 +125,34 @@ def test_diff_lists_only_what_differs_between_two_versions() -> None:
     assert "1.7.0" in out and "1.7.1" in out
     with pytest.raises(views.ViewError):
         views.version_diff(lineage_model(), 1, 9)
+
+
+def test_trials_table_marks_the_best_and_counts_the_outcomes() -> None:
+    lines = views.trials_table(_search_run("churn-v2")).splitlines()
+    assert lines[0].split() == [
+        "TRIAL",
+        "ESTIMATOR",
+        "PARAMS",
+        "STATUS",
+        "SCORE",
+        "SECONDS",
+        "ERROR",
+    ]
+    assert lines[2].split()[:5] == ["1*", "SVC", "C=10", "Completed", "0.9"]
+    assert "l1 needs liblinear" in lines[3]
+    assert lines[-1] == "2 succeeded, 1 failed, 3 in all (* best)"
+    with pytest.raises(views.ViewError, match="not a search"):
+        views.trials_table({"metadata": {"name": "churn-v1"}, "status": {"phase": "Succeeded"}})
+
+
+def test_versions_name_the_winning_trial_only_when_a_version_came_from_a_search() -> None:
+    versions = [
+        {"version": 1, "trainingJob": "churn-v1", "score": 0.8},
+        {"version": 2, "trainingJob": "churn-v2", "score": 0.9},
+    ]
+    winners = views.winning_trials([_search_run("churn-v2"), {"metadata": {"name": "churn-v1"}}])
+    assert winners == {"churn-v2": "trial 1 of 3 (SVC C=10)"}
+    text = views.versions_table(model(versions=versions), winners)
+    assert "SEARCH" in text.splitlines()[0]
+    assert "trial 1 of 3 (SVC C=10)" in text.splitlines()[2]
+    assert "SEARCH" not in views.versions_table(model(versions=versions[:1]), winners)

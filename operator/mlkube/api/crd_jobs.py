@@ -26,7 +26,8 @@ from mlkube.api.openapi import (
     rule,
     string,
 )
-from mlkube.api.status import Trigger, Verdict
+from mlkube.api.search import MAX_TRIALS
+from mlkube.api.status import TrialStatus, Trigger, Verdict
 
 
 def training_job_schemas() -> tuple[Schema, Schema]:
@@ -73,6 +74,35 @@ def training_job_schemas() -> tuple[Schema, Schema]:
             "completionTime": string("When the run ended.", fmt="date-time", max_length=64),
             "attempts": integer("Pods started for this run.", minimum=0),
             "message": string("Outcome, or why it failed (with a log tail).", max_length=8192),
+            "trials": obj(
+                "How the trials of a search ended so far.",
+                {
+                    "total": integer("Trials in the search.", minimum=0),
+                    "succeeded": integer("Trials that scored on every fold.", minimum=0),
+                    "failed": integer("Trials that failed.", minimum=0),
+                },
+            ),
+            "bestTrial": integer("Index of the best completed trial so far.", minimum=0),
+            "bestScore": number("Its mean score over the folds."),
+            "trialResults": array(
+                "Every trial that has ended, in index order.",
+                obj(
+                    "One trial.",
+                    {
+                        "trial": integer("Index of the trial.", minimum=0),
+                        "estimator": string("Estimator class (short name).", max_length=128),
+                        "params": string("Its parameters as name=value.", max_length=512),
+                        "status": string(
+                            "Completed or Failed.", enum=[s.value for s in TrialStatus]
+                        ),
+                        "score": number("Mean of the metric over the folds."),
+                        "fitSeconds": number("Seconds the trial took.", minimum=0),
+                        "error": string("Why it failed.", max_length=300),
+                    },
+                ),
+                max_items=MAX_TRIALS,
+                list_type="atomic",
+            ),
         },
     )
     return spec, status

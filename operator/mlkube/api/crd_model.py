@@ -14,6 +14,7 @@ from mlkube.api.crd_common import (
     placement_schemas,
     resources_schema,
 )
+from mlkube.api.crd_search import search_schema
 from mlkube.api.openapi import (
     Schema,
     array,
@@ -160,6 +161,7 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
         "data": data,
         "validation": validation,
         "dataQuality": data_quality,
+        "search": search_schema(),
     }
     if not for_overrides:
         fields.update(
@@ -189,16 +191,21 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
         if for_overrides
         else "Template for every TrainingJob of this model.",
         fields,
-        required=[] if for_overrides else ["estimator", "data"],
+        required=[] if for_overrides else ["data"],
         rules=[]
         if for_overrides
         else [
+            rule(
+                "has(self.estimator) || has(self.search)",
+                "spec.training needs an estimator or a search",
+                field_path=".estimator",
+            ),
             rule(
                 CRON_RULE,
                 "spec.training.schedule must be a cron expression with five fields "
                 "or @hourly/@daily/@weekly/@monthly/@yearly",
                 field_path=".schedule",
-            )
+            ),
         ],
     )
 

@@ -85,6 +85,11 @@ def job_name(training_job: str) -> str:
     return f"{training_job}-train"
 
 
+def select_job_name(training_job: str) -> str:
+    """The batch/v1 Job that picks a search's best trial once its trials Job has ended."""
+    return f"{training_job}-select"
+
+
 def predictor_name(model: str) -> str:
     """The Deployment, Service, HPA and PDB that serve a Model."""
     return f"{model}-predictor"
@@ -103,6 +108,12 @@ def drift_service_account_name(monitor: str) -> str:
 def version_dir(namespace: str, model: str, version: int) -> str:
     """The store-relative directory of one version: ``<ns>/<model>/v<N>``."""
     return f"{namespace}/{model}/v{version}"
+
+
+def search_dir(namespace: str, model: str, version: int) -> str:
+    """The store-relative directory of the trials searching for one version:
+    ``<ns>/<model>/search-v<N>``, beside the version so a rerun finds its trials."""
+    return f"{namespace}/{model}/search-v{version}"
 
 
 def inference_dir(namespace: str, model: str) -> str:

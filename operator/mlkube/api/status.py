@@ -162,7 +162,72 @@ class TrainerSummary(TypedDict):
     durationSeconds: NotRequired[float]
     crossValidation: NotRequired[dict[str, Any]]
     lineage: NotRequired[Lineage]
+    search: NotRequired[SearchSummary]
     truncated: NotRequired[bool]
+
+
+class SearchMethod(StrEnum):
+    """``spec.training.search.method``: every grid point in order, or seeded samples."""
+
+    GRID = "grid"
+    RANDOM = "random"
+
+
+class TrialStatus(StrEnum):
+    """``TrialResult.status``: a trial either scored on every fold or did not."""
+
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class TrialResult(TypedDict):
+    """One trial of a search, as its pod writes it to the store and the plugin shows it.
+
+    ``score`` is the mean of ``foldScores`` (the search metric on the same folds of the
+    same training rows for every trial); a failed trial has ``error`` and no score.
+    """
+
+    trial: int
+    estimator: str
+    params: dict[str, Any]
+    status: TrialStatus
+    metric: str
+    foldScores: list[float | None]
+    score: float | None
+    std: float | None
+    fitSeconds: float
+    error: NotRequired[str]
+    sha256: NotRequired[str]
+
+
+class TrialCounts(TypedDict):
+    """``TrainingJob.status.trials``: how a search's trials ended so far."""
+
+    total: int
+    succeeded: int
+    failed: int
+
+
+class TrialRow(TypedDict, total=False):
+    """One row of ``TrainingJob.status.trialResults``: a trial as the table shows it
+    (params rendered as ``name=value`` text, so the status keeps a schema)."""
+
+    trial: int
+    estimator: str
+    params: str
+    status: TrialStatus
+    score: float
+    fitSeconds: float
+    error: str
+
+
+class SearchSummary(TypedDict):
+    """The search part of a trainer summary: the counts and which trial won."""
+
+    trials: TrialCounts
+    bestTrial: int
+    estimator: str
+    params: dict[str, Any]
 
 
 class ErrorSummary(TypedDict):
@@ -203,6 +268,10 @@ class TrainingJobStatus(TypedDict, total=False):
     modelGeneration: int
     specDigest: str
     lineage: Lineage
+    trials: TrialCounts
+    bestTrial: int
+    bestScore: float
+    trialResults: list[TrialRow]
 
 
 class VersionEntry(TypedDict, total=False):

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, cast
 
-from mlkube.api.status import ErrorSummary, TrainerSummary
+from mlkube.api.status import ErrorSummary, TrainerSummary, TrialResult, TrialRow, TrialStatus
 
 MAX_SUMMARY_BYTES: Final = 4096
 
@@ -70,6 +70,33 @@ def parse_summary(message: str) -> TrainerSummary | None:
     if document is None or not isinstance(document.get("score"), int | float):
         return None
     return cast(TrainerSummary, document)
+
+
+def parse_trial(message: str) -> TrialResult | None:
+    """A search trial's result from its pod's termination message, or None."""
+    document = _last_json_object(message)
+    if document is None or not isinstance(document.get("trial"), int):
+        return None
+    if document.get("status") not in tuple(TrialStatus):
+        return None
+    return cast(TrialResult, document)
+
+
+def trial_row(result: TrialResult) -> TrialRow:
+    """The short form of a trial result that TrainingJob status and the plugin show."""
+    params = ", ".join(f"{k}={v}" for k, v in sorted(result.get("params", {}).items()))
+    row: TrialRow = {
+        "trial": result["trial"],
+        "estimator": str(result.get("estimator", "")).rsplit(".", 1)[-1],
+        "params": params[:512],
+        "status": result["status"],
+        "fitSeconds": float(result.get("fitSeconds") or 0.0),
+    }
+    if result.get("score") is not None:
+        row["score"] = float(result["score"] or 0.0)
+    if result.get("error"):
+        row["error"] = str(result["error"])[:300]
+    return row
 
 
 def parse_error(message: str) -> ErrorSummary | None:

@@ -19,6 +19,7 @@ from croniter import croniter
 
 from mlkube.api import names
 from mlkube.api.resources import Body
+from mlkube.api.search import SearchSpecError, search_trial_count
 from mlkube.controller.settings import OperatorSettings
 
 
@@ -209,21 +210,16 @@ def training_problem(
     schedule = training.get("schedule")
     if schedule and not croniter.is_valid(str(schedule)):
         return f"spec.training.schedule {schedule!r} is not a valid cron expression"
-    estimator = str((training.get("estimator") or {}).get("class", ""))
-    if not estimator:
-        return "spec.training.estimator.class is missing"
-    if not estimator.startswith(settings.estimator_allowlist):
-        allowed = ", ".join(settings.estimator_allowlist)
-        return (
-            f"estimator {estimator!r} is outside the operator's allow-list ({allowed}); "
-            "ask the administrator to extend MLKUBE_ESTIMATOR_ALLOWLIST"
-        )
+    problem = estimator_problem(training, settings)
+    if problem is not None:
+        return problem
     data = training.get("data") or {}
     if not data.get("uri") or not data.get("target"):
         return "spec.training.data needs uri and target"
-    jobs = n_jobs_problem(training, settings.trainer_resources)
-    if jobs is not None:
-        return jobs
+    for estimator in _estimators(training):
+        jobs = n_jobs_problem({**training, "estimator": estimator}, settings.trainer_resources)
+        if jobs is not None:
+            return jobs
     if str(data["uri"]).startswith("pvc://") and _escapes(
         str(data["uri"])[len("pvc://") :], empty=True
     ):
@@ -232,6 +228,41 @@ def training_problem(
             "are not allowed; name a path inside the claim"
         )
     return storage_problem(model, settings)
+
+
+def _estimators(training: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The estimator, or each candidate of a search once per value of a gridded n_jobs."""
+    search = training.get("search")
+    if not search:
+        return [dict(training.get("estimator") or {})]
+    found = []
+    for candidate in search.get("candidates") or []:
+        params = dict(candidate.get("params") or {})
+        for n_jobs in (candidate.get("grid") or {}).get("n_jobs") or [params.get("n_jobs")]:
+            found.append({"params": {**params, "n_jobs": n_jobs}})
+    return found
+
+
+def estimator_problem(training: Mapping[str, Any], settings: OperatorSettings) -> str | None:
+    """An estimator, or a search whose trials fit in one Indexed Job, all allow-listed."""
+    classes = [str((training.get("estimator") or {}).get("class", ""))]
+    search = training.get("search")
+    if search:
+        try:
+            search_trial_count(search)
+        except SearchSpecError as error:
+            return str(error)
+        classes = [str(c.get("class", "")) for c in search.get("candidates") or []]
+    elif not classes[0]:
+        return "spec.training.estimator.class is missing"
+    for estimator in classes:
+        if not estimator.startswith(settings.estimator_allowlist):
+            allowed = ", ".join(settings.estimator_allowlist)
+            return (
+                f"estimator {estimator!r} is outside the operator's allow-list ({allowed}); "
+                "ask the administrator to extend MLKUBE_ESTIMATOR_ALLOWLIST"
+            )
+    return None
 
 
 def _escapes(path: str, *, empty: bool = False) -> bool:

@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlkube.api.resources import Body
+from mlkube.api.status import PodPhase
+from mlkube.api.summary import parse_error
 from mlkube.controller.children import Controller, owned_by
 from mlkube.controller.kube import ApiError
+from mlkube.controller.spec import name_of, namespace_of, status_of
 
 
 def changed_fields(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,3 +73,42 @@ def pods_of_job(ctl: Controller, job: Body) -> list[Body]:
     found = ctl.cache.by_index("Pod", str(meta["namespace"]), str(meta["name"]))
     pods = [p for p in found if owned_by(p, str(meta.get("uid")))]
     return sorted(pods, key=lambda p: str(p["metadata"].get("creationTimestamp") or ""))
+
+
+async def failure_message(
+    ctl: Controller, job: Body, failed: Mapping[str, Any], attempts: int
+) -> str:
+    """Exit code, pod name, the trainer's error and the last log lines, in one message."""
+    namespace, job_name = namespace_of(job), name_of(job)
+    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.FAILED]
+    parts = [
+        f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
+        f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"
+    ]
+    if pods:
+        pod = pods[-1]
+        pod_name = str(pod["metadata"]["name"])
+        terminated = terminated_state(pod) or {}
+        parts.append(f"pod {pod_name} exited with code {terminated.get('exitCode', 'unknown')}")
+        message = str(terminated.get("message") or "").strip()
+        error = parse_error(message)
+        if error is not None:
+            parts.append(f"error: {error['error']}")
+        elif message:
+            parts.append("termination message:\n" + message[-2000:])
+        parts.append(await _log_tail(ctl, namespace, pod_name))
+    else:
+        parts.append("no failed pod was found (it may have been deleted)")
+    return "\n".join(parts)
+
+
+async def _log_tail(ctl: Controller, namespace: str, pod: str) -> str:
+    lines = ctl.settings.log_tail_lines
+    if lines == 0:
+        return ""
+    try:
+        text = await ctl.kube.pod_log(namespace, pod, lines)
+    except (ApiError, OSError) as error:
+        detail = error.message if isinstance(error, ApiError) else str(error)
+        return f"log tail unavailable ({detail.strip()[:200]})"
+    return f"last {lines} log lines:\n" + text.strip()[-3000:]

@@ -34,10 +34,14 @@ def cmd_versions(args: argparse.Namespace, conn: Connection) -> str:
     model = conn.get(MODELS, args.model)
     if args.diff:
         return views.version_diff(model, args.diff[0], args.diff[1])
-    text = views.versions_table(model)
+    text = views.versions_table(model, views.winning_trials(conn.list(TRAINING_JOBS)))
     if (model.get("status") or {}).get("promotions"):
         text += "\n\nPromotions:\n" + views.promotions_table(model)
     return text
+
+
+def cmd_trials(args: argparse.Namespace, conn: Connection) -> str:
+    return views.trials_table(conn.get(TRAINING_JOBS, args.training_job))
 
 
 def cmd_train(args: argparse.Namespace, conn: Connection) -> str:
@@ -108,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_argument(
         "--diff", nargs=2, type=int, metavar=("A", "B"), help="compare two versions' lineage"
     )
+    add(
+        "trials", cmd_trials, "The trials of a TrainingJob's model search, best marked."
+    ).add_argument("training_job")
     train = add("train", cmd_train, "Start a manual TrainingJob of a model.")
     train.add_argument("model")
     train.add_argument("--reason", help="recorded in the TrainingJob and the version history")

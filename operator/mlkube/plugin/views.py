@@ -104,13 +104,34 @@ def metrics_text(metrics: Mapping[str, Any] | None, limit: int = 4) -> str:
     return " ".join(parts)
 
 
-def versions_table(model: Body) -> str:
+def winning_trials(training_jobs: Iterable[Body]) -> dict[str, str]:
+    """``trial K of N (Estimator params)`` by TrainingJob name, for the runs that searched."""
+    found = {}
+    for tj in training_jobs:
+        status = tj.get("status") or {}
+        best, total = status.get("bestTrial"), (status.get("trials") or {}).get("total")
+        if best is None or not total:
+            continue
+        row: Mapping[str, Any] = next(
+            (r for r in status.get("trialResults") or [] if r.get("trial") == best), {}
+        )
+        detail = f" ({row.get('estimator')} {row.get('params')})" if row else ""
+        found[str(tj["metadata"]["name"])] = f"trial {best} of {total}{detail}"
+    return found
+
+
+def versions_table(model: Body, winners: Mapping[str, str] | None = None) -> str:
+    """The version history; with ``winners`` (``winning_trials``) a column names the
+    trial a search picked for each version that came from one."""
     status = model.get("status") or {}
     serving = status.get("servingVersion")
+    winners = winners or {}
+    searched = any(e.get("trainingJob") in winners for e in status.get("versions") or [])
     rows = []
     for entry in sorted(status.get("versions") or [], key=lambda v: v["version"]):
         version = entry["version"]
         lineage = entry.get("lineage") or {}
+        search = [winners.get(str(entry.get("trainingJob")), "")] if searched else []
         rows.append(
             [
                 f"{version}*" if version == serving else version,
@@ -123,6 +144,7 @@ def versions_table(model: Body) -> str:
                 _short((lineage.get("data") or {}).get("sha256")),
                 _short(lineage.get("paramsDigest")),
                 metrics_text(entry.get("metrics")),
+                *search,
                 entry.get("reason"),
             ]
         )
@@ -137,8 +159,8 @@ def versions_table(model: Body) -> str:
         "DATA",
         "PARAMS",
         "METRICS",
-        "REASON",
     ]
+    headers += ["SEARCH", "REASON"] if searched else ["REASON"]
     return table(headers, rows) + "\n(* serving; DATA and PARAMS: digests, see --diff)"
 
 
@@ -169,6 +191,33 @@ def version_diff(model: Body, a: int, b: int) -> str:
     if not rows:
         return f"v{a} and v{b} have the same lineage and results"
     return table(["FIELD", f"v{a}", f"v{b}"], rows)
+
+
+def trials_table(training_job: Body) -> str:
+    """A search's trials as its TrainingJob's status has them; ``*`` marks the best."""
+    status = training_job.get("status") or {}
+    counts = status.get("trials")
+    if not counts:
+        raise ViewError(f"TrainingJob {training_job['metadata']['name']} is not a search")
+    best = status.get("bestTrial")
+    rows = [
+        [
+            f"{row['trial']}*" if row.get("trial") == best else row.get("trial"),
+            row.get("estimator"),
+            row.get("params"),
+            row.get("status"),
+            row.get("score"),
+            row.get("fitSeconds"),
+            row.get("error"),
+        ]
+        for row in status.get("trialResults") or []
+    ]
+    headers = ["TRIAL", "ESTIMATOR", "PARAMS", "STATUS", "SCORE", "SECONDS", "ERROR"]
+    summary = (
+        f"{counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed, "
+        f"{counts.get('total', 0)} in all (* best)"
+    )
+    return table(headers, rows) + "\n" + summary
 
 
 def promotions_table(model: Body) -> str:

@@ -12,7 +12,7 @@ from mlkube.controller.builders.predictor import (
     build_predictor_service,
     predictor_endpoint,
 )
-from mlkube.controller.builders.training import build_trainer_job
+from mlkube.controller.builders.training import build_select_job, build_trainer_job
 
 __all__ = [
     "build_drift_cronjob",
@@ -21,6 +21,7 @@ __all__ = [
     "build_predictor_hpa",
     "build_predictor_pdb",
     "build_predictor_service",
+    "build_select_job",
     "build_trainer_job",
     "predictor_endpoint",
 ]

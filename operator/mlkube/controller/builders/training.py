@@ -7,11 +7,13 @@ checker shares.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mlkube.api import names
 from mlkube.api.errors import EXIT_BAD_INPUT
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
+from mlkube.api.search import search_parallelism, search_trial_count
 from mlkube.controller.builders import common
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import (
@@ -27,7 +29,54 @@ from mlkube.controller.spec import (
 def build_trainer_job(
     model: Body, training_job: Body, version: int, settings: OperatorSettings
 ) -> Manifest:
-    """The Job running one training; owned by the TrainingJob, named after it."""
+    """The Job running one training; owned by the TrainingJob, named after it.
+
+    With ``spec.training.search`` it is the search's trials: an Indexed Job whose index
+    K runs trial K (``--trial`` reads ``JOB_COMPLETION_INDEX``), each index retried on
+    its own (``backoffLimitPerIndex``) so one crashed trial does not end the others.
+    """
+    search = effective_training(model, training_job).get("search")
+    if not search:
+        return _trainer_job(
+            model, training_job, version, settings, job_name=names.job_name, step=[]
+        )
+    job = _trainer_job(
+        model, training_job, version, settings, job_name=names.job_name, step=["--trial"]
+    )
+    trials = search_trial_count(search)
+    spec = job["spec"]
+    per_index = spec.pop("backoffLimit")
+    spec.update(
+        {
+            "completionMode": "Indexed",
+            "completions": trials,
+            "parallelism": search_parallelism(search, trials),
+            "backoffLimitPerIndex": per_index,
+        }
+    )
+    return job
+
+
+def build_select_job(
+    model: Body, training_job: Body, version: int, settings: OperatorSettings
+) -> Manifest:
+    """The Job that runs once a search's trials have ended: ``mlkube train --select``
+    makes the best completed trial the version. Its name is fixed by the TrainingJob's,
+    so a restarted operator finds it instead of starting a second one."""
+    return _trainer_job(
+        model, training_job, version, settings, job_name=names.select_job_name, step=["--select"]
+    )
+
+
+def _trainer_job(
+    model: Body,
+    training_job: Body,
+    version: int,
+    settings: OperatorSettings,
+    *,
+    job_name: Callable[[str], str],
+    step: list[str],
+) -> Manifest:
     model_name = name_of(model)
     tj_name = name_of(training_job)
     tj_spec = training_job.get("spec") or {}
@@ -59,6 +108,7 @@ def build_trainer_job(
         tj_name,
         "--termination-log",
         "/dev/termination-log",
+        *step,
     ]
     args += _prune_arguments(model, settings)
     volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
@@ -117,7 +167,7 @@ def build_trainer_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(training_job, names.job_name(tj_name), labels),
+        "metadata": metadata(training_job, job_name(tj_name), labels),
         "spec": {
             "backoffLimit": settings.default_backoff_limit if backoff is None else int(backoff),
             "activeDeadlineSeconds": settings.default_active_deadline_seconds

@@ -31,11 +31,11 @@ from mlkube.api.status import (
     Reason,
     TrainerSummary,
 )
-from mlkube.api.summary import parse_error, parse_summary
+from mlkube.api.summary import parse_summary
 from mlkube.controller import metrics
 from mlkube.controller.builders import build_trainer_job
 from mlkube.controller.children import Controller, ensure_child, owned_by, post_event
-from mlkube.controller.kube import ApiError
+from mlkube.controller.handlers.search import search_of, search_stage
 from mlkube.controller.spec import (
     generation_of,
     model_ref,
@@ -46,6 +46,7 @@ from mlkube.controller.spec import (
     training_problem,
 )
 from mlkube.controller.status import (
+    failure_message,
     pods_of_job,
     terminated_state,
     write_status,
@@ -99,7 +100,11 @@ async def reconcile_training_job(ctl: Controller, namespace: str, name: str) -> 
     if job is None:
         job = await _start(ctl, tj, model, version)
         tj = ctl.cache.get("TrainingJob", namespace, name) or tj
-    return await _observe_job(ctl, tj, model, job, job_name)
+    trials: dict[str, Any] = {}
+    if search_of(model, tj) is not None:
+        stage = await search_stage(ctl, tj, model, job, version)
+        job, job_name, trials = stage.job, stage.job_name, stage.status
+    return await _observe_job(ctl, tj, model, job, job_name, trials=trials)
 
 
 async def _observe_decision(ctl: Controller, tj: Body, model: Body | None) -> None:
@@ -203,12 +208,20 @@ def _job_condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | Non
 
 
 async def _observe_job(
-    ctl: Controller, tj: Body, model: Body, job: Body | None, job_name: str
+    ctl: Controller,
+    tj: Body,
+    model: Body,
+    job: Body | None,
+    job_name: str,
+    *,
+    trials: Mapping[str, Any],
 ) -> float | None:
-    """The Job's outcome into the run's status: success with the summary, failure, progress."""
+    """The Job's outcome into the run's status: success with the summary, failure, progress
+    (and a search's trial counts, best so far and table, kept in every write)."""
     job_status = (job or {}).get("status") or {}
     attempts = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
     common: dict[str, Any] = {
+        **trials,
         "observedGeneration": generation_of(tj),
         "jobName": job_name,
         "attempts": attempts,
@@ -218,7 +231,7 @@ async def _observe_job(
         return await _complete(ctl, tj, model, job, common)
     failed = _job_condition(job, "Failed") if job is not None else None
     if job is not None and failed is not None:
-        message = await _failure_message(ctl, job, failed, attempts)
+        message = await failure_message(ctl, job, failed, attempts)
         await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=message, extra=common)
         return None
     running = int(job_status.get("active") or 0) > 0
@@ -313,7 +326,8 @@ async def _succeed(
         "slices": list(summary.get("slices") or []),
         "artifact": {k: artifact[k] for k in ("uri", "sha256") if artifact.get(k)},
         "completionTime": job_status.get("completionTime") or now_iso(),
-        "message": f"trained version {status.get('version')}: {metric} {score:.4g}",
+        "message": f"trained version {status.get('version')}: {metric} {score:.4g}"
+        + (f" (trial {summary['search']['bestTrial']})" if "search" in summary else ""),
         "conditions": _conditions(
             status, generation, ready=True, reason=Reason.SUCCEEDED, message=f"{metric} {score:.4g}"
         ),
@@ -349,45 +363,6 @@ async def _fail(
         if reason == Reason.TRAINING_FAILED:
             _record_training(Phase.FAILED, desired.get("startTime"), desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
-
-
-async def _failure_message(
-    ctl: Controller, job: Body, failed: Mapping[str, Any], attempts: int
-) -> str:
-    """Exit code, pod name, the trainer's error and the last log lines, in one message."""
-    namespace, job_name = namespace_of(job), name_of(job)
-    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.FAILED]
-    parts = [
-        f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
-        f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"
-    ]
-    if pods:
-        pod = pods[-1]
-        pod_name = str(pod["metadata"]["name"])
-        terminated = terminated_state(pod) or {}
-        parts.append(f"pod {pod_name} exited with code {terminated.get('exitCode', 'unknown')}")
-        message = str(terminated.get("message") or "").strip()
-        error = parse_error(message)
-        if error is not None:
-            parts.append(f"error: {error['error']}")
-        elif message:
-            parts.append("termination message:\n" + message[-2000:])
-        parts.append(await _log_tail(ctl, namespace, pod_name))
-    else:
-        parts.append("no failed pod was found (it may have been deleted)")
-    return "\n".join(parts)
-
-
-async def _log_tail(ctl: Controller, namespace: str, pod: str) -> str:
-    lines = ctl.settings.log_tail_lines
-    if lines == 0:
-        return ""
-    try:
-        text = await ctl.kube.pod_log(namespace, pod, lines)
-    except (ApiError, OSError) as error:
-        detail = error.message if isinstance(error, ApiError) else str(error)
-        return f"log tail unavailable ({detail.strip()[:200]})"
-    return f"last {lines} log lines:\n" + text.strip()[-3000:]
 
 
 def _record_training(outcome: str, start: Any, end: Any) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import yaml
 
@@ -30,7 +32,11 @@ from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.spec import TrainingSpec, parse_model
 
 if TYPE_CHECKING:
+    from mlkube.runtime.train.record import RunRequest
     from mlkube.runtime.train.run import Progress
+
+T = TypeVar("T")
+MAX_TRIAL_MESSAGE: Final = 4000
 
 TRIGGERS: Final = tuple(Trigger)
 DEFAULT_TERMINATION_LOG: Final = Path("/dev/termination-log")
@@ -67,6 +73,7 @@ def register(subparsers: Any) -> None:
         "--namespace", metavar="NS", help="overrides metadata.namespace (default: default)"
     )
     _add_pod_arguments(parser)
+    _add_search_arguments(parser)
     parser.set_defaults(func=run_command)
 
 
@@ -116,6 +123,31 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         "--training-job",
         metavar="NAME",
         help="the TrainingJob this run belongs to, recorded in the lineage",
+    )
+
+
+def _add_search_arguments(parser: Any) -> None:
+    search = parser.add_argument_group("model search (spec.training.search)")
+    search.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run a search's trials in N processes (default 1: in this process)",
+    )
+    steps = search.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--trial",
+        type=int,
+        nargs="?",
+        const=-1,
+        metavar="K",
+        help="run only trial K (without K: $JOB_COMPLETION_INDEX, as an Indexed Job's pod)",
+    )
+    steps.add_argument(
+        "--select",
+        action="store_true",
+        help="after the trials: make the best completed trial the version",
     )
 
 
@@ -178,7 +210,9 @@ def _fail(args: argparse.Namespace, message: str, exit_code: int) -> NoReturn:
 
 def run_command(args: argparse.Namespace) -> int:
     progress = _check_termination_log(args)
-    spec, summary = _train(args, progress)
+    if args.trial is not None:
+        return _run_trial(args, progress)
+    spec, summary = _guarded(args, lambda: _train(args, progress))
     payload = fit_summary(summary)
     try:
         write_termination_log(args.termination_log, payload)
@@ -210,6 +244,36 @@ def _prune(args: argparse.Namespace, spec: TrainingSpec, progress: Progress) -> 
         progress(f"pruned {', '.join(f'v{v}' for v in pruned)} (older than v{args.prune_below})")
 
 
+def _run_trial(args: argparse.Namespace, progress: Progress) -> int:
+    """One trial of a search: its result goes to the store, stdout and the termination
+    log (the operator counts trials from there), and exit 0 even when the trial failed."""
+    from mlkube.runtime.train.search_run import trial_command
+
+    index = args.trial
+    if index < 0:
+        index = _completion_index(args)
+    result = _guarded(
+        args,
+        lambda: trial_command(_request(args), TrainSettings.from_env(), progress, index),
+    )
+    payload = json.dumps(result, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_TRIAL_MESSAGE:
+        payload = json.dumps({**result, "params": {}, "foldScores": []}).encode("utf-8")
+    try:
+        write_termination_log(args.termination_log, payload)
+    except OSError as error:
+        _fail(args, f"cannot write the termination log: {error.strerror}", EXIT_INTERNAL)
+    sys.stdout.write(payload.decode("utf-8") + "\n")
+    return 0
+
+
+def _completion_index(args: argparse.Namespace) -> int:
+    raw = os.environ.get("JOB_COMPLETION_INDEX", "")
+    if not raw.isdigit():
+        _fail(args, "--trial without K needs JOB_COMPLETION_INDEX (an Indexed Job)", EXIT_BAD_INPUT)
+    return int(raw)
+
+
 def _check_termination_log(args: argparse.Namespace) -> Progress:
     """Fails before any work when an explicitly given termination log cannot be written."""
     if args.termination_log is not None:
@@ -224,27 +288,48 @@ def _check_termination_log(args: argparse.Namespace) -> Progress:
     return Progress()
 
 
-def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, TrainerSummary]:
-    """Parses and trains; only the user's bad input exits 2, which the Job will not retry."""
+def _request(args: argparse.Namespace) -> RunRequest:
     from mlkube.runtime.train.record import RunRequest
-    from mlkube.runtime.train.run import default_store_uri, train_model
+    from mlkube.runtime.train.run import default_store_uri
 
+    if args.version is not None and args.version < 1:
+        raise TrainingInputError(f"--version must be at least 1, got {args.version}")
+    if args.parallel < 1:
+        raise TrainingInputError(f"--parallel must be at least 1, got {args.parallel}")
+    spec = parse_model(read_manifest(args), args.namespace)
+    return RunRequest(
+        spec=spec,
+        store=args.store,
+        store_uri=args.store_uri or default_store_uri(args.store),
+        version=args.version,
+        trigger=args.trigger,
+        reason=args.reason,
+        training_job=args.training_job,
+        model_root=args.model_root,
+    )
+
+
+def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, TrainerSummary]:
+    """A single fit, a whole search, or a search's select step."""
+    from mlkube.runtime.train.run import train_model
+
+    settings = TrainSettings.from_env()
+    request = _request(args)
+    if request.spec.search is None:
+        if args.select:
+            raise TrainingInputError("--select needs spec.training.search")
+        return request.spec, train_model(request, settings, progress)
+    from mlkube.runtime.train.search_run import search_model, select_command
+
+    if args.select:
+        return request.spec, select_command(request, settings, progress)
+    return request.spec, search_model(request, settings, progress, args.parallel)
+
+
+def _guarded(args: argparse.Namespace, call: Callable[[], T]) -> T:
+    """Runs ``call``; only the user's bad input exits 2, which the Job will not retry."""
     try:
-        settings = TrainSettings.from_env()
-        if args.version is not None and args.version < 1:
-            raise TrainingInputError(f"--version must be at least 1, got {args.version}")
-        spec = parse_model(read_manifest(args), args.namespace)
-        request = RunRequest(
-            spec=spec,
-            store=args.store,
-            store_uri=args.store_uri or default_store_uri(args.store),
-            version=args.version,
-            trigger=args.trigger,
-            reason=args.reason,
-            training_job=args.training_job,
-            model_root=args.model_root,
-        )
-        return spec, train_model(request, settings, progress)
+        return call()
     except (TrainingInputError, ArtifactError) as error:
         _fail(args, str(error), EXIT_BAD_INPUT)
     except TrainingUnavailableError as error:
@@ -254,4 +339,3 @@ def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, 
         _fail(args, message, EXIT_INTERNAL)
     except Exception as error:
         _fail(args, f"internal error: {type(error).__name__}: {error}", EXIT_INTERNAL)
-    raise AssertionError("unreachable")  # _fail always raises

@@ -200,7 +200,7 @@ def _slice_results(
     return results
 
 
-def _reference_profile(
+def reference_profile(
     train_rows: pd.DataFrame,
     schema: list[FeatureSchema],
     settings: TrainSettings,
@@ -226,7 +226,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     )
     data = _read(spec, settings, prepared.queries, progress)
     fitted = _fit(spec, prepared.estimator, data, progress)
-    profile = _reference_profile(
+    profile = reference_profile(
         data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
     )
     metadata = version_metadata(
@@ -307,23 +307,13 @@ def _fit(
         except (ValueError, TypeError) as error:
             message = " ".join(str(error).split())
             raise TrainingInputError(f"fitting {estimator.class_path} failed: {message}") from None
-        progress("fitted; validating on the holdout")
-        holdout = predict(model, data.inputs[data.test_pos], data.y[data.test_pos], spec.task)
-    fit_warnings = _report_warnings(caught, progress)
-    metrics = standard_metrics(spec.task, validation.metric, holdout)
-    score = metrics.get(validation.metric)
-    if score is None:
-        raise TrainingInputError(
-            f"metric {validation.metric} is undefined for {estimator.class_path} on this data "
-            "(it needs predict_proba or more than one class in the holdout); choose another"
-        )
-    slice_results = _slice_results(spec, data.masks, holdout)
-    cross = None
+    fitted = evaluate_fitted(spec, model, estimator, data, progress)
+    fitted.warnings[:0] = _report_warnings(caught, progress)
     if validation.folds >= 2:
         progress(f"{validation.folds}-fold cross-validation")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cross = cross_validate(
+            fitted.cross = cross_validate(
                 lambda: build_pipeline(data.schema, estimator),
                 data.inputs,
                 data.y,
@@ -332,8 +322,29 @@ def _fit(
                 folds=validation.folds,
                 seed=validation.random_seed,
             )
-        fit_warnings += _report_warnings(caught, progress)
-    return Fitted(model, estimator, score, metrics, slice_results, cross, fit_warnings)
+        fitted.warnings += _report_warnings(caught, progress)
+    return fitted
+
+
+def evaluate_fitted(
+    spec: TrainingSpec, model: Any, estimator: EstimatorChoice, data: Dataset, progress: Progress
+) -> Fitted:
+    """Scores a pipeline fitted on the training rows on the holdout and its slices
+    (a search's winner comes here from the store, a single run from ``_fit``)."""
+    progress("fitted; validating on the holdout")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        holdout = predict(model, data.inputs[data.test_pos], data.y[data.test_pos], spec.task)
+    metrics = standard_metrics(spec.task, spec.validation.metric, holdout)
+    score = metrics.get(spec.validation.metric)
+    if score is None:
+        raise TrainingInputError(
+            f"metric {spec.validation.metric} is undefined for {estimator.class_path} on this "
+            "data (it needs predict_proba or more than one class in the holdout); choose another"
+        )
+    slice_results = _slice_results(spec, data.masks, holdout)
+    fit_warnings = _report_warnings(caught, progress)
+    return Fitted(model, estimator, score, metrics, slice_results, None, fit_warnings)
 
 
 def default_store_uri(store: Path) -> str:

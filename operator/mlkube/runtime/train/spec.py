@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from mlkube.api.names import is_valid_model_name
+from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.runtime.train import TrainingInputError
+from mlkube.runtime.train.search_spec import SearchSpec, parse_search
 
 Task = Literal["classification", "regression"]
 
@@ -28,7 +30,6 @@ CLASSIFICATION_METRICS: Final = (
     "recall",
 )
 REGRESSION_METRICS: Final = ("r2", "rmse", "mae")
-LOWER_IS_BETTER: Final = frozenset({"rmse", "mae", "log_loss"})
 DATA_FORMATS: Final = ("csv", "parquet", "jsonl")
 _NAMESPACE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -73,6 +74,7 @@ class TrainingSpec:
     data: DataSpec
     validation: ValidationSpec
     quality: QualitySpec = field(default_factory=QualitySpec)
+    search: SearchSpec | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -223,7 +225,16 @@ def parse_model(manifest: Mapping[str, Any], namespace: str | None = None) -> Tr
     if task not in ("classification", "regression"):
         raise TrainingInputError(f"spec.task must be classification or regression, got {task!r}")
     training = _section(spec, "training", "spec", required=True)
-    estimator = _section(training, "estimator", "spec.training", required=True)
+    validation = _parse_validation(training, task)
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    search = parse_search(training, validation.metric, allowed, validation.random_seed)
+    if search is not None and training.get("estimator") is None:
+        # A search needs no estimator of its own; the first candidate stands for it in
+        # the checks made before the data is read.
+        first = search.candidates[0]
+        estimator: dict[str, Any] = {"class": first.class_path, "params": first.params}
+    else:
+        estimator = _section(training, "estimator", "spec.training", required=True)
     params = estimator.get("params") or {}
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
         raise TrainingInputError("spec.training.estimator.params must be a mapping")
@@ -234,6 +245,7 @@ def parse_model(manifest: Mapping[str, Any], namespace: str | None = None) -> Tr
         estimator_class=_string(estimator, "class", "spec.training.estimator"),
         estimator_params=dict(params),
         data=_parse_data(training),
-        validation=_parse_validation(training, task),
+        validation=validation,
         quality=_parse_quality(training),
+        search=search,
     )

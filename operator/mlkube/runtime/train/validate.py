@@ -160,6 +160,22 @@ def standard_metrics(task: Task, metric: str, p: Predictions) -> dict[str, float
     return {name: round(value, 6) for name, value in values.items() if value is not None}
 
 
+def fold_splits(
+    y: Array, *, task: Task, folds: int, seed: int
+) -> tuple[list[tuple[Array, Array]], bool]:
+    """The k folds as (train, test) positions into ``y``: shuffled with ``seed``, and
+    stratified for classification when every class has a row for each fold. A search
+    scores every trial on these same folds."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter: Any = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    stratified = False
+    if task == "classification" and np.unique(y, return_counts=True)[1].min() >= folds:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        stratified = True
+    return list(splitter.split(np.zeros(len(y)), y)), stratified
+
+
 def cross_validate(
     make_model: Callable[[], Any],
     x: Array,
@@ -171,15 +187,9 @@ def cross_validate(
     seed: int,
 ) -> dict[str, Any]:
     """K-fold scores of ``metric`` (stratified for classification when every class allows)."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    splitter: Any = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    stratified = False
-    if task == "classification" and np.unique(y, return_counts=True)[1].min() >= folds:
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        stratified = True
+    splits, stratified = fold_splits(y, task=task, folds=folds, seed=seed)
     scores: list[float | None] = []
-    for train, test in splitter.split(np.zeros(len(y)), y):
+    for train, test in splits:
         model = make_model().fit(x[train], y[train])
         scores.append(metric_value(metric, predict(model, x[test], y[test], task)))
     defined = [s for s in scores if s is not None]
