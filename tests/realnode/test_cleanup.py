@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.controlplane import ControlPlane
+from harness.controlplane import SERVICE_CIDR, ControlPlane
 from harness.node import (
     BRIDGE,
     FORWARD_CHAIN,
     IMAGE_REFERENCE_RUNTIME,
     OUTPUT_CHAIN,
-    SERVICE_CIDR,
     Node,
     host_snapshot,
 )

@@ -117,6 +117,23 @@ def test_trainer_container_runs_as_65532_read_only_under_its_limits(
     assert shares == 256  # requests.cpu 250m = 1024 * 0.25
 
 
+def test_trainer_over_its_memory_limit_is_oom_killed(real_node: Node, node_namespace: str) -> None:
+    """64 MiB cannot hold scikit-learn and pandas: the kernel kills the trainer in its cgroup."""
+    plane = real_node.plane
+    create_store(real_node, node_namespace)
+    tight = {"requests": {"cpu": "250m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}}
+    job = trainer_job(node_namespace, "iris-oom", tight)
+    job["spec"]["backoffLimit"] = 0
+    apply(plane, job)
+    name = job["metadata"]["name"]
+
+    assert wait_job(plane, node_namespace, name) == "Failed"
+    pod = job_pod(plane, node_namespace, name)
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled", terminated
+    assert terminated["exitCode"] == 137
+
+
 def _bytes(quantity: str) -> int:
     units = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
     for suffix, factor in units.items():

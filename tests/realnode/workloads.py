@@ -113,7 +113,9 @@ def get(plane: ControlPlane, *args: str) -> dict[str, Any]:
 def job_pod(plane: ControlPlane, namespace: str, job: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pods = get(plane, "pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+        pods: list[dict[str, Any]] = get(plane, "pods", "-n", namespace, "-l", f"job-name={job}")[
+            "items"
+        ]
         if pods:
             return pods[0]
         time.sleep(0.5)
