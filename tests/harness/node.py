@@ -284,6 +284,10 @@ class Node:
         node._take_lock()
         try:
             node._record_host()
+        except BaseException:
+            node._release_lock()  # nothing was started: the host is someone else's to clean
+            raise
+        try:
             node._write_config()
             node._isolate()
             node._start_containerd()
@@ -541,7 +545,7 @@ state = "{self.workdir / "containerd" / "state"}"
 
     def _import_images(self) -> None:
         for reference, archive in self.images.items():
-            self.ctr("images", "import", "--no-unpack", str(archive))
+            self.ctr("images", "import", str(archive))
             listed = self.ctr("images", "ls", "-q").split()
             if reference not in listed:
                 raise NodeError(f"importing {archive} did not create {reference}: {listed}")
@@ -688,15 +692,19 @@ state = "{self.workdir / "containerd" / "state"}"
             with contextlib.suppress(Exception):
                 self.plane.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
         finally:
-            if self._lock is not None:
-                self._lock.close()
-                self._lock = None
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _drain(self) -> None:
         """Lets the kubelet tear its pods down (CNI DEL, unmounts) while all still runs."""
         if "kubelet" not in self._procs or self._procs["kubelet"].poll() is not None:
             return
         with contextlib.suppress(Exception):
+            self.plane.kubectl("cordon", self.name, check=False)  # no new pods while draining
             self.plane.kubectl(
                 "delete",
                 "pods",
@@ -800,6 +808,19 @@ state = "{self.workdir / "containerd" / "state"}"
                     )
 
     def _remove_cgroups(self) -> None:
+        """Ends what still runs in the pods' cgroups (only the node's pods live there)."""
+        for _ in range(20):
+            pids: set[int] = set()
+            for top in _cgroup_dirs():
+                for procs in Path(top).glob("**/cgroup.procs"):
+                    with contextlib.suppress(OSError):
+                        pids.update(int(p) for p in procs.read_text().split())
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
         for top in _cgroup_dirs():
             for directory in sorted(
                 Path(top).glob("**/"), key=lambda p: len(p.parts), reverse=True

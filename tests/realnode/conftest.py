@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 from harness.controlplane import ControlPlane
-from harness.node import Node, ensure_binaries, ensure_images, unavailable_reason
+from harness.node import (
+    Node,
+    ensure_binaries,
+    ensure_images,
+    unavailable_reason,
+)
+from realnode.workloads import pods_images
 
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 
@@ -49,7 +55,7 @@ def real_node(
 ) -> Iterator[Node]:
     bin_dir, images = node_requirements
     node = Node.start(
-        control_plane, tmp_path_factory.mktemp("node"), bin_dir=bin_dir, images=images
+        control_plane, tmp_path_factory.mktemp("node"), bin_dir=bin_dir, images=pods_images(images)
     )
     try:
         yield node

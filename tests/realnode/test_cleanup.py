@@ -19,7 +19,7 @@ from harness.node import (
     Node,
     host_snapshot,
 )
-from realnode.workloads import apply, first_log_line, get
+from realnode.workloads import apply, first_log_line, get, pods_images
 
 # Prints the pod's routing table (from /proc: the image has no `ip`), then waits.
 ROUTES = """
@@ -69,7 +69,7 @@ def test_node_leaves_no_trace_and_pods_have_no_way_out(
 ) -> None:
     bin_dir, images = node_requirements
     before = host_snapshot(bin_dir)
-    node = Node.start(control_plane, tmp_path / "node", bin_dir=bin_dir, images=images)
+    node = Node.start(control_plane, tmp_path / "node", bin_dir=bin_dir, images=pods_images(images))
     try:
         apply(control_plane, _routes_pod("default"))
         routes = json.loads(first_log_line(control_plane, "default", "routes"))

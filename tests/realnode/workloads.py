@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from harness.controlplane import REPO, ControlPlane
-from harness.node import IMAGE_REFERENCE_RUNTIME, Node
+from harness.node import IMAGE_REFERENCE_OPERATOR, IMAGE_REFERENCE_RUNTIME, Node
 from mlkube.controller.builders.training import build_trainer_job
 from mlkube.controller.settings import OperatorSettings
 
@@ -30,6 +30,11 @@ RESOURCES = {
     "requests": {"cpu": "250m", "memory": "256Mi"},
     "limits": {"cpu": "500m", "memory": "768Mi"},
 }
+
+
+def pods_images(images: dict[str, Path]) -> dict[str, Path]:
+    """The sandbox and runtime images: what the tier's pods run (the operator's is not yet)."""
+    return {ref: path for ref, path in images.items() if ref != IMAGE_REFERENCE_OPERATOR}
 
 
 def iris_model(namespace: str, resources: dict[str, Any] | None = None) -> dict[str, Any]:
