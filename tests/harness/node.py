@@ -541,7 +541,16 @@ state = "{self.workdir / "containerd" / "state"}"
             "containerd",
             [str(self.bin_dir / "containerd"), "--config", str(self.workdir / "containerd.toml")],
         )
-        self._wait("containerd", lambda: self.ctr("version", check=False) != "", timeout=60)
+        self._wait("containerd", self._containerd_serving, timeout=60)
+
+    def _containerd_serving(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            self.ctr("version", timeout=10)
+        except (NodeError, subprocess.TimeoutExpired):
+            return False
+        return True
 
     def _import_images(self) -> None:
         for reference, archive in self.images.items():
