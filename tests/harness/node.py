@@ -645,8 +645,27 @@ state = "{self.workdir / "containerd" / "state"}"
             ["-A", FORWARD_CHAIN, "-o", BRIDGE, "!", "-i", BRIDGE, "-j", "DROP"],
             ["-I", "FORWARD", "1", "-j", FORWARD_CHAIN],
             ["-N", OUTPUT_CHAIN],
-            ["-A", OUTPUT_CHAIN, "-d", SERVICE_CIDR, "!", "-o", BRIDGE, "-j", "REJECT"],
-            ["-A", OUTPUT_CHAIN, "-d", POD_CIDR, "!", "-o", BRIDGE, "-j", "REJECT"],
+            # Still addressed to a Service here: kube-proxy did not translate it.
+            ["-A", OUTPUT_CHAIN, "-d", SERVICE_CIDR, "-j", "REJECT"],
+            # To a pod, not through the bridge. A translated ClusterIP packet is exempt: the
+            # OUTPUT hooks all see the device of the route before translation, while the
+            # packet itself was rerouted to the bridge.
+            [
+                "-A",
+                OUTPUT_CHAIN,
+                "-d",
+                POD_CIDR,
+                "!",
+                "-o",
+                BRIDGE,
+                "-m",
+                "conntrack",
+                "!",
+                "--ctstate",
+                "DNAT",
+                "-j",
+                "REJECT",
+            ],
             ["-I", "OUTPUT", "1", "-j", OUTPUT_CHAIN],
         ]
         for rule in rules:
