@@ -742,11 +742,15 @@ state = "{self.workdir / "containerd" / "state"}"
                 "--timeout=60s",
                 check=False,
             )
+        # Deleted pods have had their sandboxes stopped (CNI DEL done); exited containers
+        # wait for the kubelet's garbage collection, which _remove_containers does instead.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if not self.ctr("containers", "ls", "-q", check=False, timeout=30).split():
+            tasks = self.ctr("tasks", "ls", check=False, timeout=30).splitlines()[1:]
+            running = [t for t in tasks if "RUNNING" in t.split()]
+            if not running and not any(Path("/run/netns").glob("cni-*")):
                 return
-            time.sleep(1)
+            time.sleep(0.5)
 
     def _stop(self, name: str) -> None:
         proc = self._procs.pop(name, None)

@@ -75,7 +75,9 @@ def test_trainer_container_runs_as_65532_read_only_under_its_limits(
     plane = real_node.plane
     create_store(real_node, node_namespace)
     job = trainer_job(node_namespace, "iris-probe")
-    container = job["spec"]["template"]["spec"]["containers"][0]
+    pod_spec = job["spec"]["template"]["spec"]
+    pod_spec["terminationGracePeriodSeconds"] = 1  # the probe ignores SIGTERM (PID 1)
+    container = pod_spec["containers"][0]
     container["command"] = ["python", "-c", PROBE]
     container["args"] = []
     apply(plane, job)
