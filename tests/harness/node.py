@@ -33,6 +33,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ BRIDGE = "cni0"
 FORWARD_CHAIN = "MLKUBE-NODE-FORWARD"
 OUTPUT_CHAIN = "MLKUBE-NODE-OUTPUT"
 LOCK_FILE = Path("/run/lock/mlkube-realnode.lock")
+# In-cluster clients (the operator's pod) reach the API server at the ``kubernetes``
+# Service: its EndpointSlice points at this port on the bridge's address, where the
+# harness relays each connection to the API server's loopback port. TLS stays end to end.
+API_RELAY_PORT = 6443
+API_ENDPOINTSLICE = "kubernetes-mlkube-node"
 # Written by the kubelet (setupKernelTunables), the bridge plugin (ip_forward) or kube-proxy;
 # restored on stop.
 SYSCTLS = (
@@ -246,6 +252,7 @@ class Node:
     _chains_before: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _bridge_before: bool = False
     _lock: IO[str] | None = field(default=None, repr=False)
+    _relay: ApiRelay | None = field(default=None, repr=False)
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -290,12 +297,15 @@ class Node:
         try:
             node._write_config()
             node._isolate()
+            node._create_bridge()
+            node._start_api_relay()
             node._start_containerd()
             node._import_images()
             node._start_kubelet()
             node._start_scheduler()
             node._start_kube_proxy()
             node._wait_ready()
+            node._publish_api()
         except BaseException:
             node.stop()
             raise
@@ -476,6 +486,38 @@ state = "{self.workdir / "containerd" / "state"}"
                 indent=2,
             )
         )
+
+    def _create_bridge(self) -> None:
+        """The pods' bridge with its gateway address, before any pod (the relay binds it)."""
+        for args in (
+            ["link", "add", BRIDGE, "type", "bridge"],
+            ["addr", "add", f"{POD_GATEWAY}/{POD_CIDR.split('/')[1]}", "dev", BRIDGE],
+            ["link", "set", BRIDGE, "up"],
+        ):
+            subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    def _start_api_relay(self) -> None:
+        port = int(self.plane.server.rsplit(":", 1)[1])
+        self._relay = ApiRelay((POD_GATEWAY, API_RELAY_PORT), ("127.0.0.1", port))
+        self._relay.start()
+
+    def _publish_api(self) -> None:
+        slice_ = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": API_ENDPOINTSLICE,
+                "namespace": "default",
+                "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                    "endpointslice.kubernetes.io/managed-by": "harness.node.mlkube.io",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [POD_GATEWAY], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": API_RELAY_PORT, "protocol": "TCP"}],
+        }
+        self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(slice_))
 
     def _write_kubeconfig(self, path: Path, stem: Path) -> None:
         config = {
@@ -710,6 +752,9 @@ state = "{self.workdir / "containerd" / "state"}"
             self._remove_containers()
             self._stop("containerd")
             self._kill_shims()
+            if self._relay is not None:
+                self._relay.stop()
+                self._relay = None
             self._unmount()
             self._remove_network()
             self._remove_chains()
@@ -719,6 +764,10 @@ state = "{self.workdir / "containerd" / "state"}"
             self._remove_paths()
             with contextlib.suppress(Exception):
                 self.plane.kubectl("delete", "node", self.name, "--ignore-not-found", check=False)
+                self.plane.kubectl(
+                    "delete", "endpointslice", API_ENDPOINTSLICE, "-n", "default",
+                    "--ignore-not-found", check=False,
+                )  # fmt: skip
         finally:
             self._release_lock()
 
@@ -870,6 +919,67 @@ state = "{self.workdir / "containerd" / "state"}"
     # -- for tests -------------------------------------------------------------------------
     def state(self) -> dict[str, object]:
         return {"name": self.name, "workdir": str(self.workdir), "pids": self.pids}
+
+
+class ApiRelay:
+    """Relays TCP connections from ``listen`` to ``target`` (threads; TLS passes through)."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(listen, reuse_port=False)
+        self._server.settimeout(0.5)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="node-api-relay", daemon=True)
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._server.close()
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self._open.clear()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                for sock in (source, sink):
+                    if sock in self._open:
+                        sock.close()
+                        self._open.discard(sock)
 
 
 @contextlib.contextmanager

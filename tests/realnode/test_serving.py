@@ -36,7 +36,7 @@ SERVE_RESOURCES = {
 }
 
 
-def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
@@ -45,7 +45,7 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return answer
 
 
-def _programmed(cluster_ip: str, port: int) -> bool:
+def programmed(cluster_ip: str, port: int) -> bool:
     """kube-proxy has a rule for the ClusterIP and an endpoint behind it."""
     rules = run("iptables", "-w", "-t", "nat", "-S")
     service = [
@@ -84,12 +84,12 @@ def test_predictor_answers_through_its_cluster_ip(real_node: Node, node_namespac
     svc = get(plane, "service", name, "-n", node_namespace)
     cluster_ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
     deadline = time.monotonic() + 60
-    while not _programmed(cluster_ip, port):
+    while not programmed(cluster_ip, port):
         assert time.monotonic() < deadline, f"kube-proxy did not program {cluster_ip}:{port}"
         time.sleep(0.5)
 
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-    through_service = _post(
+    through_service = post(
         f"http://{cluster_ip}:{port}/v1/models/iris:predict", {"instances": rows}
     )
     # A setosa and a virginica: two different classes.
@@ -102,5 +102,5 @@ def test_predictor_answers_through_its_cluster_ip(real_node: Node, node_namespac
     pods = get(plane, "pods", "-n", node_namespace, "-l", selector)
     pod_ip = pods["items"][0]["status"]["podIP"]
     assert pod_ip.startswith("10.245.0.")
-    direct = _post(f"http://{pod_ip}:8080/v1/models/iris:predict", {"instances": rows})
+    direct = post(f"http://{pod_ip}:8080/v1/models/iris:predict", {"instances": rows})
     assert direct["predictions"] == through_service["predictions"]
