@@ -32,9 +32,13 @@ import re
 import shutil
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +62,10 @@ LOCK_FILE = Path("/run/lock/mlkube-realnode.lock")
 # harness relays each connection to the API server's loopback port. TLS stays end to end.
 API_RELAY_PORT = 6443
 API_ENDPOINTSLICE = "kubernetes-mlkube-node"
+# Pods resolve Service names (kubernetes.default.svc, predictors) at the bridge's address,
+# where the harness answers for cluster.local from the API server and refuses anything
+# else: no query is forwarded off this machine.
+CLUSTER_DOMAIN = "cluster.local"
 # Written by the kubelet (setupKernelTunables), the bridge plugin (ip_forward) or kube-proxy;
 # restored on stop.
 SYSCTLS = (
@@ -253,6 +261,7 @@ class Node:
     _bridge_before: bool = False
     _lock: IO[str] | None = field(default=None, repr=False)
     _relay: ApiRelay | None = field(default=None, repr=False)
+    _dns: ClusterDns | None = field(default=None, repr=False)
 
     # -- paths -------------------------------------------------------------------------
     @property
@@ -438,7 +447,8 @@ state = "{self.workdir / "containerd" / "state"}"
                     },
                     "authorization": {"mode": "Webhook"},
                     "podCIDR": POD_CIDR,
-                    "clusterDomain": "cluster.local",
+                    "clusterDomain": CLUSTER_DOMAIN,
+                    "clusterDNS": [POD_GATEWAY],
                     "resolvConf": str(self.workdir / "resolv.conf"),
                     "podLogsDirectory": str(self.workdir / "pod-logs"),
                     "imageGCHighThresholdPercent": 100,
@@ -500,6 +510,8 @@ state = "{self.workdir / "containerd" / "state"}"
         port = int(self.plane.server.rsplit(":", 1)[1])
         self._relay = ApiRelay((POD_GATEWAY, API_RELAY_PORT), ("127.0.0.1", port))
         self._relay.start()
+        self._dns = ClusterDns((POD_GATEWAY, 53), self.plane.server, self.plane.ssl_context())
+        self._dns.start()
 
     def _publish_api(self) -> None:
         slice_ = {
@@ -755,6 +767,9 @@ state = "{self.workdir / "containerd" / "state"}"
             if self._relay is not None:
                 self._relay.stop()
                 self._relay = None
+            if self._dns is not None:
+                self._dns.stop()
+                self._dns = None
             self._unmount()
             self._remove_network()
             self._remove_chains()
@@ -980,6 +995,85 @@ class ApiRelay:
                     if sock in self._open:
                         sock.close()
                         self._open.discard(sock)
+
+
+class ClusterDns:
+    """A DNS server for ``<service>.<namespace>.svc.cluster.local`` A records (UDP).
+
+    Answers from the API server (cached for 5 s); names outside the cluster domain get
+    REFUSED, unknown ones NXDOMAIN, other record types of a known name no data.
+    """
+
+    def __init__(self, listen: tuple[str, int], server: str, context: ssl.SSLContext) -> None:
+        self.server = server
+        self.context = context
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(listen)
+        self._sock.settimeout(0.5)
+        self._stopping = threading.Event()
+        self._cache: dict[tuple[str, str], tuple[float, str | None]] = {}
+        self._thread = threading.Thread(target=self._serve, name="node-dns", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                query, client = self._sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with contextlib.suppress(Exception):
+                self._sock.sendto(self.answer(query), client)
+
+    def cluster_ip(self, namespace: str, service: str) -> str | None:
+        key = (namespace, service)
+        cached = self._cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        url = f"{self.server}/api/v1/namespaces/{namespace}/services/{service}"
+        address: str | None = None
+        try:
+            with urllib.request.urlopen(url, timeout=3, context=self.context) as response:
+                spec = json.loads(response.read()).get("spec", {})
+                ip = spec.get("clusterIP")
+                address = ip if ip and ip != "None" else None
+        except (urllib.error.URLError, OSError, ValueError):
+            address = None
+        self._cache[key] = (time.monotonic() + 5, address)
+        return address
+
+    def answer(self, query: bytes) -> bytes:
+        (ident, _flags, qdcount) = struct.unpack("!HHH", query[:6])
+        labels, offset = [], 12
+        while query[offset]:
+            length = query[offset]
+            labels.append(query[offset + 1 : offset + 1 + length].decode("ascii").lower())
+            offset += 1 + length
+        qtype, _qclass = struct.unpack("!HH", query[offset + 1 : offset + 5])
+        question = query[12 : offset + 5]
+        suffix = ["svc", *CLUSTER_DOMAIN.split(".")]
+        address = None
+        if labels[-len(suffix) :] != suffix and labels[-2:] != CLUSTER_DOMAIN.split("."):
+            rcode = 5  # REFUSED: not ours, and never forwarded
+        elif len(labels) == len(suffix) + 2 and labels[-len(suffix) :] == suffix:
+            address = self.cluster_ip(labels[1], labels[0])
+            rcode = 0 if address else 3
+        else:
+            rcode = 3  # NXDOMAIN
+        answers = b""
+        if address and qtype == 1:
+            answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + socket.inet_aton(address)
+        flags = 0x8400 | rcode  # response, authoritative
+        header = struct.pack("!HHHHHH", ident, flags, min(qdcount, 1), 1 if answers else 0, 0, 0)
+        return header + question + answers
 
 
 @contextlib.contextmanager
