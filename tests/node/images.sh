@@ -37,6 +37,9 @@ bh() { buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs 
 cleanup_store() { bh rm --all >/dev/null 2>&1 || true; bh rmi --all --force >/dev/null 2>&1 || true; }
 trap cleanup_store EXIT
 hash_of() { sha256sum | cut -c1-16; }
+# Keeps one archive per image: the one just built or found, and others used in the last two
+# hours (another work tree may be about to import them); older ones are hundreds of MB.
+prune() { touch "$2"; find "$out" -maxdepth 1 -name "$1-*.tar*" ! -name "$(basename "$2")" -mmin +120 -delete; }
 # Bump when a recipe below changes in a way its hashed inputs do not show.
 recipe=1
 
@@ -57,6 +60,7 @@ if [ ! -s "$pause_tar" ]; then
   rm -rf "$tmp"
   echo "pause image built in $(( $(date +%s) - s ))s" >&2
 fi
+prune pause "$pause_tar"
 echo "$pause_ref $pause_tar"
 
 # -- base: Debian bookworm with python3, from the machine's own Debian sources ----------
@@ -87,6 +91,7 @@ if [ ! -s "$base_tar" ]; then
   rm -rf "$tmp"
   echo "base image built in $(( $(date +%s) - s ))s" >&2
 fi
+prune base "$base_tar"
 base_hash=$(basename "$base_tar" .tar)
 
 # -- the project's images, from their Dockerfiles ------------------------------------------
@@ -121,5 +126,6 @@ for name in runtime operator; do
     mv "$tar.partial" "$tar"
     echo "$name image built in $(( $(date +%s) - s ))s" >&2
   fi
+  prune "$name" "$tar"
   echo "$ref $tar"
 done
