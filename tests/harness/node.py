@@ -57,6 +57,9 @@ BRIDGE = "cni0"
 FORWARD_CHAIN = "MLKUBE-NODE-FORWARD"
 OUTPUT_CHAIN = "MLKUBE-NODE-OUTPUT"
 LOCK_FILE = Path("/run/lock/mlkube-realnode.lock")
+# What the running node must undo, kept while it runs: a node whose process died (killed
+# test run) is cleaned up by the next one that takes the lock.
+STATE_FILE = Path("/run/mlkube-realnode.json")
 # In-cluster clients (the operator's pod) reach the API server at the ``kubernetes``
 # Service: its EndpointSlice points at this port on the bridge's address, where the
 # harness relays each connection to the API server's loopback port. TLS stays end to end.
@@ -300,6 +303,7 @@ class Node:
         node._take_lock()
         try:
             node._record_host()
+            node._save_state()
         except BaseException:
             node._release_lock()  # nothing was started: the host is someone else's to clean
             raise
@@ -336,6 +340,8 @@ class Node:
         self._lock = handle
 
     def _record_host(self) -> None:
+        if STATE_FILE.exists():
+            self._recover_leaked()
         self._sysctls = {n: v for n in SYSCTLS if (v := _read_sysctl(n)) is not None}
         self._paths_before = {p for p in HOST_PATHS if os.path.lexists(p)}
         self._chains_before = {
@@ -345,6 +351,47 @@ class Node:
         self._bridge_before = Path(f"/sys/class/net/{BRIDGE}").exists()
         if self._bridge_before:
             raise NodeError(f"{BRIDGE} already exists: another node runs here, or one leaked")
+
+    def _save_state(self) -> None:
+        state = {
+            "workdir": str(self.workdir),
+            "bin_dir": str(self.bin_dir),
+            "plane_workdir": str(self.plane.workdir),
+            "plane_bin_dir": str(self.plane.bin_dir),
+            "server": self.plane.server,
+            "pids": self.pids,
+            "sysctls": self._sysctls,
+            "paths_before": sorted(self._paths_before),
+            "chains_before": {k: sorted(v) for k, v in self._chains_before.items()},
+            "bridge_before": self._bridge_before,
+        }
+        STATE_FILE.write_text(json.dumps(state, indent=2))
+
+    def _recover_leaked(self) -> None:
+        """Undoes what a node whose process died left (its processes, by PID and binary)."""
+        state = json.loads(STATE_FILE.read_text())
+        plane = ControlPlane(
+            workdir=Path(state["plane_workdir"]),
+            bin_dir=Path(state["plane_bin_dir"]),
+            server=state["server"],
+        )
+        leaked = Node(plane=plane, workdir=Path(state["workdir"]), bin_dir=Path(state["bin_dir"]))
+        leaked.pids = {k: int(v) for k, v in state["pids"].items()}
+        leaked._sysctls = dict(state["sysctls"])
+        leaked._paths_before = set(state["paths_before"])
+        leaked._chains_before = {k: set(v) for k, v in state["chains_before"].items()}
+        leaked._bridge_before = bool(state["bridge_before"])
+        leaked.stop()
+
+    def _kill_recorded(self) -> None:
+        """Processes of a node recorded by PID only (a dead run's): ended if still ours."""
+        ours = (str(self.bin_dir) + "/", str(self.plane.bin_dir / "kube-scheduler"))
+        for name, pid in list(self.pids.items()):
+            if name in self._procs:
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/exe").startswith(ours):
+                    os.killpg(pid, signal.SIGKILL)
 
     def _write_config(self) -> None:
         pki = self.workdir / "pki"
@@ -576,6 +623,7 @@ state = "{self.workdir / "containerd" / "state"}"
         log.close()
         self._procs[name] = proc
         self.pids[name] = proc.pid
+        self._save_state()
         return proc
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> str:
@@ -751,6 +799,7 @@ state = "{self.workdir / "containerd" / "state"}"
         """Stops everything by PID and undoes what the node did to the machine."""
         try:
             self._drain()
+            self._kill_recorded()
             self._stop("kube-proxy")
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
@@ -783,6 +832,7 @@ state = "{self.workdir / "containerd" / "state"}"
                     "delete", "endpointslice", API_ENDPOINTSLICE, "-n", "default",
                     "--ignore-not-found", check=False,
                 )  # fmt: skip
+            STATE_FILE.unlink(missing_ok=True)
         finally:
             self._release_lock()
 
