@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down crds manifests lint unit integration test clean reliability
+.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down node node-images crds manifests lint unit integration test test-realnode clean reliability
 
 help:
 	@echo "make demo               control plane + node agent + operator running the iris loop"
@@ -15,6 +15,9 @@ help:
 	@echo "make controlplane       build (or reuse) the cached etcd/kube-apiserver/... binaries"
 	@echo "make controlplane-up    start a control plane in the background (.controlplane/kubeconfig)"
 	@echo "make controlplane-down  stop it"
+	@echo "make node               build (or reuse) the cached kubelet/kube-proxy/containerd/runc/CNI binaries"
+	@echo "make node-images        build (or reuse) the pause, base, runtime and operator images (OCI archives)"
+	@echo "make test-realnode      the real-node tier: kubelet + containerd running the project's images (root)"
 	@echo "make crds               regenerate crds/ from operator/mlkube/api"
 	@echo "make manifests          regenerate manifests/ (CRD copy, Grafana JSON, argocd-cm patch)"
 
@@ -41,6 +44,12 @@ demo: venv controlplane
 demo-down:
 	@test -x $(BIN)/python && $(BIN)/python -m demo down || true
 
+node:
+	@bash tests/node/build.sh
+
+node-images:
+	@bash tests/node/images.sh
+
 crds: venv
 	$(BIN)/python -m mlkube.api.crds --write crds
 	$(BIN)/python -m mlkube.api.crds --write manifests/crd
@@ -64,7 +73,11 @@ integration: venv controlplane
 	$(BIN)/pytest tests/integration -q
 
 test: venv controlplane lint
-	$(BIN)/pytest tests -q --durations=15
+	$(BIN)/pytest tests -q --durations=15 --ignore=tests/realnode
+
+# Opt-in (issue 19): its own pytest session, so its scheduler and node see only its pods.
+test-realnode: venv controlplane node node-images
+	$(BIN)/pytest tests/realnode -q --durations=15
 
 # Full reliability run (issue 9): corpus, load, soak, drift memory, then operator faults.
 reliability: venv controlplane

@@ -84,6 +84,20 @@ class CertificateAuthority:
         self.pair.cert.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
         _write_key(self._key, self.pair.key)
 
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """The CA that ``__init__`` wrote to ``directory`` (to issue more certs later)."""
+        ca = cls.__new__(cls)
+        ca.directory = directory
+        ca.pair = KeyPair(directory / "ca.crt", directory / "ca.key")
+        ca._cert = x509.load_pem_x509_certificate(ca.pair.cert.read_bytes())
+        key = serialization.load_pem_private_key(ca.pair.key.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{ca.pair.key} is not an EC key")
+        ca._key = key
+        ca._name = ca._cert.subject
+        return ca
+
     def issue(
         self,
         stem: str,
@@ -93,11 +107,17 @@ class CertificateAuthority:
         dns_names: tuple[str, ...] = (),
         ip_addresses: tuple[str, ...] = (),
         server: bool = False,
+        client: bool = False,
     ) -> KeyPair:
-        """Issues a leaf certificate; ``server`` makes it a serving cert with SANs."""
+        """Issues a leaf certificate; ``server`` makes it a serving cert with SANs.
+
+        ``server`` and ``client`` together make one cert for both ends (a kubelet's).
+        """
         key = _key()
         now = dt.datetime.now(dt.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+        if client or not server:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, organization))
@@ -107,7 +127,7 @@ class CertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if dns_names or ip_addresses:
             alt_names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]

@@ -137,6 +137,13 @@ class ControlPlane:
             server=True,
         )
         ca.issue("admin", "mlkube-admin", organization="system:masters")
+        # How the API server authenticates to kubelets (logs, exec, port-forward) on a real
+        # node (harness.node); the kubelet authorizes it through a SubjectAccessReview.
+        ca.issue(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            organization="system:masters",
+        )
         write_service_account_keys(pki)
         (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
 
@@ -202,7 +209,16 @@ class ControlPlane:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
+                # Kubelets (harness.node) are reached with a client cert, and must serve one
+                # from this CA. Hostname first: a real node's name resolves to loopback, and
+                # the node agent only publishes its bridge address as InternalIP.
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=Hostname,InternalIP",
+                # Node: what a kubelet (system:node:<name>) may read, as in any cluster.
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=false",
                 f"--cert-dir={pki}",
                 f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}",

@@ -325,6 +325,9 @@ def run_command(args: argparse.Namespace) -> int:
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
+            # kopf's default identity asks getpass.getuser(), which fails for a UID with no
+            # passwd entry: the images' 65532, OpenShift's random UIDs.
+            identity=f"mlkube@{socket.gethostname()}",  # type: ignore[arg-type]  # NewType of str
         )
     return 0
 
