@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,11 @@ def refused_once_active(
 
 
 @pytest.fixture
-def policy(control_plane: ControlPlane, crds: list[str]) -> None:
-    control_plane.kubectl("apply", "-f", str(POLICY))
+def policy(control_plane: ControlPlane, crds: list[str]) -> Iterator[None]:
+    """The shipped policy, for this test only (other tests share the control plane)."""
+    control_plane.kubectl("apply", "--server-side", "-f", str(POLICY))
+    yield
+    control_plane.kubectl("delete", "-f", str(POLICY), "--wait=false")
 
 
 def test_a_forged_approver_is_refused_and_the_real_one_recorded(
