@@ -214,6 +214,13 @@ def _skops_schema(data: bytes) -> Any:
         raise ArtifactError(f"the artifact is not a readable skops file: {error}") from None
 
 
+def _write_extra_files(staging: Path, files: Mapping[str, bytes]) -> None:
+    for name, content in files.items():
+        if Path(name).name != name or name in (MODEL_FILE, METADATA_FILE, ".", ".."):
+            raise ArtifactError(f"{name!r} cannot be written beside the model")
+        (staging / name).write_bytes(content)
+
+
 def write_version(
     version_dir: Path,
     pipeline: Any,
@@ -241,10 +248,7 @@ def write_version(
     try:
         model_path = staging / MODEL_FILE
         sio.dump(pipeline, model_path)
-        for name, content in (extra_files or {}).items():
-            if Path(name).name != name or name in (MODEL_FILE, METADATA_FILE, ".", ".."):
-                raise ArtifactError(f"{name!r} cannot be written beside the model")
-            (staging / name).write_bytes(content)
+        _write_extra_files(staging, extra_files or {})
         metadata = dict(metadata_without_artifact)
         metadata["format"] = METADATA_FORMAT
         metadata["artifact"] = ArtifactInfo(
