@@ -14,8 +14,11 @@ What it does
     1.7.1 + mlserver-sklearn 1.7.1 (installed with uvloop==0.21.0, which it needs, into its
     own venv under ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
 
-    - ``mlkube``      ``mlkube serve`` with one worker (sample rate 0, as MLServer logs nothing)
-    - ``mlkube-w2``   ``mlkube serve --workers 2``
+    - ``mlkube``      ``mlkube serve --engine sklearn``, one worker (sample rate 0, as MLServer
+                      logs nothing)
+    - ``mlkube-w2``   the same with ``--workers 2``
+    - ``mlkube-onnx``, ``mlkube-onnx-w2``  ``--engine onnx`` (onnxruntime on the version's
+                      verified ``model.onnx``), 1 and 2 workers; trainer-made models only
     - ``mls-shipped`` MLServer as shipped (parallel_workers 1, debug true)
     - ``mls-tuned``   MLServer with parallel_workers 0 and debug false
 
@@ -35,6 +38,10 @@ Run
     .venv/bin/python benchmarks/serve/run.py            # quick: a few minutes
     .venv/bin/python benchmarks/serve/run.py --full     # longer runs, two rounds
     .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained
+    .venv/bin/python benchmarks/serve/run.py --full --models lr-trained,rf-trained \
+        --batches 1 --connections 8                   # issue 16's cell (docs/serve.md)
+    --no-peers skips MLServer (and building its venv): mlkube's engines only.
+    Needs psutil (``pip install -e '.[bench]'``) and wrk.
 
 Output
     A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
