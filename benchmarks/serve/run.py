@@ -14,8 +14,11 @@ What it does
     1.7.1 + mlserver-sklearn 1.7.1 (installed with uvloop==0.21.0, which it needs, into its
     own venv under ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
 
-    - ``mlkube``      ``mlkube serve`` with one worker (sample rate 0, as MLServer logs nothing)
-    - ``mlkube-w2``   ``mlkube serve --workers 2``
+    - ``mlkube``      ``mlkube serve --engine sklearn``, one worker (sample rate 0, as MLServer
+                      logs nothing)
+    - ``mlkube-w2``   the same with ``--workers 2``
+    - ``mlkube-onnx``, ``mlkube-onnx-w2``  ``--engine onnx`` (onnxruntime on the version's
+                      verified ``model.onnx``), 1 and 2 workers; trainer-made models only
     - ``mls-shipped`` MLServer as shipped (parallel_workers 1, debug true)
     - ``mls-tuned``   MLServer with parallel_workers 0 and debug false
 
@@ -35,6 +38,10 @@ Run
     .venv/bin/python benchmarks/serve/run.py            # quick: a few minutes
     .venv/bin/python benchmarks/serve/run.py --full     # longer runs, two rounds
     .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained
+    .venv/bin/python benchmarks/serve/run.py --full --models lr-trained,rf-trained \
+        --batches 1 --connections 8                   # issue 16's cell (docs/serve.md)
+    --no-peers skips MLServer (and building its venv): mlkube's engines only.
+    Needs psutil (``pip install -e '.[bench]'``) and wrk.
 
 Output
     A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
@@ -90,6 +97,10 @@ TRAINED = {
     "rf-trained": ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 100}),
 }
 STEPS = ("decode", "build", "predict", "encode")
+# mlkube's cells: server name -> workers; "onnx" in the name means --engine onnx (the
+# version's verified model.onnx, trainer-made models only), else --engine sklearn.
+MLKUBE_SERVERS = {"mlkube": 1, "mlkube-w2": 2, "mlkube-onnx": 1, "mlkube-onnx-w2": 2}
+PEERS = ("mls-shipped", "mls-tuned")
 PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
 LUA = """
 local f = io.open(os.getenv("BODY"), "rb"); local body = f:read("*a"); f:close()
@@ -206,10 +217,10 @@ def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
     return store, peer
 
 
-def bodies(work: Path) -> dict[int, Path]:
+def bodies(work: Path, batches: list[int]) -> dict[int, Path]:
     x, _ = load_breast_cancer(return_X_y=True)
     out = {}
-    for batch in (1, 100):
+    for batch in batches:
         rows = x[:batch]
         path = work / f"body-{batch}.json"
         path.write_bytes(
@@ -320,12 +331,15 @@ class Server:
 
 
 def start_servers(
-    store: Path, peer: Path, work: Path, mlserver: Path, model_names: list[str]
+    store: Path, peer: Path, work: Path, mlserver: Path | None, model_names: list[str]
 ) -> list[Server]:
     servers = []
     mlkube = [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--sample-rate", "0"]
-    for name, workers in (("mlkube", 1), ("mlkube-w2", 2)):
+    for name, workers in MLKUBE_SERVERS.items():
+        engine = "onnx" if "onnx" in name else "sklearn"
         for model in model_names:
+            if engine == "onnx" and model not in TRAINED:
+                continue  # only trainer-made versions carry a verified model.onnx
             port = free_port()
             servers.append(
                 Server(
@@ -338,12 +352,16 @@ def start_servers(
                         str(port),
                         "--workers",
                         str(workers),
+                        "--engine",
+                        engine,
                     ],
                     port=port,
                     log=work / f"{name}-{model}.log",
                 )
             )
     for name, tuned in (("mls-shipped", False), ("mls-tuned", True)):
+        if mlserver is None:
+            continue
         folder = work / name
         shutil.copytree(peer, folder)
         port = free_port()
@@ -408,7 +426,11 @@ def run_wrk(url: str, body: Path, connections: int, seconds: int, lua: Path) -> 
 
 
 def step_costs(model: ServedModel, body: bytes, budget_seconds: float) -> dict[str, float]:
-    """Milliseconds per request of each server step, in process, over ``budget_seconds``."""
+    """Milliseconds per request of each server step, in process, over ``budget_seconds``.
+
+    The predict step is what the server's engine does: onnxruntime on float32 (then the
+    labels from the probabilities) for a model loaded with a compiled engine, else
+    scikit-learn's ``predict_proba`` + argmax."""
     schema = Schema(model.features, 10_000)
     classes = model.classes
     assert classes is not None
@@ -420,8 +442,13 @@ def step_costs(model: ServedModel, body: bytes, budget_seconds: float) -> dict[s
         t1 = time.perf_counter()
         x = model.model_input(batch)
         t2 = time.perf_counter()
-        proba = model.pipeline.predict_proba(x)
-        labels = classes[proba.argmax(axis=1)]
+        compiled = model.compiled.predict(x) if model.compiled is not None else None
+        if compiled is not None:
+            positions, proba = compiled
+            labels = classes[positions]
+        else:
+            proba = model.pipeline.predict_proba(x)
+            labels = classes[proba.argmax(axis=1)]
         t3 = time.perf_counter()
         outputs = [
             {"name": "predict", "data": labels},
@@ -435,67 +462,73 @@ def step_costs(model: ServedModel, body: bytes, budget_seconds: float) -> dict[s
     return {step: spent / count * 1000 for step, spent in totals.items()}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="longer runs and two rounds (A,B,B,A)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run")
     parser.add_argument(
         "--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}"
     )
-    args = parser.parse_args()
+    parser.add_argument("--batches", default="1,100", help="rows per request (default 1,100)")
+    parser.add_argument("--connections", default="1,8,64", help="wrk connections (default 1,8,64)")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="mlkube only: no MLServer venv, no peer cells"
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     model_names = [m for m in args.models.split(",") if m]
     if unknown := sorted(set(model_names) - set(MODELS)):
         raise SystemExit(f"unknown model(s) {unknown}; choose from {MODELS}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    batches = [int(b) for b in args.batches.split(",")]
+    conns = [int(c) for c in args.connections.split(",")]
     seconds = args.seconds or (15 if args.full else 4)
     rounds = 2 if args.full else 1
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    work = RESULTS / f"serve-{stamp}"
+    work = RESULTS / f"serve-{time.strftime('%Y%m%d-%H%M%S')}"
     work.mkdir(parents=True)
     lua = work / "post.lua"
     lua.write_text(LUA)
-    mlserver = ensure_peer_venv()
-    store = work / "store"
-    models = {**fit_models(), **train_models(store, work)}
+    mlserver = None if args.no_peers else ensure_peer_venv()
+    models = {**fit_models(), **train_models(work / "store", work)}
     models = {name: models[name] for name in model_names}
     store, peer = write_stores(models, work)
-    served = {name: load_model(store / "default" / name / "v1", None) for name in models}
-    body_paths = bodies(work)
+    served = {}
+    for name in models:
+        version = store / "default" / name / "v1"
+        served[name] = load_model(version, None, engine="sklearn")
+        if name in TRAINED:
+            served[f"{name}+onnx"] = load_model(version, None, engine="onnx")
+    body_paths = bodies(work, batches)
     step_samples: dict[str, list[dict[str, float]]] = {}
     servers = start_servers(store, peer, work, mlserver, model_names)
     rows: list[Row] = []
     try:
-        cells = [(m, b, c) for m in model_names for b in (1, 100) for c in (1, 8, 64)]
+        cells = [(m, b, c) for m in model_names for b in batches for c in conns]
         for model, batch, connections in cells:
+            body = body_paths[batch].read_bytes()
+            for key in (model, f"{model}+onnx"):
+                if key in served:
+                    step_samples.setdefault(f"{key}/{batch}", []).append(
+                        step_costs(served[key], body, 1.0)
+                    )
             relevant = [s for s in servers if "/" not in s.name or s.name.endswith("/" + model)]
-            step_samples.setdefault(f"{model}/{batch}", []).append(
-                step_costs(served[model], body_paths[batch].read_bytes(), 1.0)
-            )
             for round_index in range(rounds):
                 order = relevant if round_index % 2 == 0 else list(reversed(relevant))
                 for server in order:
-                    url = f"http://127.0.0.1:{server.port}/v2/models/{model}/infer"
-                    cpu_before = server.cpu_seconds()
-                    result = run_wrk(url, body_paths[batch], connections, seconds, lua)
-                    cpu = server.cpu_seconds() - cpu_before
                     rows.append(
-                        Row(
-                            model,
-                            batch,
-                            connections,
-                            server.name.split("/")[0],
-                            result["rps"],
-                            result["p50"],
-                            result["p99"],
-                            cpu / max(result["requests"], 1) * 1000,
-                            int(result["errors"]),
+                        measure(
+                            server,
+                            model=model,
+                            batch=batch,
+                            connections=connections,
+                            seconds=seconds,
+                            lua=lua,
+                            body_paths=body_paths,
                         )
-                    )
-                    print(
-                        f"  {model} b{batch} c{connections} {rows[-1].server:12s} "
-                        f"{result['rps']:9.1f} req/s p99 {result['p99']:.2f} ms",
-                        flush=True,
                     )
     finally:
         for server in servers:
@@ -505,9 +538,7 @@ def main() -> int:
         for key, values in step_samples.items()
     }
     layouts = {name: "frame" if served[name].uses_frame else "array" for name in served}
-    report = render(
-        rows, steps=steps, layouts=layouts, seconds=seconds, rounds=rounds, model_names=model_names
-    )
+    report = render(rows, steps=steps, layouts=layouts, seconds=seconds, rounds=rounds)
     print(report)
     (work / "report.txt").write_text(report)
     (work / "rows.json").write_text(
@@ -517,6 +548,52 @@ def main() -> int:
     return 0
 
 
+def measure(
+    server: Server,
+    *,
+    model: str,
+    batch: int,
+    connections: int,
+    seconds: int,
+    lua: Path,
+    body_paths: dict[int, Path],
+) -> Row:
+    url = f"http://127.0.0.1:{server.port}/v2/models/{model}/infer"
+    cpu_before = server.cpu_seconds()
+    result = run_wrk(url, body_paths[batch], connections, seconds, lua)
+    cpu = server.cpu_seconds() - cpu_before
+    row = Row(
+        model,
+        batch,
+        connections,
+        server.name.split("/")[0],
+        result["rps"],
+        result["p50"],
+        result["p99"],
+        cpu / max(result["requests"], 1) * 1000,
+        int(result["errors"]),
+    )
+    print(
+        f"  {model} b{batch} c{connections} {row.server:14s} "
+        f"{result['rps']:9.1f} req/s p99 {result['p99']:.2f} ms",
+        flush=True,
+    )
+    return row
+
+
+def _stats(rows: list[Row]) -> dict[str, float]:
+    def mean(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    return {
+        "rps": mean([r.rps for r in rows]),
+        "p50": mean([r.p50_ms for r in rows]),
+        "p99": mean([r.p99_ms for r in rows]),
+        "cpu": mean([r.cpu_ms_per_request for r in rows]),
+        "err": sum(r.errors for r in rows),
+    }
+
+
 def render(
     rows: list[Row],
     *,
@@ -524,121 +601,91 @@ def render(
     layouts: dict[str, str],
     seconds: int,
     rounds: int,
-    model_names: list[str],
 ) -> str:
-    def mean(values: list[float]) -> float:
-        return float(np.mean(values)) if values else float("nan")
-
-    servers = ["mlkube", "mlkube-w2", "mls-shipped", "mls-tuned"]
+    servers = [*MLKUBE_SERVERS, *PEERS]
     lines = [
-        f"mlkube serve vs MLServer 1.7.1 — wrk {seconds}s per run, {rounds} round(s); "
-        f"{os.cpu_count()} CPUs; means over rounds",
+        f"mlkube serve (engines sklearn and onnx) vs MLServer 1.7.1 — wrk {seconds}s per run, "
+        f"{rounds} round(s); {os.cpu_count()} CPUs; means over rounds",
         "",
-        f"{'model':10} {'batch':>5} {'conn':>4} {'server':12} {'req/s':>9} {'p50 ms':>8} "
+        f"{'model':10} {'batch':>5} {'conn':>4} {'server':14} {'req/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x shipped':>9} {'x tuned':>8} "
-        f"{'p99/shp':>7} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
+        f"{'x sklearn':>9} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
     ]
-    for model in model_names:
-        for batch in (1, 100):
-            floor = sum(steps[f"{model}/{batch}"].values())
-            for connections in (1, 8, 64):
-                cell = [
-                    r
-                    for r in rows
-                    if (r.model, r.batch, r.connections) == (model, batch, connections)
-                ]
-                stats = {}
-                for server in servers:
-                    mine = [r for r in cell if r.server == server]
-                    stats[server] = {
-                        "rps": mean([r.rps for r in mine]),
-                        "p50": mean([r.p50_ms for r in mine]),
-                        "p99": mean([r.p99_ms for r in mine]),
-                        "cpu": mean([r.cpu_ms_per_request for r in mine]),
-                        "err": sum(r.errors for r in mine),
-                    }
-                for server in servers:
-                    s = stats[server]
-                    ratios = ""
-                    if server.startswith("mlkube"):
-                        ratios = (
-                            f"{s['rps'] / stats['mls-shipped']['rps']:9.2f} "
-                            f"{s['rps'] / stats['mls-tuned']['rps']:8.2f} "
-                            f"{s['p99'] / stats['mls-shipped']['p99']:7.2f} "
-                            f"{s['p99'] / stats['mls-tuned']['p99']:7.2f} "
-                            f"{s['rps'] * floor / 1000:8.0%} "
-                            f"{floor / s['cpu']:9.0%}"
-                        )
-                    lines.append(
-                        f"{model:10} {batch:5} {connections:4} {server:12} {s['rps']:9.1f} "
-                        f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
-                    )
-            lines.append("")
+    cells = sorted({(r.model, r.batch, r.connections) for r in rows}, key=lambda c: c)
+    for model, batch, connections in cells:
+        cell = [r for r in rows if (r.model, r.batch, r.connections) == (model, batch, connections)]
+        stats = {name: _stats([r for r in cell if r.server == name]) for name in servers}
+        for server in servers:
+            s = stats[server]
+            if not any(r.server == server for r in cell):
+                continue
+            ratios = ""
+            if server.startswith("mlkube"):
+                onnx = "onnx" in server
+                floor_key = f"{model}+onnx/{batch}" if onnx else f"{model}/{batch}"
+                floor = sum(steps[floor_key].values())
+                same = server.replace("-onnx", "")
+                ratios = (
+                    f"{s['rps'] / stats['mls-shipped']['rps']:9.2f} "
+                    f"{s['rps'] / stats['mls-tuned']['rps']:8.2f} "
+                    f"{s['rps'] / stats[same]['rps']:9.2f} "
+                    f"{s['p99'] / stats['mls-tuned']['p99']:7.2f} "
+                    f"{s['rps'] * floor / 1000:8.0%} "
+                    f"{floor / s['cpu']:9.0%}"
+                )
+            lines.append(
+                f"{model:10} {batch:5} {connections:4} {server:14} {s['rps']:9.1f} "
+                f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
+            )
+        lines.append("")
     lines.append("in-process steps of the server (its own functions, no HTTP), ms/request:")
     lines.append(
-        f"  {'model/batch':15} {'input':6} "
+        f"  {'model/batch':20} {'input':6} "
         + " ".join(f"{s:>8}" for s in STEPS)
         + f" {'total':>8} {'req/s/core':>10}"
     )
     for key, values in steps.items():
         total = sum(values.values())
         lines.append(
-            f"  {key:15} {layouts[key.split('/')[0]]:6} "
+            f"  {key:20} {layouts[key.split('/')[0]]:6} "
             + " ".join(f"{values[s]:8.3f}" for s in STEPS)
             + f" {total:8.3f} {1000 / total:10.0f}"
         )
     lines.append(
-        "'of floor' = req/s x in-process total (100%: one core's worth of requests at that "
-        "speed); 'floor/cpu' = in-process total / server CPU per request (the share of the "
-        "server's CPU that is the model's own work)."
+        "'x sklearn' = req/s / mlkube's scikit-learn engine with the same workers; 'of floor' "
+        "= req/s x in-process total (100%: one core's worth of requests at that speed); "
+        "'floor/cpu' = in-process total / server CPU per request. '+onnx' = engine onnx."
     )
-    lines += ["", *headline(rows, model_names)]
+    lines += ["", *headline(rows)]
     return "\n".join(lines)
 
 
-def headline(rows: list[Row], model_names: list[str]) -> list[str]:
-    """Trainer-made models: mlkube vs MLServer on the same object, and vs array-fitted."""
-    trained = [m for m in model_names if m in TRAINED]
+def headline(rows: list[Row]) -> list[str]:
+    """Trainer-made models: each mlkube engine and worker count vs MLServer tuned."""
+    trained = sorted({r.model for r in rows} & set(TRAINED))
     if not trained:
         return []
-
-    def cell(model: str, batch: int, conn: int, server: str) -> tuple[float, float, int]:
-        mine = [
-            r
-            for r in rows
-            if (r.model, r.batch, r.connections, r.server) == (model, batch, conn, server)
-        ]
-        if not mine:
-            return float("nan"), float("nan"), 0
-        rps = float(np.mean([r.rps for r in mine]))
-        return (
-            rps,
-            float(np.mean([r.cpu_ms_per_request for r in mine])),
-            sum(r.errors for r in mine),
-        )
-
+    names = ["mlkube", "mlkube-onnx", "mlkube-w2", "mlkube-onnx-w2", "mls-tuned"]
     lines = [
-        "headline: trainer-made models (req/s, server CPU ms/request, errors; ratios of req/s; "
-        "errors are non-2xx answers or wrk timeouts: a cell with many is not a fair figure)",
-        f"{'model':10} {'batch':>5} {'conn':>4} {'mlkube':>21} {'mls-tuned':>21} "
-        f"{'mls-shipped':>21} {'x tuned':>7} {'x shipped':>9} {'x array-fitted':>14}",
+        "headline: trainer-made models, req/s (p99 ms, server CPU ms/request); ratios of req/s",
+        f"{'model':10} {'batch':>5} {'conn':>4} "
+        + " ".join(f"{n:>23}" for n in names)
+        + f" {'onnx/skl w1':>11} {'onnx/skl w2':>11} {'onnx-w2/tuned':>13}",
     ]
-    for model in trained:
-        array_model = model.split("-")[0]
-        for batch in (1, 100):
-            for conn in (1, 8, 64):
-                ours = cell(model, batch, conn, "mlkube")
-                tuned = cell(model, batch, conn, "mls-tuned")
-                shipped = cell(model, batch, conn, "mls-shipped")
-                fitted = cell(array_model, batch, conn, "mlkube")
-                lines.append(
-                    f"{model:10} {batch:5} {conn:4} "
-                    + " ".join(
-                        f"{rps:8.1f} {cpu:7.3f} {err:4}" for rps, cpu, err in (ours, tuned, shipped)
-                    )
-                    + f" {ours[0] / tuned[0]:7.2f} {ours[0] / shipped[0]:9.2f} "
-                    f"{ours[0] / fitted[0]:14.2f}"
-                )
+    cells = sorted({(r.model, r.batch, r.connections) for r in rows if r.model in trained})
+    for model, batch, conn in cells:
+        cell = [r for r in rows if (r.model, r.batch, r.connections) == (model, batch, conn)]
+        stats = {n: _stats([r for r in cell if r.server == n]) for n in names}
+        lines.append(
+            f"{model:10} {batch:5} {conn:4} "
+            + " ".join(
+                f"{stats[n]['rps']:8.1f} ({stats[n]['p99']:5.2f}, {stats[n]['cpu']:5.3f})"
+                for n in names
+            )
+            + f" {stats['mlkube-onnx']['rps'] / stats['mlkube']['rps']:11.2f}"
+            f" {stats['mlkube-onnx-w2']['rps'] / stats['mlkube-w2']['rps']:11.2f}"
+            f" {stats['mlkube-onnx-w2']['rps'] / stats['mls-tuned']['rps']:13.2f}"
+        )
     return lines
 
 

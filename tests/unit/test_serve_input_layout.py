@@ -54,7 +54,9 @@ def test_numeric_trainer_model_is_served_from_the_decoded_matrix(
     metadata = read_metadata(version)
     assert metadata["input"]["layout"] == "array"
     assert metadata["input"]["dtype"] == "float64"
-    model = load_model(version, None)
+    # scikit-learn's engine, so its answer is bit-for-bit the pipeline's; the onnx engine
+    # (the default for this version) is compared in test_serve_compiled.py.
+    model = load_model(version, None, engine="sklearn")
     assert not model.uses_frame
     x, _, _ = cancer_data()
     schema = Schema(model.features, 1000)
@@ -65,6 +67,10 @@ def test_numeric_trainer_model_is_served_from_the_decoded_matrix(
     assert model.model_input(batch) is batch.matrix
     pipeline = load_pipeline(version)
     assert np.array_equal(model.predict(batch).proba, pipeline.predict_proba(x[:5]))
+    compiled = load_model(version, None)
+    assert compiled.engine == "onnx"
+    assert compiled.model_input(batch) is batch.matrix
+    assert np.allclose(compiled.predict(batch).proba, pipeline.predict_proba(x[:5]), atol=1e-4)
 
 
 def test_categorical_trainer_model_gets_an_object_array_and_predicts_as_trained(

@@ -102,6 +102,7 @@ class Metadata(TypedDict):
     data: dict[str, Any]  # uri, sha256, rows, trainRows, testRows
     lineage: dict[str, Any]  # trigger, reason, trainingJob
     libraries: dict[str, str]
+    compiled: NotRequired[dict[str, Any]]  # the ONNX verdict: see mlkube.runtime.compiled
     trainedAt: str
     durationSeconds: float
 
@@ -213,10 +214,23 @@ def _skops_schema(data: bytes) -> Any:
         raise ArtifactError(f"the artifact is not a readable skops file: {error}") from None
 
 
+def _write_extra_files(staging: Path, files: Mapping[str, bytes]) -> None:
+    for name, content in files.items():
+        if Path(name).name != name or name in (MODEL_FILE, METADATA_FILE, ".", ".."):
+            raise ArtifactError(f"{name!r} cannot be written beside the model")
+        (staging / name).write_bytes(content)
+
+
 def write_version(
-    version_dir: Path, pipeline: Any, metadata_without_artifact: Mapping[str, Any]
+    version_dir: Path,
+    pipeline: Any,
+    metadata_without_artifact: Mapping[str, Any],
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Metadata:
     """Writes a version atomically: temp dir beside the target, then a rename.
+
+    ``extra_files`` (plain names, e.g. the compiled ``model.onnx``) are written before
+    ``metadata.json``, which stays the last file written.
 
     Raises ``ArtifactError`` if the version directory already exists; never overwrites.
     Returns the metadata as written (with ``artifact`` filled in).
@@ -234,6 +248,7 @@ def write_version(
     try:
         model_path = staging / MODEL_FILE
         sio.dump(pipeline, model_path)
+        _write_extra_files(staging, extra_files or {})
         metadata = dict(metadata_without_artifact)
         metadata["format"] = METADATA_FORMAT
         metadata["artifact"] = ArtifactInfo(

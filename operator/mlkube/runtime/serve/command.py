@@ -38,6 +38,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--sha256", help="expected sha256 of the artifact; refuses to start on mismatch"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "onnx", "sklearn"),
+        help="what predicts: auto (onnxruntime when the version has a verified ONNX file, "
+        "else scikit-learn; the default), onnx or sklearn",
+    )
+    parser.add_argument(
+        "--onnx-sha256", help="expected sha256 of model.onnx; refuses to start on mismatch"
+    )
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
@@ -71,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     from mlkube.runtime.serve.model import load_model
 
     try:
-        model = load_model(settings.model_dir, settings.sha256)
+        model = load_model(
+            settings.model_dir, settings.sha256, settings.engine, settings.onnx_sha256
+        )
     except ArtifactError as error:
         raise CommandError(str(error)) from None
     try:
@@ -81,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             f"cannot listen on {settings.host}:{settings.port}: {error.strerror}"
         ) from None
     port = sockets[0].getsockname()[1]
+    log.info("engine %s: %s", model.engine, model.engine_reason)
     log.info(
         "serving model %s version %s on %s:%d (%d worker(s), warm-up predict %.2f ms)",
         model.name,

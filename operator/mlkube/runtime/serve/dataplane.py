@@ -116,6 +116,8 @@ class DataPlane:
             "task": m.metadata["task"],
             "estimator": m.estimator_class,
             "target": m.metadata.get("target", {}).get("name"),
+            "engine": m.engine,
+            "engine_reason": m.engine_reason,
         }
         if m.is_classifier and m.classes is not None:
             outputs[0]["datatype"] = _datatype(m.classes)

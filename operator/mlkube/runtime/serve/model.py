@@ -12,6 +12,8 @@ are categorical; no DataFrame is built per request. Versions without ``input`` a
 as before: a DataFrame when the pipeline records ``feature_names_in_`` (or has
 categorical features), else the float64 matrix. Classifiers whose ``predict`` is by
 definition the argmax of ``predict_proba`` get one model call per request instead of two.
+When the version has a verified ONNX file, onnxruntime predicts instead (``engine``), and
+the answer has the same shape and types: labels from ``classes``, float64 values.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mlkube.runtime.artifact import (
     load_pipeline,
     read_metadata,
 )
+from mlkube.runtime.serve.engine import Choice, Compiled, choose_engine
 
 _ROW_SLICE: Final = 1024
 # Final estimators whose predict() is classes_[argmax(predict_proba())] by construction.
@@ -128,6 +131,20 @@ class ServedModel:
                     "feature schema does not list"
                 )
         self.predict_ms = 0.0
+        self.compiled: Compiled | None = None
+        self.engine = "sklearn"
+        self.engine_reason = "not chosen yet"
+
+    def use_engine(self, choice: Choice) -> None:
+        """Predicts with ``choice``'s compiled model (if any) from now on."""
+        self.compiled = choice.compiled
+        self.engine = choice.engine
+        self.engine_reason = choice.reason
+
+    @property
+    def compilable(self) -> bool:
+        """Whether a compiled model can take this server's input (a float64 matrix)."""
+        return self.numeric_only and self._frame_columns is None
 
     def _check_array_layout(self, layout: Any, names_in: Any) -> list[int] | None:
         """Column positions of ``layout``'s order in the schema (None: schema order)."""
@@ -170,6 +187,14 @@ class ServedModel:
     def predict(self, batch: Batch) -> Prediction:
         """Predicts one batch; ``ModelInputError`` if the pipeline refuses the data."""
         x = self.model_input(batch)
+        if self.compiled is not None:
+            out = self.compiled.predict(x)
+            if out is not None:
+                positions, values = out
+                if self.compiled.classifier:
+                    assert self.classes is not None
+                    return Prediction(self.classes[positions], values)
+                return Prediction(values, None)
         try:
             if self._proba_gives_labels:
                 assert self.classes is not None
@@ -233,8 +258,15 @@ def _synthetic_batch(features: list[FeatureSchema], numeric_only: bool) -> Batch
     return Batch(rows=1, columns=columns)
 
 
-def load_model(model_dir: Path, expected_sha256: str | None) -> ServedModel:
-    """Verifies, loads and warms up one version; ``ArtifactError`` says why it cannot serve."""
+def load_model(
+    model_dir: Path,
+    expected_sha256: str | None,
+    engine: str = "auto",
+    onnx_sha256: str | None = None,
+) -> ServedModel:
+    """Verifies, loads and warms up one version; ``ArtifactError`` says why it cannot serve.
+
+    ``engine`` (``auto``, ``onnx``, ``sklearn``) picks what predicts: see ``engine``."""
     metadata = read_metadata(model_dir)
     for key in ("name", "version", "task", "features", "artifact"):
         if key not in metadata:
@@ -243,6 +275,9 @@ def load_model(model_dir: Path, expected_sha256: str | None) -> ServedModel:
         raise ArtifactError(f"{model_dir}/metadata.json lists no features")
     pipeline = load_pipeline(model_dir, expected_sha256)
     model = ServedModel(metadata, pipeline)
+    model.use_engine(
+        choose_engine(model_dir, metadata, engine, onnx_sha256, servable=model.compilable)
+    )
     model.configure_thread()
     model.warm_up()
     return model

@@ -31,6 +31,11 @@ class ServeSettings:
     """The version directory ``<store>/<ns>/<model>/v<N>`` to serve."""
     sha256: str | None = None
     """Expected sha256 of the artifact (set by the operator); wins over metadata.json's."""
+    engine: str = "auto"
+    """What predicts: ``auto`` (onnxruntime when the version has a verified ONNX file,
+    else scikit-learn), ``onnx`` (a startup error without one) or ``sklearn``."""
+    onnx_sha256: str | None = None
+    """Expected sha256 of ``model.onnx`` (set by the operator); wins over metadata.json's."""
     host: str = "0.0.0.0"  # noqa: S104  # a server in a pod listens on every interface
     port: int = 8080
     workers: int = 1
@@ -78,6 +83,8 @@ def _convert(name: str, raw: Any) -> Any:
         "model_dir": Path,
         "log_dir": Path,
         "sha256": str,
+        "onnx_sha256": str,
+        "engine": str,
         "host": str,
         "writer_id": str,
         "sample_rate": float,
@@ -137,8 +144,12 @@ def _check(s: ServeSettings) -> None:
         raise SettingsError(
             f"predict_threads must be 0 (one per CPU) or more, got {s.predict_threads}"
         )
-    if s.sha256 is not None and (len(s.sha256) != 64 or not _is_hex(s.sha256)):
-        raise SettingsError(f"sha256 must be 64 hex digits, got {s.sha256!r}")
+    for name in ("sha256", "onnx_sha256"):
+        value = getattr(s, name)
+        if value is not None and (len(value) != 64 or not _is_hex(value)):
+            raise SettingsError(f"{name} must be 64 hex digits, got {value!r}")
+    if s.engine not in ("auto", "onnx", "sklearn"):
+        raise SettingsError(f"engine must be auto, onnx or sklearn, got {s.engine!r}")
 
 
 def _is_hex(text: str) -> bool:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from mlkube.api.status import TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema, write_version
+from mlkube.runtime.compiled import ONNX_FILE, Compiled, compile_pipeline
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.fetch import redact_uri
@@ -229,15 +230,32 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     profile = reference_profile(
         data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
     )
+    compiled = _compile(spec.task, data, fitted, progress)
     metadata = version_metadata(
         request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
     )
-    written = write_version(prepared.target_dir, fitted.model, metadata)
+    metadata["compiled"] = compiled.record
+    extra = {ONNX_FILE: compiled.onnx} if compiled.onnx is not None else None
+    written = write_version(prepared.target_dir, fitted.model, metadata, extra)
     sha256 = written["artifact"]["sha256"]
     progress(f"wrote {prepared.target_dir} (sha256 {sha256[:12]}…)")
     return run_summary(
         request, prepared.version, data, fitted, sha256=sha256, elapsed=progress.elapsed()
     )
+
+
+def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
+    """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
+    compiled = compile_pipeline(fitted.model, data.inputs[data.test_pos], task)
+    record = compiled.record
+    if record["verified"]:
+        progress(
+            f"compiled to ONNX: verified on {record['rows']} holdout rows "
+            f"(max difference {record['maxDifference']:.2g})"
+        )
+    else:
+        progress(f"not compiled to ONNX ({record['verdict']}): {record['reason']}")
+    return compiled
 
 
 def _prepare(request: RunRequest, settings: TrainSettings) -> Prepared:
