@@ -89,3 +89,36 @@ async def test_the_version_entry_holds_the_lineage_the_image_and_the_generation(
     assert entry["lineage"]["image"].endswith("e" * 64)
     assert entry["generation"] == model["metadata"]["generation"]
     assert entry["specDigest"] == model["status"]["specDigest"]
+
+
+def test_a_verified_onnx_digest_travels_to_the_predictor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlkube.controller.builders import build_predictor_deployment
+    from mlkube.controller.registry import version_entry
+
+    result = train_in(capsys, tmp_path, manifest("iris"))
+    onnx = result.summary["artifact"]["onnxSha256"]
+    metadata = json.loads(
+        (tmp_path / "store" / "default" / "iris" / "v1" / "metadata.json").read_text()
+    )
+    assert onnx == metadata["compiled"]["sha256"]
+    tj = {
+        "metadata": {"name": "iris-v1"},
+        "spec": {"trigger": "initial"},
+        "status": {
+            "phase": "Succeeded",
+            "version": 1,
+            "score": 0.9,
+            "artifact": result.summary["artifact"],
+        },
+    }
+    entry = version_entry(tj)
+    assert entry is not None and entry["onnxSha256"] == onnx
+    body = model_body()
+    body["metadata"]["uid"] = "uid-iris"
+    deployment = build_predictor_deployment(
+        body, 1, str(entry["sha256"]), SETTINGS, str(entry["onnxSha256"])
+    )
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--onnx-sha256") + 1] == onnx

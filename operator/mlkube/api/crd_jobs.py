@@ -68,6 +68,11 @@ def training_job_schemas() -> tuple[Schema, Schema]:
                     "sha256": string(
                         "sha256 of the artifact.", pattern=r"^[0-9a-f]{64}$", max_length=64
                     ),
+                    "onnxSha256": string(
+                        "sha256 of the verified ONNX form, if any.",
+                        pattern=r"^[0-9a-f]{64}$",
+                        max_length=64,
+                    ),
                 },
             ),
             "startTime": string("When the run started.", fmt="date-time", max_length=64),

@@ -25,6 +25,11 @@ def model_status_schema() -> Schema:
             "slices": slice_results(),
             "uri": string("Location of the version in the store.", max_length=2048),
             "sha256": string("sha256 of the artifact.", pattern=r"^[0-9a-f]{64}$", max_length=64),
+            "onnxSha256": string(
+                "sha256 of the verified ONNX form, if any.",
+                pattern=r"^[0-9a-f]{64}$",
+                max_length=64,
+            ),
             "trainedAt": string("When training finished.", fmt="date-time", max_length=64),
             "generation": integer(
                 "Generation of the Model whose spec it was trained from.", minimum=0

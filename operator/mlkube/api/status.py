@@ -116,10 +116,11 @@ class Reason(StrEnum):
 
 
 class Artifact(TypedDict, total=False):
-    """Where a version lives and the sha256 of its model file."""
+    """Where a version lives, the sha256 of its model file and of its verified ONNX form."""
 
     uri: str
     sha256: str
+    onnxSha256: str
 
 
 class SliceResult(TypedDict):
@@ -288,6 +289,7 @@ class VersionEntry(TypedDict, total=False):
     slices: list[SliceResult]
     uri: str
     sha256: str
+    onnxSha256: str
     decision: Decision
     reason: str
     promoted: bool

@@ -75,6 +75,8 @@ def version_entry(training_job: Mapping[str, Any]) -> dict[str, Any] | None:
         entry["uri"] = artifact["uri"]
     if artifact.get("sha256"):
         entry["sha256"] = artifact["sha256"]
+    if artifact.get("onnxSha256"):
+        entry["onnxSha256"] = artifact["onnxSha256"]
     return {k: v for k, v in entry.items() if v is not None}
 
 

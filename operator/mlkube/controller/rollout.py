@@ -40,7 +40,13 @@ async def ensure_predictor(ctl: Controller, model: Body, registry: Registry) -> 
     if entry is None or version is None:
         return Rollout("none")
     desired: list[Manifest] = [
-        build_predictor_deployment(model, version, str(entry.get("sha256") or ""), ctl.settings),
+        build_predictor_deployment(
+            model,
+            version,
+            str(entry.get("sha256") or ""),
+            ctl.settings,
+            str(entry.get("onnxSha256") or ""),
+        ),
         build_predictor_service(model),
         build_predictor_hpa(model),
     ]

@@ -36,7 +36,7 @@ def selector_labels(model: Body) -> dict[str, str]:
 
 
 def build_predictor_deployment(
-    model: Body, version: int, sha256: str, settings: OperatorSettings
+    model: Body, version: int, sha256: str, settings: OperatorSettings, onnx_sha256: str = ""
 ) -> Manifest:
     """Serves ``version``; a new version changes the template and so rolls the pods.
 
@@ -54,6 +54,8 @@ def build_predictor_deployment(
     args += ["--log-dir", common.INFERENCE_MOUNT]
     if sha256:
         args += ["--sha256", sha256]
+    if onnx_sha256:
+        args += ["--onnx-sha256", onnx_sha256]
     if serving.get("workers"):
         args += ["--workers", str(int(serving["workers"]))]
     sample_rate = (serving.get("inferenceLogging") or {}).get("sampleRate")

@@ -324,7 +324,7 @@ async def _succeed(
             if isinstance(v, int | float)
         },
         "slices": list(summary.get("slices") or []),
-        "artifact": {k: artifact[k] for k in ("uri", "sha256") if artifact.get(k)},
+        "artifact": {k: artifact[k] for k in ("uri", "sha256", "onnxSha256") if artifact.get(k)},
         "completionTime": job_status.get("completionTime") or now_iso(),
         "message": f"trained version {status.get('version')}: {metric} {score:.4g}"
         + (f" (trial {summary['search']['bestTrial']})" if "search" in summary else ""),

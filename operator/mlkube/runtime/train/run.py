@@ -239,9 +239,13 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     written = write_version(prepared.target_dir, fitted.model, metadata, extra)
     sha256 = written["artifact"]["sha256"]
     progress(f"wrote {prepared.target_dir} (sha256 {sha256[:12]}…)")
-    return run_summary(
+    summary = run_summary(
         request, prepared.version, data, fitted, sha256=sha256, elapsed=progress.elapsed()
     )
+    if compiled.record["verified"]:
+        # the operator pins it for the predictor, as it pins model.skops's digest
+        summary["artifact"]["onnxSha256"] = str(compiled.record["sha256"])
+    return summary
 
 
 def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
