@@ -175,7 +175,7 @@ def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
         )
     check_library_versions(model_dir, metadata)
     path = model_dir / file_name
-    data = _read_artifact(path)
+    data = read_artifact(path)
     expected = (expected_sha256 or metadata["artifact"]["sha256"]).lower()
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
@@ -192,7 +192,8 @@ def load_pipeline(model_dir: Path, expected_sha256: str | None = None) -> Any:
         raise ArtifactError(f"cannot load {path}: {type(error).__name__}: {error}") from None
 
 
-def _read_artifact(path: Path) -> bytes:
+def read_artifact(path: Path) -> bytes:
+    """A store file's bytes, read once and size-capped: what is hashed is what is loaded."""
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_ARTIFACT_BYTES + 1)

@@ -24,7 +24,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from mlkube.runtime.artifact import MAX_ARTIFACT_BYTES, ArtifactError, Metadata
+from mlkube.runtime.artifact import ArtifactError, Metadata, read_artifact
 from mlkube.runtime.compiled import ONNX_FILE, CompiledModelError, open_session, run_session
 
 ENGINES: Final = ("auto", "onnx", "sklearn")
@@ -108,13 +108,7 @@ def _read_verified(model_dir: Path, record: dict[str, Any], expected: str | None
             f"not {ONNX_FILE}; refusing to load"
         )
     path = model_dir / ONNX_FILE
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_ARTIFACT_BYTES + 1)
-    except OSError as error:
-        raise ArtifactError(f"cannot read {path}: {error.strerror}") from None
-    if len(data) > MAX_ARTIFACT_BYTES:
-        raise ArtifactError(f"{path} is larger than {MAX_ARTIFACT_BYTES} bytes; refusing to load")
+    data = read_artifact(path)
     want = str(expected or record.get("sha256") or "").lower()
     actual = hashlib.sha256(data).hexdigest()
     if actual != want:
