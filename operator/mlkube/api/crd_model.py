@@ -231,10 +231,30 @@ def model_spec_schema() -> Schema:
                         max_length=1024,
                     ),
                     "secretRef": obj(
-                        "Secret with credentials for s3:// (AWS_ACCESS_KEY_ID, "
-                        "AWS_SECRET_ACCESS_KEY, optional AWS_ENDPOINT_URL).",
+                        "s3:// only: the Secret whose keys AWS_ACCESS_KEY_ID, "
+                        "AWS_SECRET_ACCESS_KEY (and optional AWS_SESSION_TOKEN) become the "
+                        "pods' environment; never copied into status, Events or logs. "
+                        "Without it, the pods' own identity (serviceAccountName).",
                         {"name": string("Name of the Secret in the Model's namespace.")},
                         required=["name"],
+                    ),
+                    "endpoint": string(
+                        "s3:// only: the S3 endpoint URL (MinIO, Ceph RGW, R2, GCS "
+                        "interoperability); the operator's default when omitted, and only "
+                        "endpoints the operator allows are accepted.",
+                        pattern=r"^https?://[^\s/]+(/\S*)?$",
+                        max_length=512,
+                    ),
+                    "region": string("s3:// only: the bucket's region.", max_length=64),
+                    "addressingStyle": string(
+                        "s3:// only: path (MinIO and most self-hosted stores), virtual "
+                        "(bucket in the host name) or auto.",
+                        enum=["auto", "path", "virtual"],
+                    ),
+                    "serviceAccountName": string(
+                        "s3:// only: the service account of trainer and predictor pods, "
+                        "for IRSA, EKS Pod Identity or GKE Workload Identity.",
+                        max_length=253,
                     ),
                 },
                 required=["uri"],

@@ -94,6 +94,7 @@ class Reason(StrEnum):
     TRAINING = "Training"
     SUCCEEDED = "Succeeded"
     TRAINING_FAILED = "TrainingFailed"
+    POD_CONFIG_ERROR = "PodConfigError"
     NO_VERSION = "NoVersion"
     ROLLING_OUT = "RollingOut"
     AVAILABLE = "Available"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+S3_ADDRESSING_STYLES: Final = ("auto", "path", "virtual")
 SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -76,6 +77,15 @@ class OperatorSettings:
     - ``allowed_internal_hosts`` (``MLKUBE_ALLOWED_INTERNAL_HOSTS``, comma-separated names,
       IPs or CIDRs): internal data hosts trainers may fetch https data from; every other
       private, loopback, link-local or cluster address is refused (docs/security.md).
+    - S3 stores (docs/storage.md): ``s3_endpoint`` (``MLKUBE_S3_ENDPOINT``; empty means the
+      AWS default for the region), ``s3_region`` (``MLKUBE_S3_REGION``), ``s3_addressing_style``
+      (``MLKUBE_S3_ADDRESSING_STYLE``: auto, path or virtual), ``s3_secret``
+      (``MLKUBE_S3_SECRET``: the Secret, in each Model's namespace, holding the credentials of
+      Models that name none; empty means the pods' own identity), ``s3_allowed_endpoints``
+      (``MLKUBE_S3_ALLOWED_ENDPOINTS``, comma-separated: the endpoints a Model may name besides
+      the default one, since pods connect to whatever a Model names) and
+      ``pod_service_account`` (``MLKUBE_POD_SERVICE_ACCOUNT``: the service account of trainer
+      and predictor pods, for IRSA, EKS Pod Identity or GKE Workload Identity).
     """
 
     runtime_image: str = "mlkube/runtime:0.1.0"
@@ -103,6 +113,12 @@ class OperatorSettings:
     max_training_jobs: int = 20
     prune_store_versions: bool = False
     allowed_internal_hosts: tuple[str, ...] = ()
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    s3_addressing_style: str = "auto"
+    s3_secret: str = ""
+    s3_allowed_endpoints: tuple[str, ...] = ()
+    pod_service_account: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -153,6 +169,7 @@ class OperatorSettings:
             max_training_jobs=_int(env, "MLKUBE_MAX_TRAINING_JOBS", 20, minimum=1),
             prune_store_versions=_bool(env, "MLKUBE_PRUNE_STORE_VERSIONS", False),
             allowed_internal_hosts=tuple(_csv(env.get("MLKUBE_ALLOWED_INTERNAL_HOSTS", ""))),
+            **_s3_settings(env),
         )
 
     def replace(self, **changes: Any) -> OperatorSettings:
@@ -160,6 +177,22 @@ class OperatorSettings:
         values = {f: getattr(self, f) for f in self.__dataclass_fields__}
         values.update(changes)
         return OperatorSettings(**values)
+
+
+def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    style = (env.get("MLKUBE_S3_ADDRESSING_STYLE") or "auto").strip().lower()
+    if style not in S3_ADDRESSING_STYLES:
+        raise SettingsError(f"MLKUBE_S3_ADDRESSING_STYLE={style!r}: expected auto, path or virtual")
+    return {
+        "s3_endpoint": (env.get("MLKUBE_S3_ENDPOINT") or "").strip().rstrip("/"),
+        "s3_region": (env.get("MLKUBE_S3_REGION") or "").strip(),
+        "s3_addressing_style": style,
+        "s3_secret": (env.get("MLKUBE_S3_SECRET") or "").strip(),
+        "s3_allowed_endpoints": tuple(
+            e.rstrip("/") for e in _csv(env.get("MLKUBE_S3_ALLOWED_ENDPOINTS", ""))
+        ),
+        "pod_service_account": (env.get("MLKUBE_POD_SERVICE_ACCOUNT") or "").strip(),
+    }
 
 
 def _csv(raw: str) -> list[str]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -95,20 +95,35 @@ def effective_model_manifest(model: Body, training_job: Body | None) -> dict[str
 
 @dataclass(frozen=True)
 class Storage:
-    """Where a Model's versions live: a claim (mounted at /mnt/store) and a prefix in it."""
+    """Where a Model's versions live: a claim (mounted at /mnt/store) or a bucket, and a
+    prefix in it; for a bucket, how pods reach it and with which credentials."""
 
     scheme: str
     location: str
     prefix: str
+    endpoint: str = ""
+    region: str = ""
+    addressing_style: str = "auto"
+    secret: str = ""
+    service_account: str = ""
 
     @property
     def uri(self) -> str:
         return f"{self.scheme}://{self.location}" + (f"/{self.prefix}" if self.prefix else "")
 
     @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3"
+
+    @property
     def mount_path(self) -> str:
         """The store root inside a pod: the claim's mount plus the prefix."""
         return "/mnt/store" + (f"/{self.prefix}" if self.prefix else "")
+
+    @property
+    def root(self) -> str:
+        """The store root as a pod names it: the mount path, or the bucket's URI."""
+        return self.uri if self.is_s3 else self.mount_path
 
 
 def parse_storage_uri(uri: str) -> Storage:
@@ -118,8 +133,21 @@ def parse_storage_uri(uri: str) -> Storage:
 
 
 def storage_of(model: Body, settings: OperatorSettings) -> Storage:
-    uri = (spec_of(model).get("storage") or {}).get("uri") or settings.default_storage
-    return parse_storage_uri(str(uri))
+    """The Model's store, with the operator's S3 defaults where the Model sets none."""
+    spec = spec_of(model).get("storage") or {}
+    storage = parse_storage_uri(str(spec.get("uri") or settings.default_storage))
+    if not storage.is_s3:
+        return storage
+    own = bool(spec.get("uri"))
+    secret = (spec.get("secretRef") or {}).get("name") or ("" if own else settings.s3_secret)
+    return replace(
+        storage,
+        endpoint=str(spec.get("endpoint") or settings.s3_endpoint).rstrip("/"),
+        region=str(spec.get("region") or settings.s3_region),
+        addressing_style=str(spec.get("addressingStyle") or settings.s3_addressing_style),
+        secret=str(secret),
+        service_account=str(spec.get("serviceAccountName") or settings.pod_service_account),
+    )
 
 
 def data_claim(training: Mapping[str, Any]) -> str | None:
@@ -279,9 +307,21 @@ def storage_problem(model: Body, settings: OperatorSettings) -> str | None:
             f"storage {storage.uri!r}: '..' and '.' segments are not allowed in the prefix; "
             "use spec.storage.uri: pvc://<claim>[/prefix]"
         )
-    if storage.scheme != "pvc":
+    if storage.is_s3:
+        return _s3_problem(storage, settings)
+    return None
+
+
+def _s3_problem(storage: Storage, settings: OperatorSettings) -> str | None:
+    """An endpoint is where every pod of the Model connects: only the operator's own or one
+    it allows, so a Model cannot point pods (and their credentials) at an internal service."""
+    allowed = {settings.s3_endpoint, *settings.s3_allowed_endpoints} - {""}
+    if storage.endpoint and storage.endpoint not in allowed:
         return (
-            f"storage {storage.uri!r}: only pvc:// stores can be mounted into pods so far; "
-            "use spec.storage.uri: pvc://<claim>[/prefix]"
+            f"storage endpoint {storage.endpoint!r} is not one the operator allows; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none (the default AWS endpoint only)'} "
+            "(MLKUBE_S3_ENDPOINT, MLKUBE_S3_ALLOWED_ENDPOINTS)"
         )
+    if not storage.location:
+        return f"storage {storage.uri!r}: the bucket is missing; use s3://<bucket>[/prefix]"
     return None

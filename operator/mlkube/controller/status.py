@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from mlkube.api.resources import Body
 from mlkube.api.status import PodPhase
@@ -50,6 +50,9 @@ async def write_status(
     return True
 
 
+CONFIG_ERRORS: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+
+
 def terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The trainer container's terminated state, if it has ended."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
@@ -60,6 +63,19 @@ def terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
         last = (status.get("lastState") or {}).get("terminated")
         if last:
             return dict(last)
+    return None
+
+
+def config_error(pods: list[Body]) -> str | None:
+    """Why a pod cannot start its containers, when the kubelet says it is the pod's own
+    configuration: a missing Secret or key (the kubelet names the Secret and the key, never
+    a value), a bad volume. ``None`` while the pods are merely waiting for their turn."""
+    for pod in reversed(pods):
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in CONFIG_ERRORS:
+                detail = str(waiting.get("message") or waiting["reason"])[:300]
+                return f"pod {pod['metadata']['name']} cannot start: {detail}"
     return None
 
 

@@ -65,13 +65,6 @@ def tmp_volume() -> Manifest:
     return {"name": TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}
 
 
-def base_mounts(*, store_read_only: bool) -> list[Manifest]:
-    return [
-        {"name": STORE_VOLUME, "mountPath": STORE_MOUNT, "readOnly": store_read_only},
-        {"name": TMP_VOLUME, "mountPath": TMP_PATH},
-    ]
-
-
 def store_subdir_mount(storage: Storage, relative: str, mount_path: str) -> Manifest:
     """One writable directory of the store (created if missing), and nothing else of it.
 

@@ -7,6 +7,7 @@ from typing import Any
 from mlkube.api import names
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders import common
+from mlkube.controller.builders.store import drift_store
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import model_ref, name_of, namespace_of, spec_of, storage_of
 
@@ -25,6 +26,7 @@ def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) 
     """
     spec = spec_of(monitor)
     storage = storage_of(model, settings)
+    store = drift_store(storage, namespace_of(monitor), model_ref(monitor))
     labels = _labels(monitor)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -39,25 +41,17 @@ def build_drift_cronjob(monitor: Body, model: Body, settings: OperatorSettings) 
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["mlkube"],
                 "args": ["drift-check", "--monitor", f"{namespace_of(monitor)}/{name_of(monitor)}"],
-                "env": [
-                    *common.base_env(),
-                    {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path},
-                    {"name": "MLKUBE_REPORT_DIR", "value": common.DRIFT_REPORTS_MOUNT},
-                ],
+                "env": [*common.base_env(), *store.env],
                 "resources": common.resources(None, settings.trainer_resources),
                 "securityContext": common.container_security_context(settings),
                 "volumeMounts": [
-                    *common.base_mounts(store_read_only=True),
-                    common.store_subdir_mount(
-                        storage,
-                        names.drift_reports_dir(namespace_of(monitor), model_ref(monitor)),
-                        common.DRIFT_REPORTS_MOUNT,
-                    ),
+                    *store.mounts,
+                    {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH},
                 ],
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
-        "volumes": [common.store_volume(storage, read_only=False), common.tmp_volume()],
+        "volumes": [*store.volumes, common.tmp_volume()],
     }
     return {
         "apiVersion": "batch/v1",

@@ -8,6 +8,7 @@ from typing import Any, Final
 from mlkube.api import names
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders import common
+from mlkube.controller.builders.store import predictor_store
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import name_of, namespace_of, spec_of, storage_of
 
@@ -47,11 +48,8 @@ def build_predictor_deployment(
     storage = storage_of(model, settings)
     labels = base_labels(model_name, "predictor")
     pod_labels = {**labels, names.LABEL_VERSION: str(version)}
-    model_dir = (
-        f"{storage.mount_path}/{names.version_dir(namespace_of(model), model_name, version)}"
-    )
-    args = ["serve", "--model-dir", model_dir, "--port", str(HTTP_PORT)]
-    args += ["--log-dir", common.INFERENCE_MOUNT]
+    store = predictor_store(storage, namespace_of(model), model_name, version)
+    args = ["serve", *store.args, "--port", str(HTTP_PORT)]
     if sha256:
         args += ["--sha256", sha256]
     if onnx_sha256:
@@ -67,7 +65,7 @@ def build_predictor_deployment(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["mlkube"],
         "args": args,
-        "env": [*common.base_env(), {"name": "MLKUBE_STORE_ROOT", "value": storage.mount_path}],
+        "env": [*common.base_env(), *store.env],
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {**probe_http, "path": f"/v2/models/{model_name}/ready"},
@@ -87,12 +85,8 @@ def build_predictor_deployment(
         "resources": common.resources(serving.get("resources"), settings.predictor_resources),
         "securityContext": common.container_security_context(settings),
         "volumeMounts": [
-            *common.base_mounts(store_read_only=True),
-            common.store_subdir_mount(
-                storage,
-                names.inference_dir(namespace_of(model), model_name),
-                common.INFERENCE_MOUNT,
-            ),
+            *store.mounts,
+            {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH},
         ],
     }
     pod_spec: dict[str, Any] = {
@@ -100,8 +94,10 @@ def build_predictor_deployment(
         "enableServiceLinks": False,
         "securityContext": common.pod_security_context(settings),
         "containers": [container],
-        "volumes": [common.store_volume(storage, read_only=False), common.tmp_volume()],
+        "volumes": [*store.volumes, common.tmp_volume()],
     }
+    if store.service_account:
+        pod_spec["serviceAccountName"] = store.service_account
     if serving.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(serving["nodeSelector"])
     if serving.get("tolerations"):

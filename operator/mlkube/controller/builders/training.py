@@ -15,6 +15,7 @@ from mlkube.api.errors import EXIT_BAD_INPUT
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.api.search import search_parallelism, search_trial_count
 from mlkube.controller.builders import common
+from mlkube.controller.builders.store import trainer_store
 from mlkube.controller.settings import OperatorSettings
 from mlkube.controller.spec import (
     data_claim,
@@ -82,6 +83,7 @@ def _trainer_job(
     tj_spec = training_job.get("spec") or {}
     training = effective_training(model, training_job)
     storage = storage_of(model, settings)
+    store = trainer_store(storage, namespace_of(model), model_name)
     labels = base_labels(model_name, "trainer")
     labels[names.LABEL_TRAINING_JOB] = tj_name
     labels[names.LABEL_VERSION] = str(version)
@@ -90,10 +92,7 @@ def _trainer_job(
         "train",
         "--model-json",
         json.dumps(manifest, sort_keys=True, separators=(",", ":")),
-        "--store",
-        storage.mount_path,
-        "--model-root",
-        common.MODEL_MOUNT,
+        *store.args,
         "--store-uri",
         storage.uri,
         "--version",
@@ -111,15 +110,8 @@ def _trainer_job(
         *step,
     ]
     args += _prune_arguments(model, settings)
-    volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
-    # Only this Model's directory of the store: a trainer cannot touch another Model's
-    # versions, inference logs or reports.
-    mounts = [
-        common.store_subdir_mount(
-            storage, names.model_dir(namespace_of(model), model_name), common.MODEL_MOUNT
-        ),
-        {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH},
-    ]
+    volumes = [*store.volumes, common.tmp_volume()]
+    mounts = [*store.mounts, {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH}]
     claim = data_claim(training)
     if claim is not None:
         volumes.append(
@@ -130,6 +122,7 @@ def _trainer_job(
         *common.base_env(),
         {"name": "MLKUBE_PVC_ROOT", "value": common.PVC_ROOT},
         {"name": "MLKUBE_ESTIMATOR_ALLOWLIST", "value": ",".join(settings.estimator_allowlist)},
+        *store.env,
     ]
     if settings.allowed_internal_hosts:
         hosts = ",".join(settings.allowed_internal_hosts)
@@ -158,6 +151,8 @@ def _trainer_job(
         ],
         "volumes": volumes,
     }
+    if store.service_account:
+        pod_spec["serviceAccountName"] = store.service_account
     if training.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(training["nodeSelector"])
     if training.get("tolerations"):

@@ -46,6 +46,7 @@ from mlkube.controller.spec import (
     training_problem,
 )
 from mlkube.controller.status import (
+    config_error,
     failure_message,
     pods_of_job,
     terminated_state,
@@ -236,8 +237,28 @@ async def _observe_job(
         return None
     running = int(job_status.get("active") or 0) > 0
     progress = progress_status(tj, common, running=running)
+    stuck = config_error(pods_of_job(ctl, job)) if job is not None else None
+    if stuck is not None:
+        await _report_config_error(ctl, tj, model, progress, stuck)
     await write_status(ctl, "TrainingJob", tj, progress, precondition=False)
     return None
+
+
+async def _report_config_error(
+    ctl: Controller, tj: Body, model: Body, progress: dict[str, Any], message: str
+) -> None:
+    """A trainer the kubelet cannot start (a missing Secret or key, for an S3 store): said
+    on the run's Ready condition and, once per new message, as an Event on the run and on
+    its Model. The Job stays, so fixing the Secret lets the same run go on."""
+    reason = Reason.POD_CONFIG_ERROR
+    previous = get_condition(status_of(tj).get("conditions") or [], READY)
+    status, generation = status_of(tj), generation_of(tj)
+    progress["conditions"] = _conditions(
+        status, generation, ready=False, reason=reason, message=message, reconciling=True
+    )
+    if (previous or {}).get("message") != message:
+        await post_event(ctl, tj, "TrainingJob", reason, message, warning=True)
+        await post_event(ctl, model, "Model", reason, f"{name_of(tj)}: {message}", warning=True)
 
 
 async def _complete(
