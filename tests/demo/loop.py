@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
+
 from nodeagent.kube import Kube, Obj
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +35,19 @@ FEATURES = ("sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width
 NORMAL_ROWS = ((5.1, 3.5, 1.4, 0.2), (5.9, 2.8, 4.3, 1.3), (6.5, 3.0, 5.8, 2.2))
 PREDICTOR_SELECTOR = f"mlkube.io/component=predictor,mlkube.io/model={MODEL}"
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class S3Store:
+    """An S3 bucket for the loop: the Model names it, pods reach the server at
+    ``endpoint`` (a node-agent relay), credentials go into a Secret, and ``objects`` lists
+    a prefix from the host (the test's view of the bucket)."""
+
+    bucket: str
+    access_key: str
+    secret_key: str
+    objects: Callable[[str], list[str]]
+    secret: str = "mlkube-store"
 
 
 class LoopError(AssertionError):
@@ -60,6 +75,7 @@ class Loop:
         *,
         say: Callable[[str], None] = lambda _: None,
         step_timeout: float = 150,
+        s3: S3Store | None = None,
     ) -> None:
         self.kube = kube
         self.kubectl_bin = kubectl
@@ -68,6 +84,7 @@ class Loop:
         self.say = say
         self.timeout = step_timeout
         self.summary = Summary()
+        self.s3 = s3
 
     # -- plumbing ------------------------------------------------------------------------
     def kubectl(self, *args: str, input_text: str | None = None) -> str:
@@ -172,14 +189,12 @@ class Loop:
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> Summary:
         started = time.monotonic()
-        with self.step("apply the iris example (Model + Monitor) and its store claim"):
-            self.kube.create(f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims", {
-                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "mlkube-models"},
-                "spec": {"accessModes": ["ReadWriteOnce"],
-                         "resources": {"requests": {"storage": "1Gi"}}},
-            })  # fmt: skip
-            self.kubectl("apply", "-f", str(EXAMPLE))
+        if self.s3 is None:
+            with self.step("apply the iris example (Model + Monitor) and its store claim"):
+                self._apply_on_a_claim()
+        else:
+            with self.step(f"apply the iris example on s3://{self.s3.bucket} and its Secret"):
+                self._apply_on_s3(self.s3)
         with self.step("v1 trains in a real Job and is promoted"):
             job = self.finished(f"{MODEL}-v1")
             if job["status"]["phase"] != "Succeeded":
@@ -212,6 +227,32 @@ class Loop:
         self.summary.versions = list(self.model()["status"].get("versions", []))
         return self.summary
 
+    def _apply_on_a_claim(self) -> None:
+        self.kube.create(f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims", {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "mlkube-models"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+        })  # fmt: skip
+        self.kubectl("apply", "-f", str(EXAMPLE))
+
+    def _apply_on_s3(self, s3: S3Store) -> None:
+        """The same example, its Model on the bucket with two replicas (spread over nodes)."""
+        self.kubectl(
+            "create", "secret", "generic", s3.secret,
+            f"--from-literal=AWS_ACCESS_KEY_ID={s3.access_key}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={s3.secret_key}",
+        )  # fmt: skip
+        docs = list(yaml.safe_load_all(EXAMPLE.read_text()))
+        for doc in docs:
+            if doc["kind"] == "Model":
+                doc["spec"]["storage"] = {
+                    "uri": f"s3://{s3.bucket}/{self.ns}",
+                    "secretRef": {"name": s3.secret},
+                }
+                doc["spec"]["serving"]["autoscaling"]["minReplicas"] = 2
+        self.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(docs))
+
     def _send_drifted_traffic(self) -> None:
         address = self.ready_predictors()[0]["status"]["podIP"]
         rng = random.Random(7)
@@ -225,6 +266,10 @@ class Loop:
             sent += len(rows)
         self.say(f"  sent {sent} drifted rows to {address}")
         time.sleep(1.0)
+        if self.s3 is not None:
+            prefix = f"{self.ns}/{self.ns}/{MODEL}/inference/"
+            objects = self.wait("inference logs in the bucket", lambda: self.s3.objects(prefix))  # type: ignore[union-attr]
+            self.say(f"  {len(objects)} inference-log objects under s3://{self.s3.bucket}/{prefix}")
 
     def _run_drift_check(self) -> str:
         cronjob = self.wait(

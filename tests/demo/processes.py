@@ -30,10 +30,14 @@ def _alive(url: str) -> bool:
         return False
 
 
-def start_operator(kubeconfig: Path, namespace: str, log: Path) -> subprocess.Popen[bytes]:
-    """``mlkube operator -n NAMESPACE``; returns once its liveness endpoint answers."""
+def start_operator(
+    kubeconfig: Path, namespace: str, log: Path, settings: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``mlkube operator -n NAMESPACE`` (``settings``: more ``MLKUBE_…`` variables); returns
+    once its liveness endpoint answers."""
     (port,) = free_ports(1)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MLKUBE_METRICS_PORT": "0"}
+    env.update(settings or {})
     liveness = f"http://127.0.0.1:{port}/healthz"
     with log.open("ab") as handle:
         proc = subprocess.Popen(
@@ -51,15 +55,16 @@ def start_operator(kubeconfig: Path, namespace: str, log: Path) -> subprocess.Po
 
 
 def start_node_agent(
-    kubeconfig: Path, state_dir: Path, namespace: str, log: Path
+    kubeconfig: Path, state_dir: Path, namespace: str, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
-    """``python -m nodeagent run``; returns once it has written its state file."""
+    """``python -m nodeagent run`` (``extra``: more of its flags: ``--node-name``,
+    ``--relay``); returns once it has written its state file."""
     state_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
     with log.open("ab") as handle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nodeagent", "run", "--kubeconfig", str(kubeconfig),
-             "--dir", str(state_dir), "--namespace", namespace],
+             "--dir", str(state_dir), "--namespace", namespace, *extra],
             stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )  # fmt: skip

@@ -29,6 +29,9 @@ def _run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         state_dir=args.dir.resolve(),
         namespaces=tuple(args.namespace),
+        node_name=args.node_name or "",
+        relays=tuple(_relay(r) for r in args.relay),
+        labels=tuple(tuple(label.split("=", 1)) for label in args.label),  # type: ignore[misc]
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -39,6 +42,13 @@ def _run(args: argparse.Namespace) -> int:
     agent.stop()
     print("node agent stopped", flush=True)
     return 0
+
+
+def _relay(text: str) -> tuple[str, int, int]:
+    """``10.96.0.10:9000=34567`` → ("10.96.0.10", 9000, 34567)."""
+    address, _, host_port = text.partition("=")
+    host, _, port = address.rpartition(":")
+    return host, int(port), int(host_port)
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -70,6 +80,12 @@ def main(argv: Sequence[str]) -> int:
     run.add_argument("--kubeconfig", type=Path, required=True)
     run.add_argument("--dir", type=Path, required=True, help="state directory")
     run.add_argument("--namespace", action="append", default=[], help="repeatable; default all")
+    run.add_argument("--node-name", help="default mlkube-node-<N> for 10.244.N.0/24")
+    run.add_argument(
+        "--relay", action="append", default=[], metavar="ADDRESS:PORT=HOSTPORT",
+        help="pods reach 127.0.0.1:HOSTPORT at ADDRESS:PORT (repeatable)",
+    )  # fmt: skip
+    run.add_argument("--label", action="append", default=[], help="extra node label k=v")
     run.set_defaults(func=_run)
     down = sub.add_parser("down", help="stop the agent recorded in --dir")
     down.add_argument("--dir", type=Path, required=True)

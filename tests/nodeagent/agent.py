@@ -59,6 +59,10 @@ class AgentSettings:
     backoff_cap: float = 30.0
     stop_grace: float = 5.0
     lease_seconds: int = 40
+    relays: tuple[tuple[str, int, int], ...] = ()
+    """Host services on loopback that pods reach at (address, port): see network.py."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """Extra node labels (``--label zone=a``), for tests that place pods on named nodes."""
 
 
 def _micro_time() -> str:
@@ -89,6 +93,7 @@ class NodeAgent:
             backoff_base=settings.backoff_base,
             backoff_cap=settings.backoff_cap,
             stop_grace=settings.stop_grace,
+            relays=settings.relays,
         )
         self.workers: dict[str, PodWorker] = {}
         self._stopping = threading.Event()
@@ -187,7 +192,37 @@ class NodeAgent:
             )
             if pvc is None or pvc.get("status", {}).get("phase") != "Bound":
                 return False
-        return True
+        return all(self._spread_allows(pod, c) for c in spec.get("topologySpreadConstraints", []))
+
+    def _spread_allows(self, pod: Obj, constraint: Obj) -> bool:
+        """A hostname spread constraint, as the scheduler reads it: binding here must not put
+        this node more than ``maxSkew`` pods ahead of the emptiest Ready node (each agent only
+        binds to itself, so ``ScheduleAnyway`` is kept the same way: another agent binds)."""
+        if constraint.get("topologyKey") != "kubernetes.io/hostname":
+            return True
+        labels = pod["metadata"].get("labels") or {}
+        selector = dict((constraint.get("labelSelector") or {}).get("matchLabels") or {})
+        selector.update({k: labels[k] for k in constraint.get("matchLabelKeys", []) if k in labels})
+        counts = dict.fromkeys(self._ready_nodes(), 0)
+        namespace = pod["metadata"]["namespace"]
+        query = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        for other in self.kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=query)[
+            "items"
+        ]:
+            node = other["spec"].get("nodeName")
+            if node in counts and not other["metadata"].get("deletionTimestamp"):
+                counts[node] += 1
+        here = counts.get(self.node_name, 0)
+        return here + 1 - min(counts.values(), default=here) <= int(constraint.get("maxSkew", 1))
+
+    def _ready_nodes(self) -> list[str]:
+        nodes = self.kube.get("/api/v1/nodes")["items"]
+        return [
+            n["metadata"]["name"]
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in n.get("status", {}).get("conditions", []))
+        ]  # fmt: skip
 
     def _bind(self, pod: Obj) -> None:
         meta = pod["metadata"]
@@ -287,6 +322,7 @@ class NodeAgent:
                 platform.machine(), platform.machine()
             ),
             "node.kubernetes.io/instance-type": "mlkube-nodeagent",
+            **dict(self.settings.labels),
         }
 
     def _register_node(self) -> None:

@@ -9,6 +9,8 @@ Pods reach the API server the way in-cluster clients expect, at the ``kubernetes
 Service address ``10.96.0.1:443`` (already in the serving certificate): the agent puts that
 address on each pod's loopback and listens there itself, from a socket opened inside the
 pod's namespace, relaying each connection to the API server's loopback port on the host.
+Other host services a test runs on loopback (the S3 server) are reached the same way, at a
+Service-like address the test names (``--relay 10.96.0.10:9000=<host port>``).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ class PodNetwork:
         self._peer = f"mlkv{bridge.index}p{slot}"
         self._bridge = bridge
 
-    def create(self) -> None:
+    def create(self, extra_addresses: tuple[str, ...] = ()) -> None:
         ns = self.namespace
         ip("netns", "add", ns)
         ip("link", "add", self.host_link, "type", "veth", "peer", "name", self._peer)
@@ -114,7 +116,8 @@ class PodNetwork:
         ip("-n", ns, "addr", "add", f"{self.address}/24", "dev", "eth0")
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "link", "set", "lo", "up")
-        ip("-n", ns, "addr", "add", f"{SERVICE_HOST}/32", "dev", "lo")
+        for address in dict.fromkeys((SERVICE_HOST, *extra_addresses)):
+            ip("-n", ns, "addr", "add", f"{address}/32", "dev", "lo")
 
     @property
     def path(self) -> Path:

@@ -55,6 +55,8 @@ class NodeContext:
     backoff_base: float
     backoff_cap: float
     stop_grace: float
+    relays: tuple[tuple[str, int, int], ...] = ()
+    """(address in the pod, port, host loopback port) for each relayed host service."""
     top_level_dirs: set[Path] = field(default_factory=set)
     """Mount points made directly under ``/`` (no tmpfs can cover the root); removed on stop."""
 
@@ -85,7 +87,7 @@ class PodWorker:
         self._wake = threading.Event()
         self._stop_requested = threading.Event()
         self.network: PodNetwork | None = None
-        self._relay: ApiRelay | None = None
+        self._relays: list[ApiRelay] = []
         self._network_released = False
         self._volumes: dict[str, Path] = {}
         spec = pod["spec"]
@@ -163,9 +165,11 @@ class PodWorker:
         if self.network is None:
             network = PodNetwork(self.node.bridge, self.node.bridge.allocate())
             self.network = network
-            network.create()
-            listener = listen_in_namespace(network.path, SERVICE_HOST, SERVICE_PORT)
-            self._relay = ApiRelay(listener, self.node.kube.port)
+            relays = ((SERVICE_HOST, SERVICE_PORT, self.node.kube.port), *self.node.relays)
+            network.create(tuple(host for host, _, _ in relays))
+            for host, port, target in relays:
+                listener = listen_in_namespace(network.path, host, port)
+                self._relays.append(ApiRelay(listener, target))
             self.directory.mkdir(parents=True, exist_ok=True)
             name = pod["metadata"]["name"]
             (self.directory / "hosts").write_text(
@@ -425,9 +429,9 @@ class PodWorker:
 
     # -- cleanup -------------------------------------------------------------------------
     def _release_network(self) -> None:
-        if self._relay is not None:
-            self._relay.close()
-            self._relay = None
+        for relay in self._relays:
+            relay.close()
+        self._relays = []
         if self.network is not None and not self._network_released:
             self._network_released = True
             self.network.delete()

@@ -157,3 +157,13 @@ def test_a_trainer_the_kubelet_cannot_start_is_explained_by_the_secrets_name() -
         "status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]},
     }
     assert config_error([pending]) is None
+
+
+def test_s3_predictors_spread_over_nodes_and_pvc_ones_do_not() -> None:
+    s3 = _pod(build_predictor_deployment(model(storage=S3), 1, "a" * 64, S3_SETTINGS))
+    (spread,) = s3["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"]["mlkube.io/component"] == "predictor"
+    # A claim may be ReadWriteOnce: its predictors must be free to share one node.
+    pvc = _pod(build_predictor_deployment(model(), 1, "a" * 64, SETTINGS))
+    assert "topologySpreadConstraints" not in pvc

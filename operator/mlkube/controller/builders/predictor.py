@@ -98,6 +98,17 @@ def build_predictor_deployment(
     }
     if store.service_account:
         pod_spec["serviceAccountName"] = store.service_account
+    if storage.is_s3:
+        # Replicas share no disk, so they may (and should) run on different nodes.
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector_labels(model)},
+                "matchLabelKeys": ["pod-template-hash"],
+            }
+        ]
     if serving.get("nodeSelector"):
         pod_spec["nodeSelector"] = dict(serving["nodeSelector"])
     if serving.get("tolerations"):
