@@ -75,8 +75,14 @@ def test_the_loop_on_an_s3_store(
     kube = Kube(control_plane.kubeconfig)
     agents = [
         start_node_agent(
-            control_plane.kubeconfig, tmp_path / f"agent-{i}", namespace,
-            tmp_path / f"agent-{i}.log", "--node-name", f"s3-node-{i}", "--relay", relay,
+            control_plane.kubeconfig,
+            tmp_path / f"agent-{i}",
+            namespace,
+            tmp_path / f"agent-{i}.log",
+            "--node-name",
+            f"s3-node-{i}",
+            "--relay",
+            relay,
         )  # fmt: skip
         for i in (1, 2)
     ]

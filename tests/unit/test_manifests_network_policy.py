@@ -108,3 +108,27 @@ def test_drift_pods_reach_only_dns_and_the_api_server(
     assert {p["port"] for p in api["ports"]} == {443, 6443}
     assert [ipaddress.ip_network(p["ipBlock"]["cidr"]).num_addresses for p in api["to"]] == [1]
     assert not any(_reaches(api, address) for address in ["93.184.215.14", *INTERNAL])
+
+
+def test_the_s3_store_policy_lets_every_workload_reach_public_https_only() -> None:
+    kubectl = ensure_binaries() / "kubectl"
+    target = TARGET.parent / "s3-store"
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(target)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    (policy,) = [d for d in yaml.safe_load_all(out) if d]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
+    (components,) = spec["podSelector"]["matchExpressions"]
+    assert set(components["values"]) == {"predictor", "trainer", "drift"}
+    for component in components["values"]:
+        labels = base_labels("any-model", component)
+        assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+        assert labels[components["key"]] == component
+    dns, store = spec["egress"]
+    assert _is_dns(dns)
+    assert store["ports"] == [{"port": 443, "protocol": "TCP"}]
+    assert _reaches(store, "52.216.0.1")
+    for address in [*INTERNAL, "::1", "fd00::1", "fe80::1"]:
+        assert not _reaches(store, address), address
