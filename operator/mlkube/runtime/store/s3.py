@@ -109,12 +109,27 @@ def addressing_style(environ: Mapping[str, str] | None = None) -> str:
     return style
 
 
-_clients: dict[tuple[int, float, int], Any] = {}
+CLIENT_ENV: Final = (
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    *SECRET_ENV,
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ADDRESSING_ENV,
+)
+_clients: dict[tuple[object, ...], Any] = {}
 
 
 def client(*, connect_timeout: float = CONNECT_SECONDS, attempts: int = 3) -> Any:
-    """A boto3 S3 client for this process (a forked worker gets its own)."""
-    cache_key = (os.getpid(), connect_timeout, attempts)
+    """A boto3 S3 client for this process and environment (a forked worker gets its own)."""
+    cache_key = (
+        os.getpid(),
+        connect_timeout,
+        attempts,
+        *(os.environ.get(name) for name in CLIENT_ENV),
+    )
     if cache_key in _clients:
         return _clients[cache_key]
     try:
@@ -122,8 +137,9 @@ def client(*, connect_timeout: float = CONNECT_SECONDS, attempts: int = 3) -> An
         import botocore.config
     except ImportError:
         raise ObjectStoreError("s3:// needs boto3 (pip install 'mlkube[s3]')") from None
+    style = addressing_style()
     config = botocore.config.Config(
-        s3={"addressing_style": addressing_style()},
+        s3={"addressing_style": style} if style != "auto" else None,
         connect_timeout=connect_timeout,
         read_timeout=READ_SECONDS,
         retries={"max_attempts": attempts, "mode": "standard"},
