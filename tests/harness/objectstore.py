@@ -205,7 +205,9 @@ def _cli(argv: Sequence[str]) -> int:
     state.chmod(0o600)
     for name, value in store.env.items():
         print(f"export {name}={value}")
-    print(f"# bucket: s3://{store.bucket}   stop: python -m harness.objectstore down --dir {args.dir}")
+    print(
+        f"# bucket s3://{store.bucket}; stop: python -m harness.objectstore down --dir {args.dir}"
+    )
     return 0
 
 
