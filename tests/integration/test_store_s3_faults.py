@@ -76,7 +76,7 @@ def test_logging_to_a_stopped_server_costs_rows_never_requests(tmp_path: Path) -
     with serving(args, tmp_path / "serve.log", env=env) as server:
         for _ in range(200):
             assert server.predict(IRIS_ROWS)["predictions"] == [0, 2, 2]
-        labels = {"model": "iris"}
+        labels = {"model_name": "iris"}
         assert server.metric("mlkube_serve_inference_log_write_errors_total", **labels) >= 1
         dropped = server.metric("mlkube_serve_inference_log_dropped_rows_total", **labels)
         stored = server.metric("mlkube_serve_inference_log_rows_total", **labels)
