@@ -93,7 +93,7 @@ class ObjectStore:
         }
         config.write_text(json.dumps({"identities": [identity]}))
         config.chmod(0o600)
-        ports = free_ports(9)
+        ports = free_ports(8)
         self.port = ports[0]
         args = [
             str(weed),
@@ -111,6 +111,8 @@ class ObjectStore:
             f"-s3.port={self.port}",
             f"-s3.port.grpc={ports[7]}",
             f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-master.volumeSizeLimitMB=64",
             "-volume.max=16",
         ]
