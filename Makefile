@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)/tests
 
-.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down node node-images crds manifests lint unit integration test test-realnode clean reliability
+.PHONY: demo demo-down help venv controlplane controlplane-up controlplane-down objectstore node node-images crds manifests lint unit integration test test-realnode clean reliability
 
 help:
 	@echo "make demo               control plane + node agent + operator running the iris loop"
@@ -15,6 +15,7 @@ help:
 	@echo "make controlplane       build (or reuse) the cached etcd/kube-apiserver/... binaries"
 	@echo "make controlplane-up    start a control plane in the background (.controlplane/kubeconfig)"
 	@echo "make controlplane-down  stop it"
+	@echo "make objectstore        build (or reuse) the cached S3 test server (SeaweedFS weed)"
 	@echo "make node               build (or reuse) the cached kubelet/kube-proxy/containerd/runc/CNI binaries"
 	@echo "make node-images        build (or reuse) the pause, base, runtime and operator images (OCI archives)"
 	@echo "make test-realnode      the real-node tier: kubelet + containerd running the project's images (root)"
@@ -31,6 +32,9 @@ venv: $(STAMP)
 
 controlplane:
 	@bash tests/controlplane/build.sh
+
+objectstore:
+	@bash tests/objectstore/build.sh >/dev/null
 
 controlplane-up: venv controlplane
 	$(BIN)/python -m harness.controlplane up --dir .controlplane
@@ -69,10 +73,10 @@ lint: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-integration: venv controlplane
+integration: venv controlplane objectstore
 	$(BIN)/pytest tests/integration -q
 
-test: venv controlplane lint
+test: venv controlplane objectstore lint
 	$(BIN)/pytest tests -q --durations=15 --ignore=tests/realnode
 
 # Opt-in (issue 19): its own pytest session, so its scheduler and node see only its pods.

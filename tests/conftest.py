@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.controlplane import REPO, ControlPlane
+from harness.objectstore import ObjectStore
 
 CRD_DIR = REPO / "crds"
 RESTRICTED = "pod-security.kubernetes.io/enforce"
@@ -45,6 +46,24 @@ def crds(control_plane: ControlPlane) -> list[str]:
     names = control_plane.kubectl("get", "-f", str(CRD_DIR), "-o", "name").stdout.split()
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
     return names
+
+
+@pytest.fixture(scope="session")
+def objectstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """The session's S3-compatible server (SeaweedFS on loopback), with one bucket."""
+    store = ObjectStore(tmp_path_factory.mktemp("objectstore")).start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture
+def s3_store(objectstore: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh ``s3://bucket/<prefix>`` store for one test; the AWS environment is set."""
+    for name, value in objectstore.env.items():
+        monkeypatch.setenv(name, value)
+    return objectstore.uri(f"t-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

@@ -93,6 +93,14 @@ def test_constraints_pin_every_runtime_dependency() -> None:
             assert requirement_name(line) in pinned, line
 
 
+def test_runtime_constraints_pin_the_s3_client() -> None:
+    """The runtime image reads and writes s3:// stores (issue 15): boto3 is pinned."""
+    pinned = pins()
+    assert {"boto3", "botocore", "s3transfer"} <= set(pinned)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "boto3" in {requirement_name(spec) for spec in project["dependencies"]}
+
+
 def test_dockerignore_keeps_only_what_the_images_copy() -> None:
     rules = (REPO / ".dockerignore").read_text().splitlines()
     assert rules[rules.index("*")] == "*"
@@ -202,7 +210,16 @@ def serve_and_predict(bin_dir: Path, model_dir: Path, log: Path) -> dict[str, An
 def test_runtime_image_build_replays_trains_and_serves(tmp_path: Path) -> None:
     bin_dir = replay("runtime", tmp_path)
     versions = check_pinned(bin_dir)
-    assert {"scikit-learn", "skops", "uvicorn", "pyarrow"} <= set(versions)
+    assert {"scikit-learn", "skops", "uvicorn", "pyarrow", "boto3"} <= set(versions)
+    imported = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import boto3, botocore.config; print(boto3.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == versions["boto3"]
     site = next((tmp_path / "image" / "opt" / "mlkube" / "lib").glob("python3*/site-packages"))
     assert not list(site.glob("*/tests")), "the libraries' test suites should be removed"
     assert "usage: mlkube" in mlkube_ok(bin_dir, "--help")

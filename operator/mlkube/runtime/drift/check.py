@@ -25,6 +25,7 @@ from mlkube.runtime.drift.report import build_report, render_table, write_plot, 
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
 from mlkube.runtime.drift.window import LiveDataError, Window, WindowCounts, read_live
 from mlkube.runtime.profile import ProfileError, ReferenceProfile, read_reference_profile
+from mlkube.runtime.store.s3 import S3Location
 
 DRIFT_DIR: Final = "drift"
 
@@ -37,8 +38,8 @@ class DriftInputError(Exception):
 class CheckResult:
     report: dict[str, Any]
     evaluation: Evaluation
-    report_path: Path
-    plot_path: Path | None
+    report_path: Path | S3Location
+    plot_path: Path | S3Location | None
     table: str
 
 
@@ -134,6 +135,7 @@ def run_check(
     *,
     report_path: Path | None = None,
     plot: bool = True,
+    live_source: str | None = None,
 ) -> CheckResult:
     """Runs one check end to end; raises ``DriftInputError`` before writing on bad input."""
     metadata, profile, kinds = load_reference(model_dir)
@@ -160,7 +162,7 @@ def run_check(
         counts=counts,
         evaluation=evaluation,
         share_threshold=settings.dataset_drift_share,
-        live_source=str(live),
+        live_source=live_source or str(live),
     )
     target = report_path or default_report_path(model_dir, now)
     try:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from mlkube.api.errors import CommandError
-from mlkube.runtime.drift.check import DriftInputError, load_settings, run_check
-from mlkube.runtime.drift.window import parse_duration, parse_time
+from mlkube.runtime.drift.check import DriftInputError, load_settings
+from mlkube.runtime.drift.remote import check_anywhere
+from mlkube.runtime.drift.window import INFERENCE_DIR, parse_duration, parse_time
+from mlkube.runtime.store.s3 import S3Location, location
 
 EXIT_DRIFT: Final = 3
 
@@ -49,6 +51,8 @@ def command(args: argparse.Namespace) -> int:
                 "--model-dir, --live, -f, --report or --window"
             )
         return _monitor_command(args)
+    if args.model_dir and not args.live and isinstance(args.model_dir, S3Location):
+        args.live = args.model_dir.parent / INFERENCE_DIR  # the predictor's default log
     if not args.model_dir or not args.live:
         raise CommandError("give --model-dir and --live (local mode) or --monitor NS/NAME")
     try:
@@ -56,7 +60,7 @@ def command(args: argparse.Namespace) -> int:
         if args.window:
             settings = replace(settings, window=parse_duration(args.window))
         now = parse_time(args.now) if args.now else datetime.now(UTC).replace(microsecond=0)
-        result = run_check(
+        result = check_anywhere(
             args.model_dir, args.live, settings, now, report_path=args.report, plot=not args.no_plot
         )
     except DriftInputError as error:
@@ -90,13 +94,20 @@ def register(subparsers: Any) -> None:
         metavar="NS/NAME",
         help="in a cluster: check this Monitor, write its status, retrain",
     )
-    parser.add_argument("--model-dir", type=Path, help="the serving version: DIR/NS/MODEL/vN")
     parser.add_argument(
-        "--live", type=Path, help="inference-log directory, or a CSV/Parquet/JSONL data file"
+        "--model-dir", type=location, help="the serving version: DIR/NS/MODEL/vN, or s3://…/vN"
+    )
+    parser.add_argument(
+        "--live",
+        type=location,
+        help="inference-log directory, or a CSV/Parquet/JSONL data file (a directory or s3://…; "
+        "default for an s3:// --model-dir: its ../inference)",
     )
     parser.add_argument("-f", "--file", type=Path, help="Monitor manifest (YAML) with the settings")
     parser.add_argument(
-        "--report", type=Path, help="report path (default: <store>/<ns>/<model>/drift/<time>.json)"
+        "--report",
+        type=location,
+        help="report path or s3:// key (default: <store>/<ns>/<model>/drift/<time>.json)",
     )
     parser.add_argument("--window", help="window duration, e.g. 24h (overrides the Monitor)")
     parser.add_argument("--now", help="end of the window, RFC 3339 (default: now)")

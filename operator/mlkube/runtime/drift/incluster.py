@@ -39,10 +39,12 @@ from mlkube.api.status import (
     Trigger,
     Verdict,
 )
-from mlkube.runtime.drift.check import CheckResult, DriftInputError, run_check
+from mlkube.runtime.drift.check import CheckResult, DriftInputError
+from mlkube.runtime.drift.remote import check_anywhere
 from mlkube.runtime.drift.report import rfc3339, top_features
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
 from mlkube.runtime.drift.window import parse_time
+from mlkube.runtime.store.s3 import S3Location, location
 
 STATUS_FEATURES: Final = 20
 STATUS_FINDINGS: Final = 10
@@ -65,20 +67,21 @@ class ClusterSettings:
     """Settings of the in-cluster check, from the environment, read once at start.
 
     ``MLKUBE_STORE_ROOT``: where the model store is mounted in the pod (default /mnt/store),
-    read-only in a CronJob pod. ``MLKUBE_REPORT_DIR``: the writable directory reports go to
-    (default: beside the inference log, ``<store>/<ns>/<model>/drift``).
+    read-only in a CronJob pod, or ``s3://bucket/prefix``. ``MLKUBE_REPORT_DIR``: the
+    writable directory (or ``s3://`` prefix) reports go to (default: beside the inference
+    log, ``<store>/<ns>/<model>/drift``).
     """
 
-    store_root: Path
-    report_dir: Path | None = None
+    store_root: Path | S3Location
+    report_dir: Path | S3Location | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
         env = os.environ if environ is None else environ
         reports = env.get("MLKUBE_REPORT_DIR")
         return cls(
-            store_root=Path(env.get("MLKUBE_STORE_ROOT", "/mnt/store")),
-            report_dir=Path(reports) if reports else None,
+            store_root=location(env.get("MLKUBE_STORE_ROOT", "/mnt/store")),
+            report_dir=location(reports) if reports else None,
         )
 
 
@@ -155,7 +158,7 @@ class MonitorCheck:
             report = None
             if self.settings.report_dir is not None:
                 report = self.settings.report_dir / f"{self.now.strftime('%Y%m%dT%H%M%SZ')}.json"
-            result = run_check(model_dir, live, drift, self.now, report_path=report)
+            result = check_anywhere(model_dir, live, drift, self.now, report_path=report)
         except DriftInputError as error:
             return self._failed(Reason.CHECK_FAILED, str(error))
         job, decision = self._maybe_retrain(drift, model, result)
@@ -163,7 +166,7 @@ class MonitorCheck:
         code = 3 if fail_on_drift and result.report["verdict"] == Verdict.DRIFT else 0
         return Outcome(code, decision, result, job)
 
-    def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path:
+    def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path | S3Location:
         uri = ((monitor.get("spec") or {}).get("data") or {}).get("uri")
         if isinstance(uri, str) and uri:
             # Only the store: a file:// or absolute path would let a Monitor's author read the

@@ -3,7 +3,8 @@
 Sources, chosen from ``--live PATH``:
 
 - an inference-log directory (the server's contract): ``<store>/<ns>/<model>/inference/``
-  with ``YYYY-MM-DD/HH/<writer-id>-<seq>.jsonl`` (UTC partitions). Partitions wholly
+  with ``YYYY-MM-DD/HH/<writer-id>-<seq>.jsonl`` (UTC partitions; ``.jsonl.gz`` from an S3
+  log, staged by ``drift.remote``). Partitions wholly
   outside the window are never opened; inside, each line's ``ts`` decides. A line that is
   not a JSON object is counted as corrupt; a row with ``status`` other than 200 or
   without ``inputs`` is counted as skipped. A file none of whose lines parse is an error.
@@ -20,6 +21,7 @@ width in memory. Errors the user can fix raise ``LiveDataError``.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ CHUNK_ROWS: Final = 65_536
 # Values (rows x columns) read at once from a Parquet row group: ~8 MB of float64.
 BLOCK_CELLS: Final = 1_000_000
 INFERENCE_DIR: Final = "inference"
+LOG_SUFFIXES: Final = (".jsonl", ".jsonl.gz")
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 KEY_SCAN_ROWS: Final = 100
 _HOUR_DIR = re.compile(r"^\d{2}$")
@@ -155,8 +158,14 @@ def _log_rows(
 
 def _read_lines(path: Path) -> Iterator[bytes]:
     try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as compressed:
+                yield from compressed
+            return
         with path.open("rb") as handle:
             yield from handle
+    except (EOFError, gzip.BadGzipFile) as error:
+        raise LiveDataError(f"cannot read {path}: {error}") from None
     except OSError as error:
         raise LiveDataError(f"cannot read {path}: {error.strerror}") from None
 
@@ -190,7 +199,7 @@ def read_inference_log(
             raise LiveDataError(f"cannot list the inference log {root}: {error.strerror}") from None
         for hour_dir in hour_dirs:
             try:
-                files = sorted(p for p in hour_dir.iterdir() if p.suffix == ".jsonl")
+                files = sorted(p for p in hour_dir.iterdir() if p.name.endswith(LOG_SUFFIXES))
             except OSError as error:
                 raise LiveDataError(f"cannot list {hour_dir}: {error.strerror}") from None
             for path in files:

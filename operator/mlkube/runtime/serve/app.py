@@ -331,6 +331,9 @@ def create_app(settings: ServeSettings, model: ServedModel) -> ServeApp:
             rotate_bytes=settings.log_rotate_bytes,
             retain_bytes=settings.log_retain_bytes,
             retain_files=settings.log_retain_files,
+            batch_rows=settings.log_batch_rows,
+            batch_seconds=settings.log_batch_seconds,
+            pending_bytes=settings.log_pending_bytes,
         )
     dataplane = DataPlane(model, metrics, settings.max_batch_rows, logger, settings.sample_rate)
     return ServeApp(settings, dataplane, logger)

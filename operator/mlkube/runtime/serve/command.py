@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from mlkube.runtime.artifact import ArtifactError
@@ -34,7 +37,12 @@ def register(subparsers: Any) -> None:
         description="Serve one model version from the store. Every flag also reads "
         "MLKUBE_SERVE_<FLAG> (e.g. MLKUBE_SERVE_MODEL_DIR); flags win.",
     )
-    parser.add_argument("--model-dir", help="the version directory <store>/<ns>/<model>/v<N>")
+    parser.add_argument(
+        "--model-dir", help="the version: <store>/<ns>/<model>/v<N>, a directory or s3://…"
+    )
+    parser.add_argument(
+        "--model-cache", help="where an s3:// version is downloaded (default: a temp dir)"
+    )
     parser.add_argument(
         "--sha256", help="expected sha256 of the artifact; refuses to start on mismatch"
     )
@@ -51,7 +59,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks one)")
     parser.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
     parser.add_argument(
-        "--log-dir", help="inference log directory (default <model-dir>/../inference)"
+        "--log-dir",
+        help="inference log directory or s3://… prefix (default <model-dir>/../inference)",
     )
     parser.add_argument(
         "--sample-rate", type=float, help="share of requests logged, 0..1 (default 0)"
@@ -78,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as error:
         raise CommandError(str(error)) from None
     from mlkube.runtime.serve.model import load_model
+    from mlkube.runtime.store.s3 import ObjectStoreError
 
     try:
+        settings = _fetched(settings)
+        assert isinstance(settings.model_dir, Path)
         model = load_model(
             settings.model_dir, settings.sha256, settings.engine, settings.onnx_sha256
         )
-    except ArtifactError as error:
+    except (ArtifactError, ObjectStoreError) as error:
         raise CommandError(str(error)) from None
     try:
         sockets = _bind(settings)
@@ -106,6 +118,23 @@ def run(args: argparse.Namespace) -> int:
         _serve(settings, model, sockets[0])
         return 0
     return _supervise(settings, model, sockets)
+
+
+def _fetched(settings: ServeSettings) -> ServeSettings:
+    """For an ``s3://`` version: the settings with it downloaded and verified locally.
+
+    The inference log stays where it was meant to be (by default beside the version in
+    the bucket), not beside the local copy.
+    """
+    from mlkube.runtime.store.s3 import S3Location
+    from mlkube.runtime.store.versions import fetch_version
+
+    if not isinstance(settings.model_dir, S3Location):
+        return settings
+    cache = settings.model_cache or Path(tempfile.mkdtemp(prefix="mlkube-model-"))
+    log.info("fetching %s into %s", settings.model_dir, cache)
+    local = fetch_version(settings.model_dir, cache, settings.sha256, settings.onnx_sha256)
+    return dataclasses.replace(settings, model_dir=local, log_dir=settings.inference_log_dir)
 
 
 def _bind(settings: ServeSettings) -> list[socket.socket]:

@@ -21,6 +21,12 @@ a small body into a large log. Lines are written in chunks of at most ``WRITE_CH
 never all queued records joined in memory at once. A full disk, a read-only
 store or a slow one costs rows (counted), never a request's latency or status; a file
 cut short by ENOSPC is truncated back to its last whole line.
+
+With an ``s3://`` directory the same records go to ``store.logsink.S3LogSink`` instead of
+files: batched by rows or seconds (whichever comes first), gzip-compressed objects
+``YYYY-MM-DD/HH/<writer-id>-<seq>.jsonl.gz``, failed uploads counted in
+``log_errors`` and retried a bounded number of times, then dropped and counted. Retention
+on S3 is the bucket's lifecycle rule, not the writer's.
 """
 
 from __future__ import annotations
@@ -35,13 +41,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from numpy.typing import NDArray
 
 from mlkube.runtime.serve.metrics import ModelMetrics
 from mlkube.runtime.serve.model import Batch
+from mlkube.runtime.store.logsink import S3LogSink, SinkCounters
+from mlkube.runtime.store.s3 import S3Location
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +87,7 @@ class InferenceLogger:
 
     def __init__(
         self,
-        directory: Path,
+        directory: Path | S3Location,
         *,
         model: str,
         version: int,
@@ -90,8 +98,25 @@ class InferenceLogger:
         rotate_bytes: int,
         retain_bytes: int,
         retain_files: int,
+        batch_rows: int = 10_000,
+        batch_seconds: float = 60.0,
+        pending_bytes: int = 64 << 20,
     ) -> None:
         self.directory = directory
+        self._sink: S3LogSink | None = None
+        if isinstance(directory, S3Location):
+            counters = SinkCounters(
+                metrics.log_rows.inc, metrics.log_dropped_write.inc, metrics.log_errors.inc
+            )
+            self._sink = S3LogSink(
+                directory,
+                writer_id,
+                counters,
+                batch_rows=batch_rows,
+                batch_bytes=min(rotate_bytes, 16 << 20),
+                batch_seconds=batch_seconds,
+                max_pending_bytes=pending_bytes,
+            )
         self._model = model
         self._version = version
         self._names = feature_names
@@ -131,9 +156,21 @@ class InferenceLogger:
             self._queue.put_nowait(None)
             self._thread.join(timeout)
 
+    def _next(self) -> Record | Literal[False] | None:
+        """The next queued item; ``False`` when the S3 sink's timer is due first."""
+        wait = self._sink.wait_seconds() if self._sink is not None else None
+        try:
+            return self._queue.get(timeout=wait) if wait is not None else self._queue.get()
+        except queue.Empty:
+            return False
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next()
+            if item is False:
+                assert self._sink is not None
+                self._sink.tick()
+                continue
             records = [item] if item is not None else []
             stop = item is None
             while not stop:
@@ -175,7 +212,7 @@ class InferenceLogger:
             pending_bytes += sum(len(line) for line in lines)
         if pending:
             self._append(hour, b"".join(pending), len(pending))
-        if time.monotonic() >= self._next_retention:
+        if self._sink is None and time.monotonic() >= self._next_retention:
             self._enforce_retention()
 
     def _lines(self, record: Record, stamp: datetime) -> list[bytes]:
@@ -209,6 +246,9 @@ class InferenceLogger:
         return lines
 
     def _append(self, hour: str, data: bytes, rows: int) -> None:
+        if self._sink is not None:
+            self._sink.append(hour, data, rows)
+            return
         now = time.monotonic()
         if now < self._retry_at:
             self._metrics.log_dropped_write.inc(rows)
@@ -239,6 +279,7 @@ class InferenceLogger:
 
     def _open(self, hour: str) -> None:
         self._close_file()
+        assert isinstance(self.directory, Path)
         folder = self.directory / hour
         folder.mkdir(parents=True, exist_ok=True)
         while True:
@@ -254,6 +295,8 @@ class InferenceLogger:
         self._next_retention = 0.0
 
     def _close_file(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
         if self._fd is not None:
             try:
                 os.close(self._fd)
@@ -264,6 +307,8 @@ class InferenceLogger:
     def _enforce_retention(self) -> None:
         """Deletes the oldest ``*.jsonl`` files (any writer) beyond the byte and file bounds."""
         self._next_retention = time.monotonic() + RETENTION_CHECK_SECONDS
+        if not isinstance(self.directory, Path):
+            return
         try:
             files = sorted(self.directory.glob("*/*/*.jsonl"), key=_mtime_or_zero)
         except OSError:

@@ -71,7 +71,8 @@ LOG_DROPPED = Counter(
 )
 LOG_ERRORS = Counter(
     "mlkube_serve_inference_log_write_errors",
-    "Failed writes or deletions in the inference-log directory.",
+    "Failed writes or deletions in the inference-log directory, or failed uploads of "
+    "inference-log objects to S3 (each attempt; retried a bounded number of times).",
     MODEL_LABELS,
 )
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from mlkube.runtime.store.s3 import S3Location, location
+
 ENV_PREFIX: Final = "MLKUBE_SERVE_"
 MIB: Final = 1 << 20
 
@@ -27,8 +29,9 @@ class SettingsError(ValueError):
 class ServeSettings:
     """What ``mlkube serve`` needs to know; each field's env var is ``MLKUBE_SERVE_<NAME>``."""
 
-    model_dir: Path
-    """The version directory ``<store>/<ns>/<model>/v<N>`` to serve."""
+    model_dir: Path | S3Location
+    """The version ``<store>/<ns>/<model>/v<N>`` to serve: a directory, or ``s3://…`` (fetched
+    into ``model_cache`` and verified before it loads)."""
     sha256: str | None = None
     """Expected sha256 of the artifact (set by the operator); wins over metadata.json's."""
     engine: str = "auto"
@@ -40,8 +43,10 @@ class ServeSettings:
     port: int = 8080
     workers: int = 1
     """Server processes sharing the port through SO_REUSEPORT."""
-    log_dir: Path | None = None
-    """Inference log directory; ``None`` means ``<model-dir>/../inference``."""
+    log_dir: Path | S3Location | None = None
+    """Inference log directory or ``s3://…`` prefix; ``None`` means ``<model-dir>/../inference``."""
+    model_cache: Path | None = None
+    """Where an ``s3://`` version is downloaded (an emptyDir in a pod; default: a temp dir)."""
     sample_rate: float = 0.0
     """Share of inference requests whose rows are logged (0 disables logging)."""
     max_body_bytes: int = 16 * MIB
@@ -66,11 +71,16 @@ class ServeSettings:
     log_retain_bytes: int = 2048 * MIB
     """Oldest inference-log files are deleted beyond this total."""
     log_retain_files: int = 10_000
+    log_batch_rows: int = 10_000
+    """To S3: rows per inference-log object (or ``log_batch_seconds``, whichever first)."""
+    log_batch_seconds: float = 60.0
+    log_pending_bytes: int = 64 * MIB
+    """To S3: compressed log objects held for a retry at most; beyond it the oldest drop."""
     writer_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     """Prefix of this process's log files; unique per process so writers never collide."""
 
     @property
-    def inference_log_dir(self) -> Path:
+    def inference_log_dir(self) -> Path | S3Location:
         return self.log_dir if self.log_dir is not None else self.model_dir.parent / "inference"
 
     def for_worker(self, index: int) -> ServeSettings:
@@ -79,9 +89,15 @@ class ServeSettings:
 
 
 def _convert(name: str, raw: Any) -> Any:
+    if name in ("model_dir", "log_dir") and isinstance(raw, str):
+        try:
+            return location(raw)
+        except ValueError as error:
+            raise SettingsError(f"{name} ({ENV_PREFIX + name.upper()}): {error}") from None
     kind = {
         "model_dir": Path,
         "log_dir": Path,
+        "model_cache": Path,
         "sha256": str,
         "onnx_sha256": str,
         "engine": str,
@@ -91,6 +107,7 @@ def _convert(name: str, raw: Any) -> Any:
         "inline_predict_ms": float,
         "graceful_timeout": float,
         "body_timeout": float,
+        "log_batch_seconds": float,
     }.get(name, int)
     if raw is None or isinstance(raw, kind):
         return raw
@@ -134,10 +151,14 @@ def _check(s: ServeSettings) -> None:
         "log_rotate_bytes",
         "log_retain_bytes",
         "log_retain_files",
+        "log_batch_rows",
+        "log_pending_bytes",
     )
     for name in positive:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.log_batch_seconds <= 0:
+        raise SettingsError(f"log_batch_seconds must be positive, got {s.log_batch_seconds}")
     if s.body_timeout <= 0:
         raise SettingsError(f"body_timeout must be positive, got {s.body_timeout}")
     if s.predict_threads < 0:

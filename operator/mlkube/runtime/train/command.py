@@ -12,6 +12,7 @@ nothing in the store.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.status import TrainerSummary, Trigger
 from mlkube.api.summary import error_summary, fit_summary
 from mlkube.runtime.artifact import ArtifactError
+from mlkube.runtime.store.s3 import ObjectStoreError, ObjectStoreUnavailableError
 from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
 from mlkube.runtime.train.settings import TrainSettings
 from mlkube.runtime.train.spec import TrainingSpec, parse_model
@@ -61,7 +63,11 @@ def register(subparsers: Any) -> None:
         "--model-json", metavar="JSON", help="the effective Model manifest as a JSON string"
     )
     parser.add_argument(
-        "--store", type=Path, required=True, metavar="DIR", help="the model store's root directory"
+        "--store",
+        required=True,
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="the model store's root: a directory, or an S3 location (the standard AWS "
+        "environment configures the client: AWS_ENDPOINT_URL, AWS_REGION, credentials)",
     )
     parser.add_argument(
         "--version",
@@ -217,8 +223,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         write_termination_log(args.termination_log, payload)
     except OSError as error:
-        model_dir = args.model_root or args.store / model_dir_of(spec.namespace, spec.name)
-        shutil.rmtree(model_dir / f"v{summary['version']}", ignore_errors=True)
+        _take_back(args, spec, summary["version"])
         message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
         _fail(args, message, EXIT_INTERNAL)
     if args.prune_below is not None:
@@ -229,15 +234,33 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _take_back(args: argparse.Namespace, spec: TrainingSpec, version: int) -> None:
+    """Removes the version just written, when its outcome could not be reported."""
+    from mlkube.runtime.train.remote import remote_store, unpublish
+
+    remote = remote_store(args.store)
+    if remote is None:
+        model_dir = args.model_root or Path(args.store) / model_dir_of(spec.namespace, spec.name)
+        shutil.rmtree(model_dir / f"v{version}", ignore_errors=True)
+        return
+    with contextlib.suppress(ObjectStoreError):
+        unpublish(remote, spec.namespace, spec.name, version)
+
+
 def _prune(args: argparse.Namespace, spec: TrainingSpec, progress: Progress) -> None:
     """Deletes old versions after this one is safely written; a failure is only logged."""
+    from mlkube.runtime.train.remote import prune, remote_store
     from mlkube.runtime.train.run import prune_versions
 
-    model_dir = args.model_root or args.store / model_dir_of(spec.namespace, spec.name)
+    remote = remote_store(args.store)
+    model_dir = args.model_root or Path(args.store) / model_dir_of(spec.namespace, spec.name)
     try:
         keep = {int(v) for v in args.keep.split(",") if v.strip()}
-        pruned = prune_versions(model_dir, below=args.prune_below, keep=keep)
-    except (OSError, ValueError) as error:
+        if remote is not None:
+            pruned = prune(remote, spec.namespace, spec.name, args.prune_below, keep)
+        else:
+            pruned = prune_versions(model_dir, below=args.prune_below, keep=keep)
+    except (OSError, ValueError, ObjectStoreError) as error:
         progress(f"pruning old versions failed: {error}")
         return
     if pruned:
@@ -290,6 +313,7 @@ def _check_termination_log(args: argparse.Namespace) -> Progress:
 
 def _request(args: argparse.Namespace) -> RunRequest:
     from mlkube.runtime.train.record import RunRequest
+    from mlkube.runtime.train.remote import refuse_unsupported, remote_store
     from mlkube.runtime.train.run import default_store_uri
 
     if args.version is not None and args.version < 1:
@@ -297,10 +321,16 @@ def _request(args: argparse.Namespace) -> RunRequest:
     if args.parallel < 1:
         raise TrainingInputError(f"--parallel must be at least 1, got {args.parallel}")
     spec = parse_model(read_manifest(args), args.namespace)
+    remote = remote_store(args.store)
+    if remote is not None:
+        refuse_unsupported(
+            model_root=args.model_root, trial=args.trial is not None, select=args.select
+        )
     return RunRequest(
         spec=spec,
-        store=args.store,
-        store_uri=args.store_uri or default_store_uri(args.store),
+        store=Path(args.store) if remote is None else Path(),
+        store_uri=args.store_uri
+        or (str(remote) if remote else default_store_uri(Path(args.store))),
         version=args.version,
         trigger=args.trigger,
         reason=args.reason,
@@ -310,20 +340,43 @@ def _request(args: argparse.Namespace) -> RunRequest:
 
 
 def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, TrainerSummary]:
-    """A single fit, a whole search, or a search's select step."""
-    from mlkube.runtime.train.run import train_model
+    """A single fit, a whole search, or a search's select step; on S3 through a staging store."""
+    from mlkube.runtime.train.remote import (
+        discard_staging,
+        publish,
+        remote_store,
+        staged_request,
+    )
 
     settings = TrainSettings.from_env()
     request = _request(args)
+    remote = remote_store(args.store)
+    if remote is None:
+        return request.spec, _train_here(args, request, settings, progress)
+    staged = staged_request(request, remote)
+    try:
+        summary = _train_here(args, staged, settings, progress)
+        publish(staged, remote, summary["version"], progress)
+    finally:
+        discard_staging(staged)
+    return request.spec, summary
+
+
+def _train_here(
+    args: argparse.Namespace, request: RunRequest, settings: TrainSettings, progress: Progress
+) -> TrainerSummary:
+    """Trains into the local store ``request`` names (the real one, or a staging copy)."""
+    from mlkube.runtime.train.run import train_model
+
     if request.spec.search is None:
         if args.select:
             raise TrainingInputError("--select needs spec.training.search")
-        return request.spec, train_model(request, settings, progress)
+        return train_model(request, settings, progress)
     from mlkube.runtime.train.search_run import search_model, select_command
 
     if args.select:
-        return request.spec, select_command(request, settings, progress)
-    return request.spec, search_model(request, settings, progress, args.parallel)
+        return select_command(request, settings, progress)
+    return search_model(request, settings, progress, args.parallel)
 
 
 def _guarded(args: argparse.Namespace, call: Callable[[], T]) -> T:
@@ -332,8 +385,10 @@ def _guarded(args: argparse.Namespace, call: Callable[[], T]) -> T:
         return call()
     except (TrainingInputError, ArtifactError) as error:
         _fail(args, str(error), EXIT_BAD_INPUT)
-    except TrainingUnavailableError as error:
+    except (TrainingUnavailableError, ObjectStoreUnavailableError) as error:
         _fail(args, str(error), EXIT_INTERNAL)
+    except ObjectStoreError as error:  # a missing bucket, refused credentials: the user's
+        _fail(args, str(error), EXIT_BAD_INPUT)
     except MemoryError:
         message = "out of memory while training; give the TrainingJob more memory"
         _fail(args, message, EXIT_INTERNAL)

@@ -1,0 +1,146 @@
+"""The S3 store on a real S3-compatible server (SeaweedFS on loopback), from a laptop:
+``mlkube train --store s3://…``, ``mlkube serve --model-dir s3://…/vN`` and
+``mlkube drift-check --model-dir s3://…/vN`` with only the standard AWS environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+
+from harness.objectstore import ObjectStore
+from integration.s3_support import IRIS_ROWS, mlkube, serving, train
+from mlkube.runtime.store import s3, versions
+from mlkube.runtime.store.s3 import S3Location
+
+
+def keys(where: S3Location) -> list[str]:
+    return sorted(s3.list_keys(where))
+
+
+def test_train_commits_versions_and_never_overwrites(s3_store: str) -> None:
+    first = train(s3_store)
+    assert first["version"] == 1
+    model = S3Location.parse(s3_store) / "default/iris"
+    assert first["artifact"]["uri"] == f"{model}/v1"
+    assert {"v1/model.skops", "v1/metadata.json"} <= set(keys(model))
+    metadata = orjson.loads(s3.get_bytes(model / "v1/metadata.json", 1 << 26) or b"")
+    assert metadata["artifact"]["sha256"] == first["artifact"]["sha256"]
+    assert train(s3_store)["version"] == 2  # the next version is counted in the bucket
+    before = {k: s3.get_bytes(model / k, 1 << 26) for k in keys(model)}
+    again = mlkube(
+        "train",
+        "-f",
+        str(Path(__file__).parents[2] / "manifests/examples/iris.yaml"),
+        "--store",
+        s3_store,
+        "--version",
+        "1",
+    )
+    assert again.returncode == 2
+    assert "already exists; versions are never overwritten" in again.stderr
+    assert {k: s3.get_bytes(model / k, 1 << 26) for k in keys(model)} == before
+    assert versions.committed_versions(model) == [1, 2]
+
+
+def test_the_commit_is_a_conditional_put_the_server_honours(s3_store: str, tmp_path: Path) -> None:
+    version = S3Location.parse(s3_store) / "ns/m/v1"
+    assert s3.put_bytes(version / "metadata.json", b"{}", if_absent=True)
+    assert not s3.put_bytes(version / "metadata.json", b"{}", if_absent=True)
+    (tmp_path / "metadata.json").write_bytes(b'{"other": true}')
+    (tmp_path / "model.skops").write_bytes(b"other")
+    try:
+        versions.publish_version(tmp_path, version)
+    except Exception as error:
+        assert "already exists" in str(error)
+    else:
+        raise AssertionError("an existing version was overwritten")
+    assert s3.get_bytes(version / "metadata.json", 100) == b"{}"
+    assert not s3.exists(version / "model.skops")
+
+
+def test_serve_from_s3_verifies_the_pinned_digest(s3_store: str, tmp_path: Path) -> None:
+    summary = train(s3_store)
+    uri, digest = summary["artifact"]["uri"], summary["artifact"]["sha256"]
+    cache = tmp_path / "cache"
+    args = ["--model-dir", uri, "--sha256", digest, "--model-cache", str(cache)]
+    with serving(args, tmp_path / "serve.log") as server:
+        answer = server.predict(IRIS_ROWS)
+    assert answer["predictions"] == [0, 2, 2]
+    assert (cache / "v1" / "model.skops").is_file()
+
+    wrong = mlkube(
+        "serve",
+        "--model-dir",
+        uri,
+        "--sha256",
+        "0" * 64,
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--model-cache",
+        str(tmp_path / "c2"),
+    )
+    assert wrong.returncode == 2 and "sha256 mismatch" in wrong.stderr
+    assert not list((tmp_path / "c2").glob("v1")), "a refused version left files in the cache"
+
+    model = S3Location.parse(uri)
+    original = s3.get_bytes(model / "model.skops", 1 << 28) or b""
+    s3.put_bytes(model / "model.skops", original[:-1] + bytes([original[-1] ^ 1]))
+    tampered = mlkube(
+        "serve",
+        "--model-dir",
+        uri,
+        "--sha256",
+        digest,
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--model-cache",
+        str(tmp_path / "c3"),
+    )
+    assert tampered.returncode == 2 and "sha256 mismatch" in tampered.stderr
+    unpinned = mlkube(
+        "serve",
+        "--model-dir",
+        uri,
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--model-cache",
+        str(tmp_path / "c4"),
+    )
+    assert unpinned.returncode == 2 and "sha256 mismatch" in unpinned.stderr
+
+
+def test_inference_log_to_s3_and_drift_check_from_it(
+    s3_store: str, objectstore: ObjectStore, tmp_path: Path
+) -> None:
+    summary = train(s3_store)
+    uri = summary["artifact"]["uri"]
+    model = S3Location.parse(uri).parent
+    # A partition far outside any window: listing or reading it would fail the check.
+    s3.put_bytes(model / "inference/2001-01-01/00/planted.jsonl.gz", b"not gzip")
+    args = ["--model-dir", uri, "--sha256", summary["artifact"]["sha256"], "--sample-rate", "1"]
+    env = {"MLKUBE_SERVE_LOG_BATCH_ROWS": "20"}
+    with serving(args, tmp_path / "serve.log", env=env) as server:
+        for _ in range(15):
+            server.predict(IRIS_ROWS)
+        code = server.stop()
+    assert code == 0, server.log.read_text()
+    logged = [k for k in keys(model / "inference") if not k.startswith("2001-")]
+    assert logged and all(k.endswith(".jsonl.gz") for k in logged)
+    assert len(logged) >= 2  # 45 rows in batches of 20 rows: several objects
+
+    checked = mlkube("drift-check", "--model-dir", uri, "--no-plot")
+    assert checked.returncode == 0, checked.stderr
+    report_uri = checked.stdout.split("report: ", 1)[1].split()[0]
+    assert report_uri.startswith(f"{model}/drift/") and report_uri.endswith(".json")
+    report = json.loads(s3.get_bytes(S3Location.parse(report_uri), 1 << 26) or b"")
+    assert report["samples"]["live"] == 45
+    assert report["live"] == str(model / "inference")  # names the bucket, not a temp copy
+    assert objectstore.secret_key not in checked.stdout + checked.stderr
