@@ -9,13 +9,11 @@ thing; this test checks the outcome of every step and prints how long the loop t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from demo.loop import Loop, S3Store
 from demo.processes import start_node_agent, start_operator, stop
 from harness.controlplane import ControlPlane
+from harness.objectstore import ObjectStore
 from nodeagent.kube import Kube
 
 
@@ -66,12 +64,12 @@ def test_the_loop_on_an_s3_store(
     crds: list[str],
     namespace: str,
     tmp_path: Path,
-    object_store: Any,
+    objectstore: ObjectStore,
 ) -> None:
     """The same loop with the Model's store in a bucket: no pod mounts a claim, the two
     predictor replicas run on two nodes, and the drift check reads its logs from S3."""
-    bucket = object_store.create_bucket(f"loop-{namespace}")
-    relay = f"{S3_IN_PODS[0]}:{S3_IN_PODS[1]}={object_store.port}"
+    bucket = objectstore.bucket
+    relay = f"{S3_IN_PODS[0]}:{S3_IN_PODS[1]}={objectstore.port}"
     kube = Kube(control_plane.kubeconfig)
     agents = [
         start_node_agent(
@@ -83,7 +81,7 @@ def test_the_loop_on_an_s3_store(
             f"s3-node-{i}",
             "--relay",
             relay,
-        )  # fmt: skip
+        )
         for i in (1, 2)
     ]
     settings = {
@@ -93,9 +91,9 @@ def test_the_loop_on_an_s3_store(
     }
     s3 = S3Store(
         bucket=bucket,
-        access_key=object_store.access_key,
-        secret_key=object_store.secret_key,
-        objects=lambda prefix: object_store.list(bucket, prefix),
+        access_key=objectstore.access_key,
+        secret_key=objectstore.secret_key,
+        objects=lambda prefix: _keys(objectstore, prefix),
     )
     try:
         log = tmp_path / "operator.log"
@@ -130,11 +128,13 @@ def test_the_loop_on_an_s3_store(
         if "persistentVolumeClaim" in v
     ]
     assert claims == []
-    stored = object_store.list(bucket, f"{namespace}/{namespace}/iris/")
+    stored = _keys(objectstore, f"{namespace}/{namespace}/iris/")
     assert any(key.endswith("v2/metadata.json") for key in stored)
     assert any("/drift/" in key for key in stored), "the drift check wrote no report to S3"
 
 
-@pytest.fixture
-def object_store() -> Any:
-    raise NotImplementedError  # replaced by the S3 server harness fixture on merge
+def _keys(store: ObjectStore, prefix: str) -> list[str]:
+    pages = (
+        store.client().get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix)
+    )
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
