@@ -88,13 +88,15 @@ def test_a_wrong_secret_is_refused_without_showing_it(
     s3_store: str, objectstore: ObjectStore, tmp_path: Path
 ) -> None:
     wrong_secret = "wrong-" + objectstore.secret_key[6:]
-    env = {"AWS_SECRET_ACCESS_KEY": wrong_secret}
+    # As in a pod the operator made: the Secret's name (never its values) is in the env.
+    env = {"AWS_SECRET_ACCESS_KEY": wrong_secret, "MLKUBE_S3_SECRET_NAME": "team-store"}
     log = tmp_path / "termination"
     result = mlkube(
         "train", "-f", str(IRIS), "--store", s3_store, "--termination-log", str(log), env=env
     )
     assert result.returncode == 2
     assert "SignatureDoesNotMatch" in result.stderr or "AccessDenied" in result.stderr
+    assert "credentials from Secret 'team-store'" in log.read_text()
     shown = result.stdout + result.stderr + log.read_text()
     for secret in (wrong_secret, objectstore.secret_key, objectstore.access_key):
         assert secret not in shown

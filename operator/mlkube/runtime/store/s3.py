@@ -160,13 +160,27 @@ def describe(error: BaseException, what: str) -> ObjectStoreError:
         info = error.response.get("Error", {})
         code = info.get("Code", "error")
         message = info.get("Message") or code
-        return ObjectStoreError(redact(f"{what}: {code}: {message}"))
+        return ObjectStoreError(redact(f"{what}: {code}: {message}{_whose(code)}"))
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return ObjectStoreError(
             f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
             "or give the pod an identity)"
         )
     return ObjectStoreUnavailableError(redact(f"{what}: {type(error).__name__}: {error}"))
+
+
+CREDENTIAL_ERRORS = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken"}
+)
+
+
+def _whose(code: str) -> str:
+    """In a pod the operator made, which Secret the refused credentials came from (its name
+    only: ``MLKUBE_S3_SECRET_NAME``), so the TrainingJob's message says what to fix."""
+    secret = os.environ.get("MLKUBE_S3_SECRET_NAME", "")
+    if code in CREDENTIAL_ERRORS and secret:
+        return f" (credentials from Secret {secret!r})"
+    return ""
 
 
 def error_code(error: BaseException) -> str:
