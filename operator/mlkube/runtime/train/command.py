@@ -124,6 +124,12 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the TrainingJob this run belongs to, recorded in the lineage",
     )
+    parser.add_argument(
+        "--live-rows",
+        metavar="JSON",
+        help="labelled live rows to add: a TrainingJob's spec.liveRows "
+        '({"path": "drift/live-rows-<time>.jsonl", ...}, in the Model\'s directory)',
+    )
 
 
 def _add_search_arguments(parser: Any) -> None:
@@ -289,6 +295,7 @@ def _check_termination_log(args: argparse.Namespace) -> Progress:
 
 
 def _request(args: argparse.Namespace) -> RunRequest:
+    from mlkube.runtime.train.liverows import parse_live_rows
     from mlkube.runtime.train.record import RunRequest
     from mlkube.runtime.train.run import default_store_uri
 
@@ -306,6 +313,7 @@ def _request(args: argparse.Namespace) -> RunRequest:
         reason=args.reason,
         training_job=args.training_job,
         model_root=args.model_root,
+        live_rows=parse_live_rows(args.live_rows),
     )
 
 
