@@ -111,6 +111,10 @@ def _trainer_job(
         *step,
     ]
     args += _prune_arguments(model, settings)
+    live_rows = tj_spec.get("liveRows")
+    if live_rows and ((training.get("liveData") or {}).get("include")):
+        # labelled live rows of a performance-triggered window, when the Model opts in
+        args += ["--live-rows", json.dumps(live_rows, sort_keys=True, separators=(",", ":"))]
     volumes = [common.store_volume(storage, read_only=False), common.tmp_volume()]
     # Only this Model's directory of the store: a trainer cannot touch another Model's
     # versions, inference logs or reports.
