@@ -52,3 +52,42 @@ def test_train_serve_drift_retrain_reject_rollback(
     assert summary.monitor["datasetDrift"] is True and summary.monitor["samples"] >= 100
     assert set(summary.answers) == {"v1", "v2"}
     assert summary.total_seconds < 300
+
+
+# -- issue 17: monitoring with ground truth (its own Model and Monitor) ---------------------
+def test_labels_lower_the_live_score_and_a_performance_run_learns_from_them(
+    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    from demo.labels import LabelsLeg
+
+    kube = Kube(control_plane.kubeconfig)
+    agent = start_node_agent(
+        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
+    )
+    try:
+        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
+        try:
+            loop = Loop(
+                kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
+                say=print,
+            )  # fmt: skip
+            try:
+                summary = LabelsLeg(loop).run()
+            except AssertionError:
+                print((tmp_path / "operator.log").read_text()[-6000:])
+                print((tmp_path / "agent.log").read_text()[-4000:])
+                raise
+        finally:
+            stop(operator)
+    finally:
+        stop(agent)
+        kube.close()
+
+    v1, v2 = summary.scores[1], summary.scores[2]
+    print(f"live accuracy on the shifted traffic: v1 {v1:.4f}, v2 {v2:.4f}")
+    by_version = {v["version"]: v for v in summary.versions}
+    assert by_version[2]["trigger"] == "performance" and by_version[2]["promoted"]
+    assert summary.live_rows == 300
+    assert summary.scores[1] < 0.85 <= summary.scores[2]
+    assert summary.scores[2] - summary.scores[1] >= 0.1
+    assert summary.labels == {1: 300, 2: 300}

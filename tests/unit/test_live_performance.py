@@ -12,6 +12,7 @@ retrain adds (through ``mlkube train --live-rows``), and the report holds
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -109,7 +110,7 @@ def shifted(version: Path, tmp_path: Path) -> Path:
     pairs = [(f"r{i}", int(label)) for i, label in enumerate(y)]
     noise = [("never-logged", 1), ("r0", "setosa"), ("r1", 9), ("r2", True)]
     _labels(copy, pairs[:100] + noise)
-    _labels(copy, pairs[100:] + [("r3", int(y[3]))], minutes=10)  # r3 labelled twice
+    _labels(copy, [*pairs[100:], ("r3", int(y[3]))], minutes=10)  # r3 labelled twice
     return copy
 
 
@@ -215,3 +216,43 @@ def test_prediction_drift_flags_outputs_that_moved_while_inputs_did_not(
         verdicts[case] = (result.report["verdict"], result.live.outputs.verdict)
     assert verdicts["same"] == (Verdict.NO_DRIFT, Verdict.NO_DRIFT)
     assert verdicts["moved"] == (Verdict.NO_DRIFT, Verdict.DRIFT)
+
+
+def test_a_performance_run_trains_on_the_live_rows_and_records_them(shifted: Path) -> None:
+    model = {"metadata": {"name": "iris", "namespace": "default", "uid": "u1"},
+             "kind": "Model", "spec": {"training": {"liveData": {"include": True}}}}  # fmt: skip
+    perf = PerformanceSettings(min_score=0.95, min_labels=50, retrain_on=RetrainOn.PERFORMANCE)
+    result = run_check(
+        shifted, shifted.parent / "inference", DriftSettings(), NOW,
+        options=LiveOptions(perf, model),
+    )  # fmt: skip
+    body = training_job_body("iris", model, Trigger.PERFORMANCE, DriftSettings(), result, now=NOW)
+    store = shifted.parents[2]
+    trained = subprocess.run(
+        [sys.executable, "-m", "mlkube", "train", "-f", str(REPO / "manifests/examples/iris.yaml"),
+         "--store", str(store), "--trigger", "performance",
+         "--live-rows", json.dumps(body["spec"]["liveRows"])],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    added = re.search(r"added (\d+) labelled live rows", trained.stderr)
+    assert added, trained.stderr
+    rows = int(added.group(1))  # 150 less the exact duplicates iris itself holds
+    assert 145 <= rows <= 150
+    metadata = _metadata(shifted.parent / "v2")
+    assert metadata["data"]["rows"] == 150 + rows
+    assert metadata["lineage"]["liveRows"]["rows"] == rows
+    assert metadata["lineage"]["liveRows"]["windowEnd"] == "2026-12-02T12:00:00Z"
+    summary = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert summary["lineage"]["liveRows"]["path"] == body["spec"]["liveRows"]["path"]
+
+
+def test_live_rows_outside_the_models_drift_directory_are_refused(version: Path) -> None:
+    trained = subprocess.run(
+        [sys.executable, "-m", "mlkube", "train", "-f", str(REPO / "manifests/examples/iris.yaml"),
+         "--store", str(version.parents[2]),
+         "--live-rows", json.dumps({"path": "../../../etc/passwd"})],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert trained.returncode == 2
+    assert "must be drift/live-rows-<time>.jsonl" in trained.stderr

@@ -95,7 +95,9 @@ def run_live_checks(
     checks = LiveChecks()
     if performance is None:
         window = Window(now - drift.window, now)
-        for _, output, _, _ in read_predictions(log, window, PredictionCounts()):
+        version = metadata.get("version")
+        counts = PredictionCounts()
+        for _, output, _, _ in read_predictions(log, window, counts, version):
             outputs.observe(output)
     else:
         settings = resolve(performance, metadata, model, drift.window)

@@ -68,9 +68,10 @@ def _log_files(root: Path, window: Window) -> Iterator[Path]:
 
 
 def read_predictions(
-    root: Path, window: Window, counts: PredictionCounts
+    root: Path, window: Window, counts: PredictionCounts, version: int | None = None
 ) -> Iterator[tuple[str, Any, float, dict[str, Any]]]:
-    """``(key, output, ts, inputs)`` of every logged prediction in the window."""
+    """``(key, output, ts, inputs)`` of every logged prediction in the window (of
+    ``version`` only, when given: the live score is the serving version's)."""
     start, end = window.start.timestamp(), window.end.timestamp()
     for path in _log_files(log_root(root), window):
         for line in _read_lines(path):
@@ -82,6 +83,8 @@ def read_predictions(
                 counts.corrupt += 1
                 continue
             if not start <= ts <= end or record.get("status") != 200:
+                continue
+            if version is not None and record.get("version") != version:
                 continue
             inputs = record.get("inputs")
             if record.get("output") is None or not isinstance(inputs, dict):

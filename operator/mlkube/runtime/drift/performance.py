@@ -254,7 +254,11 @@ def check_performance(
     with tempfile.TemporaryDirectory(prefix="mlkube-join-") as scratch:
         join = Join(settings, metadata, Path(scratch))
         join.add_labels(read_labels(log, window, late_labels))
-        join.add_predictions(read_predictions(log, window, seen), observe)
+        version = metadata.get("version")
+        join.add_predictions(
+            read_predictions(log, window, seen, version if isinstance(version, int) else None),
+            observe,
+        )
         for handle in join.partitions:
             handle.close()
     return _result(join, settings, metadata, seen.read)
