@@ -256,3 +256,34 @@ def test_live_rows_outside_the_models_drift_directory_are_refused(version: Path)
     )  # fmt: skip
     assert trained.returncode == 2
     assert "must be drift/live-rows-<time>.jsonl" in trained.stderr
+
+
+def test_kubectl_mlkube_perf_and_drift_print_the_live_tables() -> None:
+    from mlkube.plugin.perfview import perf_report
+    from mlkube.plugin.views import drift_report
+
+    monitor = {
+        "metadata": {"name": "iris", "namespace": "default"},
+        "spec": {"modelRef": {"name": "iris"}, "performance": {"minScore": 0.85}},
+        "status": {
+            "lastCheckTime": "2026-12-02T12:00:00Z", "checkedVersion": 1, "verdict": "no-drift",
+            "predictionDrift": {"verdict": "drift", "method": "chi2", "score": 0.001},
+            "performance": {
+                "verdict": "degraded", "checkedAt": "2026-12-02T12:00:00Z", "metric": "accuracy",
+                "score": 0.67, "validationScore": 0.9333, "minScore": 0.85, "labels": 300,
+                "predictions": 300, "coverage": 1.0, "medianLabelDelaySeconds": 42.0,
+                "counts": {"received": 301, "matched": 300, "unmatched": 1},
+                "slices": [{"name": "overall", "score": 0.67, "labels": 300},
+                           {"name": "long-petals", "score": 0.5, "labels": 120}],
+                "message": "live accuracy 0.6700 is below minScore 0.85",
+                "history": [{"time": "2026-12-02T11:30:00Z", "verdict": "ok", "score": 0.95,
+                             "labels": 200}],
+            },
+        },
+    }  # fmt: skip
+    text = perf_report(monitor)
+    assert "Live score:     0.6700" in text and "Validation:     0.9333" in text
+    assert "300 of 300 predictions (100.0%)" in text and "Median delay:   42s" in text
+    assert "long-petals" in text and "EARLIER CHECK" in text
+    drift = drift_report(monitor)
+    assert "Outputs drift:  drift (chi2" in drift and "Live score:     degraded (accuracy" in drift
