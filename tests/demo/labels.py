@@ -22,6 +22,7 @@ from nodeagent.kube import Kube, Obj
 EXAMPLE = REPO / "manifests" / "examples" / "iris-live.yaml"
 MODEL = "iris-live"
 SHIFT = (0.0, 2.0, 2.0, 0.0)  # sepal width and petal length read 2 cm high
+STORE_CLAIM = "mlkube-models"
 SELECTOR = f"mlkube.io/component=predictor,mlkube.io/model={MODEL}"
 
 
@@ -123,6 +124,14 @@ class LabelsLeg:
     def run(self) -> LabelsSummary:
         loop = self.loop
         with loop.step("apply iris-live (Model that learns from labels + Monitor)"):
+            claims = f"/api/v1/namespaces/{self.ns}/persistentvolumeclaims"
+            if self.kube.find(f"{claims}/{STORE_CLAIM}") is None:  # run on its own
+                self.kube.create(claims, {
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": STORE_CLAIM},
+                    "spec": {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "1Gi"}}},
+                })  # fmt: skip
             loop.kubectl("apply", "-f", str(EXAMPLE))
             job = loop.finished(f"{MODEL}-v1")
             if job["status"]["phase"] != "Succeeded":
