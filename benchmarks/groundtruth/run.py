@@ -23,11 +23,9 @@ Results: printed table, plus benchmarks/results/groundtruth/results.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import re
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,12 @@ from mlkube.runtime.profile import build_reference_profile, prediction_profile
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results" / "groundtruth"
 FEATURES = ["f0", "f1", "f2", "f3"]
+# The drift benchmark's process timer (/usr/bin/time -v: wall, CPU, peak RSS), shared.
+_DRIFT = importlib.util.spec_from_file_location("drift_run", REPO / "benchmarks/drift/run.py")
+assert _DRIFT is not None and _DRIFT.loader is not None
+_drift = importlib.util.module_from_spec(_DRIFT)
+_DRIFT.loader.exec_module(_drift)
+timed = _drift.timed
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 PEER = """
 import json, sys
@@ -59,7 +63,7 @@ joined = logs.merge(labels[["request_id", "row", "label"]], on=["request_id", "r
 out = {"overall": accuracy_score(joined["label"], joined["output"]), "labels": len(joined)}
 mask = joined["f2"] > 4.5
 out["f2-high"] = accuracy_score(joined["label"][mask], joined["output"][mask])
-print(json.dumps(out))
+Path(sys.argv[2]).write_text(json.dumps(out))
 """
 
 
@@ -119,24 +123,9 @@ def _write(root: Path, start: datetime, rows: int, record: Any) -> None:
                 out.write(json.dumps(record(i, stamp)) + "\n")
 
 
-def timed(command: list[str]) -> tuple[float, float, float, str]:
-    started = time.perf_counter()
-    result = subprocess.run(
-        ["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False
-    )
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr)
-    cpu = sum(
-        float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", result.stderr)
-    )
-    return wall, cpu, int(rss.group(1)) / 1024 if rss else float("nan"), result.stdout
-
-
 def run_ours(directory: Path, model_dir: Path) -> tuple[float, float, float, dict[str, Any]]:
     report = directory / "report.json"
-    wall, cpu, rss, _ = timed([
+    wall, cpu, rss = timed([
         str(REPO / ".venv" / "bin" / "mlkube"), "drift-check", "--model-dir", str(model_dir),
         "--live", str(model_dir.parent / "inference"), "-f", str(directory / "monitor.yaml"),
         "--report", str(report), "--no-plot", "--now", NOW.isoformat(),
@@ -148,8 +137,11 @@ def run_ours(directory: Path, model_dir: Path) -> tuple[float, float, float, dic
 
 
 def run_peer(model_dir: Path) -> tuple[float, float, float, dict[str, Any]]:
-    wall, cpu, rss, out = timed([sys.executable, "-c", PEER, str(model_dir.parent / "inference")])
-    return wall, cpu, rss, json.loads(out)
+    out = model_dir.parent / "peer.json"
+    wall, cpu, rss = timed(
+        [sys.executable, "-c", PEER, str(model_dir.parent / "inference"), str(out)]
+    )
+    return wall, cpu, rss, json.loads(out.read_text())
 
 
 def main() -> int:

@@ -8,17 +8,23 @@ thing; this test checks the outcome of every step and prints how long the loop t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from demo.loop import Loop
 from demo.processes import start_node_agent, start_operator, stop
 from harness.controlplane import ControlPlane
 from nodeagent.kube import Kube
 
+T = TypeVar("T")
 
-def test_train_serve_drift_retrain_reject_rollback(
-    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
-) -> None:
+
+def with_cluster(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, leg: Callable[[Loop], T]
+) -> T:
+    """Runs ``leg`` with a node agent and ``mlkube operator`` on the namespace; their log
+    tails are printed when it fails."""
     kube = Kube(control_plane.kubeconfig)
     agent = start_node_agent(
         control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
@@ -31,7 +37,7 @@ def test_train_serve_drift_retrain_reject_rollback(
                 say=print,
             )  # fmt: skip
             try:
-                summary = loop.run()
+                return leg(loop)
             except AssertionError:
                 print((tmp_path / "operator.log").read_text()[-6000:])
                 print((tmp_path / "agent.log").read_text()[-4000:])
@@ -41,6 +47,12 @@ def test_train_serve_drift_retrain_reject_rollback(
     finally:
         stop(agent)
         kube.close()
+
+
+def test_train_serve_drift_retrain_reject_rollback(
+    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    summary = with_cluster(control_plane, namespace, tmp_path, Loop.run)
 
     print(f"the whole loop took {summary.total_seconds:.1f}s")
     by_version = {v["version"]: v for v in summary.versions}
@@ -60,28 +72,7 @@ def test_labels_lower_the_live_score_and_a_performance_run_learns_from_them(
 ) -> None:
     from demo.labels import LabelsLeg
 
-    kube = Kube(control_plane.kubeconfig)
-    agent = start_node_agent(
-        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
-    )
-    try:
-        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
-        try:
-            loop = Loop(
-                kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
-                say=print,
-            )  # fmt: skip
-            try:
-                summary = LabelsLeg(loop).run()
-            except AssertionError:
-                print((tmp_path / "operator.log").read_text()[-6000:])
-                print((tmp_path / "agent.log").read_text()[-4000:])
-                raise
-        finally:
-            stop(operator)
-    finally:
-        stop(agent)
-        kube.close()
+    summary = with_cluster(control_plane, namespace, tmp_path, lambda loop: LabelsLeg(loop).run())
 
     v1, v2 = summary.scores[1], summary.scores[2]
     print(f"live accuracy on the shifted traffic: v1 {v1:.4f}, v2 {v2:.4f}")

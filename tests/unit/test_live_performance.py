@@ -179,7 +179,8 @@ def test_fewer_labels_than_min_labels_is_insufficient_and_triggers_nothing(shift
         assert trigger is None, why
 
 
-def test_degraded_window_asks_for_a_performance_run_with_its_live_rows(shifted: Path) -> None:
+def _degraded_check(shifted: Path) -> tuple[dict[str, Any], PerformanceSettings, Any]:
+    """A check of a Model that opts in to live rows, whose live score is below minScore."""
     model = {"metadata": {"name": "iris", "namespace": "default", "uid": "u1"},
              "kind": "Model", "spec": {"training": {"liveData": {"include": True}}}}  # fmt: skip
     perf = PerformanceSettings(min_score=0.95, min_labels=50, retrain_on=RetrainOn.PERFORMANCE)
@@ -187,6 +188,11 @@ def test_degraded_window_asks_for_a_performance_run_with_its_live_rows(shifted: 
         shifted, shifted.parent / "inference", DriftSettings(), NOW,
         options=LiveOptions(perf, model),
     )  # fmt: skip
+    return model, perf, result
+
+
+def test_degraded_window_asks_for_a_performance_run_with_its_live_rows(shifted: Path) -> None:
+    model, perf, result = _degraded_check(shifted)
     report = json.loads(result.report_path.read_text())
     assert {"metric", "score", "labels", "slices"} <= set(report["performance"])
     assert report["performance"]["labels"]["matched"] == 150
@@ -219,13 +225,7 @@ def test_prediction_drift_flags_outputs_that_moved_while_inputs_did_not(
 
 
 def test_a_performance_run_trains_on_the_live_rows_and_records_them(shifted: Path) -> None:
-    model = {"metadata": {"name": "iris", "namespace": "default", "uid": "u1"},
-             "kind": "Model", "spec": {"training": {"liveData": {"include": True}}}}  # fmt: skip
-    perf = PerformanceSettings(min_score=0.95, min_labels=50, retrain_on=RetrainOn.PERFORMANCE)
-    result = run_check(
-        shifted, shifted.parent / "inference", DriftSettings(), NOW,
-        options=LiveOptions(perf, model),
-    )  # fmt: skip
+    model, _, result = _degraded_check(shifted)
     body = training_job_body("iris", model, Trigger.PERFORMANCE, DriftSettings(), result, now=NOW)
     store = shifted.parents[2]
     trained = subprocess.run(

@@ -29,9 +29,9 @@ from mlkube.runtime.drift.window import (
     INFERENCE_DIR,
     LiveDataError,
     Window,
-    _hour_dirs,
-    _read_lines,
+    log_files,
     parse_time,
+    read_lines,
 )
 
 LABEL_FILE_SUFFIXES: Final = (".csv", ".csv.gz", ".parquet", ".pq", ".jsonl", ".ndjson")
@@ -54,17 +54,8 @@ def log_root(path: Path) -> Path:
 
 
 def _log_files(root: Path, window: Window) -> Iterator[Path]:
-    if not root.is_dir():
-        return
-    try:
-        hours = _hour_dirs(root, window)
-    except OSError as error:
-        raise LiveDataError(f"cannot list {root}: {error.strerror}") from None
-    for hour in hours:
-        try:
-            yield from sorted(p for p in hour.iterdir() if p.suffix == ".jsonl")
-        except OSError as error:
-            raise LiveDataError(f"cannot list {hour}: {error.strerror}") from None
+    if root.is_dir():
+        yield from log_files(root, window)
 
 
 def read_predictions(
@@ -74,7 +65,7 @@ def read_predictions(
     ``version`` only, when given: the live score is the serving version's)."""
     start, end = window.start.timestamp(), window.end.timestamp()
     for path in _log_files(log_root(root), window):
-        for line in _read_lines(path):
+        for line in read_lines(path):
             try:
                 record = orjson.loads(line)
                 ts = parse_time(record["ts"]).timestamp()
@@ -97,7 +88,7 @@ def _feedback_labels(root: Path, window: Window) -> Iterator[tuple[str, Any, flo
     labels = log_root(root) / LABELS_SUBDIR
     since = Window(window.start, datetime.max.replace(tzinfo=UTC))
     for path in _log_files(labels, since):
-        for line in _read_lines(path):
+        for line in read_lines(path):
             try:
                 record = orjson.loads(line)
                 key = label_key(str(record["request_id"]), record.get("row"))
@@ -127,7 +118,7 @@ def _table_batches(path: Path) -> Iterator[dict[str, list[Any]]]:
 
 def _jsonl_batches(path: Path) -> Iterator[dict[str, list[Any]]]:
     rows: list[dict[str, Any]] = []
-    for line in _read_lines(path):
+    for line in read_lines(path):
         if not line.strip():
             continue
         try:
