@@ -287,3 +287,35 @@ def test_kubectl_mlkube_perf_and_drift_print_the_live_tables() -> None:
     assert "long-petals" in text and "EARLIER CHECK" in text
     drift = drift_report(monitor)
     assert "Outputs drift:  drift (chi2" in drift and "Live score:     degraded (accuracy" in drift
+
+
+def test_drift_check_cli_reads_late_labels_from_a_file(version: Path, tmp_path: Path) -> None:
+    """Labels a batch pipeline delivers later: a CSV of id,label named by --labels (the
+    Monitor's spec.performance.labels.uri in a cluster), joined like feedback labels."""
+    import shutil
+
+    copy = tmp_path / "default" / "iris" / "v1"
+    shutil.copytree(version, copy)
+    x, y = _iris()
+    _log(copy, x, _predict(copy, x))
+    late = tmp_path / "late.csv"
+    late.write_text("id,label\n" + "".join(f"r{i},{int(v)}\n" for i, v in enumerate(y)) + "zz,1\n")
+    monitor = tmp_path / "monitor.yaml"
+    monitor.write_text(json.dumps({
+        "kind": "Monitor", "metadata": {"name": "iris"},
+        "spec": {"modelRef": {"name": "iris"}, "window": {"minSamples": 100},
+                 "performance": {"metric": "accuracy", "minScore": 0.9, "minLabels": 100}},
+    }))  # fmt: skip
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "mlkube", "drift-check", "--model-dir", str(copy),
+         "--live", str(copy.parent / "inference"), "-f", str(monitor), "--labels", str(late),
+         "--report", str(report), "--no-plot", "--now", NOW.isoformat()],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    performance = json.loads(report.read_text())["performance"]
+    truth, outputs, _ = _joined(copy)
+    assert performance["score"] == pytest.approx(float((truth == outputs).mean()), abs=1e-6)
+    assert performance["labels"]["matched"] == 150 and performance["labels"]["unmatched"] == 1
+    assert performance["verdict"] == "ok" and "performance: ok" in done.stdout
