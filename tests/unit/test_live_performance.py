@@ -319,3 +319,30 @@ def test_drift_check_cli_reads_late_labels_from_a_file(version: Path, tmp_path: 
     assert performance["score"] == pytest.approx(float((truth == outputs).mean()), abs=1e-6)
     assert performance["labels"]["matched"] == 150 and performance["labels"]["unmatched"] == 1
     assert performance["verdict"] == "ok" and "performance: ok" in done.stdout
+
+
+def test_monitor_status_becomes_the_live_score_gauges() -> None:
+    from prometheus_client import REGISTRY
+
+    from mlkube.controller.main import live_gauges
+
+    status = {
+        "checkedVersion": 3,
+        "performance": {
+            "verdict": "degraded",
+            "slices": [{"name": "overall", "score": 0.67, "labels": 300},
+                       {"name": "long-petals", "score": 0.5, "labels": 120},
+                       {"name": "empty", "score": None, "labels": 0}],
+        },
+        "predictionDrift": {"verdict": "drift"},
+    }  # fmt: skip
+    live_gauges(("team", "iris-mon", "iris"), status)
+    labels = {"namespace": "team", "monitor": "iris-mon", "model": "iris"}
+    score = "mlkube_monitor_live_score"
+    assert REGISTRY.get_sample_value(score, {**labels, "version": "3", "slice": "overall"}) == 0.67
+    assert (
+        REGISTRY.get_sample_value(score, {**labels, "version": "3", "slice": "long-petals"}) == 0.5
+    )
+    assert REGISTRY.get_sample_value(score, {**labels, "version": "3", "slice": "empty"}) is None
+    assert REGISTRY.get_sample_value("mlkube_monitor_live_performance_degraded", labels) == 1
+    assert REGISTRY.get_sample_value("mlkube_monitor_prediction_drift", labels) == 1
