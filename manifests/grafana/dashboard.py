@@ -106,7 +106,7 @@ def dashboard() -> dict[str, Any]:
             [
                 (
                     f"sum by (model_name, model_version) "
-                    f"(rate(mlkube_serve_requests_total{{model_name=~\"$model\"}}{rate}))",
+                    f'(rate(mlkube_serve_requests_total{{model_name=~"$model"}}{rate}))',
                     "{{model_name}} v{{model_version}}",
                 )
             ],
@@ -118,7 +118,7 @@ def dashboard() -> dict[str, Any]:
             [
                 (
                     f"sum by (model_name, code) (rate(mlkube_serve_requests_total"
-                    f"{{model_name=~\"$model\", code=~\"[45]..\"}}{rate}))",
+                    f'{{model_name=~"$model", code=~"[45].."}}{rate}))',
                     "{{model_name}} {{code}}",
                 )
             ],
@@ -131,7 +131,7 @@ def dashboard() -> dict[str, Any]:
                 (
                     f"histogram_quantile({q}, sum by (le, model_name) "
                     f"(rate(mlkube_serve_request_duration_seconds_bucket"
-                    f"{{model_name=~\"$model\"}}{rate})))",
+                    f'{{model_name=~"$model"}}{rate})))',
                     f"p{int(q * 100)} {{{{model_name}}}}",
                 )
                 for q in (0.5, 0.95, 0.99)
@@ -152,6 +152,35 @@ def dashboard() -> dict[str, Any]:
             "Operator work queue",
             [("mlkube_work_queue_depth", "depth")],
             (12, 24, 12, 8),
+        ),
+        panel(
+            "Live score from labels (overall and per slice)",
+            [
+                (
+                    'mlkube_monitor_live_score{namespace=~"$namespace", model=~"$model"}',
+                    "{{model}} v{{version}} {{slice}}",
+                )
+            ],
+            (0, 32, 12, 8),
+            unit="percentunit",
+            description="Score of the serving version on labelled predictions of the "
+            "Monitor's window (spec.performance); compare with its validation score.",
+        ),
+        panel(
+            "Prediction drift and degraded live performance",
+            [
+                (
+                    'mlkube_monitor_prediction_drift{namespace=~"$namespace"}',
+                    "outputs drifted {{monitor}}",
+                ),
+                (
+                    'mlkube_monitor_live_performance_degraded{namespace=~"$namespace"}',
+                    "degraded {{monitor}}",
+                ),
+            ],
+            (12, 32, 12, 8),
+            description="1 while a Monitor's outputs drift from the validation predictions, "
+            "or its live score breaks minScore/maxDrop.",
         ),
     ]
     for number, item in enumerate(panels, start=1):

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from demo.labels import LabelsLeg
 from demo.loop import Loop, Summary
 from demo.processes import start_node_agent, start_operator, stop_pid
 from harness.controlplane import REPO, ControlPlane, ensure_binaries
@@ -65,6 +66,12 @@ def _up(_: argparse.Namespace) -> int:
     loop = Loop(Kube(plane.kubeconfig), bin_dir / "kubectl", plane.kubeconfig, NAMESPACE, say=say)
     summary = loop.run()
     _print_summary(summary, time.monotonic() - started)
+    # -- issue 17: the ground-truth leg, its own Model and Monitor (iris-live) --
+    labels = LabelsLeg(loop).run()
+    say("\nGround truth (iris-live): live accuracy on the same shifted traffic")
+    for number, score in sorted(labels.scores.items()):
+        say(f"  v{number}  {score:.4f} on {labels.labels[number]} labels")
+    say(f"  v2 trained on the reference rows + {labels.live_rows} labelled live rows")
     kubectl = f"{bin_dir / 'kubectl'} --kubeconfig {plane.kubeconfig} -n {NAMESPACE}"
     say(
         "\nStill running in the background. Look around:\n"
@@ -72,6 +79,7 @@ def _up(_: argparse.Namespace) -> int:
         "  k get mlkube                      # Models, TrainingJobs, Monitors\n"
         "  k describe model iris             # versions, promotions, conditions\n"
         "  k get monitor iris -o yaml        # drift scores per feature\n"
+        f"  KUBECONFIG={plane.kubeconfig} .venv/bin/kubectl-mlkube perf iris-live -n {NAMESPACE}\n"
         "  k get jobs,cronjobs,deployments,pods -o wide\n"
         f"  logs of every container: {DEMO_DIR / 'nodeagent' / 'pods'}\n"
         "Stop everything with: make demo-down"

@@ -127,9 +127,9 @@ class Loop:
                 return dict(entry)
         return None
 
-    def ready_predictors(self) -> list[Obj]:
+    def ready_predictors(self, selector: str = PREDICTOR_SELECTOR) -> list[Obj]:
         path = f"/api/v1/namespaces/{self.ns}/pods"
-        pods = self.kube.get(path, labelSelector=PREDICTOR_SELECTOR)["items"]
+        pods = self.kube.get(path, labelSelector=selector)["items"]
         return [
             p for p in pods
             if not p["metadata"].get("deletionTimestamp")
@@ -137,7 +137,7 @@ class Loop:
                     for c in p.get("status", {}).get("conditions", []))
         ]  # fmt: skip
 
-    def infer(self, address: str, rows: list[tuple[float, ...]]) -> Obj:
+    def infer(self, address: str, rows: list[tuple[float, ...]], model: str = MODEL) -> Obj:
         body = {
             "inputs": [
                 {"name": name, "shape": [len(rows)], "datatype": "FP64",
@@ -146,7 +146,7 @@ class Loop:
             ]
         }  # fmt: skip
         request = urllib.request.Request(
-            f"http://{address}:8080/v2/models/{MODEL}/infer",
+            f"http://{address}:8080/v2/models/{model}/infer",
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:

@@ -8,40 +8,69 @@ thing; this test checks the outcome of every step and prints how long the loop t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-from demo.loop import Loop, S3Store
+import pytest
+
+from demo.loop import Loop, S3Store, Summary
 from demo.processes import start_node_agent, start_operator, stop
 from harness.controlplane import ControlPlane
 from harness.objectstore import ObjectStore
 from nodeagent.kube import Kube
 
+T = TypeVar("T")
 
-def test_train_serve_drift_retrain_reject_rollback(
-    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
-) -> None:
+
+def with_cluster(
+    control_plane: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    leg: Callable[[Loop], T],
+    *,
+    nodes: tuple[tuple[str, ...], ...] = ((),),
+    settings: dict[str, str] | None = None,
+    s3: S3Store | None = None,
+) -> T:
+    """Runs ``leg`` with one node agent per ``nodes`` entry (its extra flags) and
+    ``mlkube operator`` (``settings``: more MLKUBE_ variables) on the namespace; their log
+    tails are printed when it fails."""
     kube = Kube(control_plane.kubeconfig)
-    agent = start_node_agent(
-        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
-    )
+    logs = [tmp_path / f"agent-{i}.log" for i in range(len(nodes))]
+    agents = [
+        start_node_agent(
+            control_plane.kubeconfig, tmp_path / f"agent-{i}", namespace, logs[i], *flags
+        )
+        for i, flags in enumerate(nodes)
+    ]
     try:
-        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
+        log = tmp_path / "operator.log"
+        operator = start_operator(control_plane.kubeconfig, namespace, log, settings)
         try:
             loop = Loop(
                 kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
-                say=print,
+                say=print, s3=s3,
             )  # fmt: skip
             try:
-                summary = loop.run()
+                return leg(loop)
             except AssertionError:
-                print((tmp_path / "operator.log").read_text()[-6000:])
-                print((tmp_path / "agent.log").read_text()[-4000:])
+                print(log.read_text()[-6000:])
+                for agent_log in logs:
+                    print(agent_log.read_text()[-4000:])
                 raise
         finally:
             stop(operator)
     finally:
-        stop(agent)
+        for agent in agents:
+            stop(agent)
         kube.close()
+
+
+def test_train_serve_drift_retrain_reject_rollback(
+    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    summary = with_cluster(control_plane, namespace, tmp_path, Loop.run)
 
     print(f"the whole loop took {summary.total_seconds:.1f}s")
     by_version = {v["version"]: v for v in summary.versions}
@@ -55,10 +84,30 @@ def test_train_serve_drift_retrain_reject_rollback(
     assert summary.total_seconds < 300
 
 
+# -- issue 17: monitoring with ground truth (its own Model and Monitor) ---------------------
+def test_labels_lower_the_live_score_and_a_performance_run_learns_from_them(
+    control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
+) -> None:
+    from demo.labels import LabelsLeg
+
+    summary = with_cluster(control_plane, namespace, tmp_path, lambda loop: LabelsLeg(loop).run())
+
+    v1, v2 = summary.scores[1], summary.scores[2]
+    print(f"live accuracy on the shifted traffic: v1 {v1:.4f}, v2 {v2:.4f}")
+    by_version = {v["version"]: v for v in summary.versions}
+    assert by_version[2]["trigger"] == "performance" and by_version[2]["promoted"]
+    assert summary.live_rows == 300
+    assert summary.scores[1] < 0.85 <= summary.scores[2]
+    assert summary.scores[2] - summary.scores[1] >= 0.1
+    assert summary.labels == {1: 300, 2: 300}
+
+
+# -- issue 15: the same loop on an S3 store --------------------------------------------------
 # Where pods reach the test's S3 server: a Service-like address the node agents relay to it.
 S3_IN_PODS = ("10.96.0.10", 9000)
 
 
+@pytest.mark.timeout(900)  # two nodes, a bucket, every pod downloading: slower than the PVC loop
 def test_the_loop_on_an_s3_store(
     control_plane: ControlPlane,
     crds: list[str],
@@ -68,56 +117,30 @@ def test_the_loop_on_an_s3_store(
 ) -> None:
     """The same loop with the Model's store in a bucket: no pod mounts a claim, the two
     predictor replicas run on two nodes, and the drift check reads its logs from S3."""
-    bucket = objectstore.bucket
     relay = f"{S3_IN_PODS[0]}:{S3_IN_PODS[1]}={objectstore.port}"
-    kube = Kube(control_plane.kubeconfig)
-    agents = [
-        start_node_agent(
-            control_plane.kubeconfig,
-            tmp_path / f"agent-{i}",
-            namespace,
-            tmp_path / f"agent-{i}.log",
-            "--node-name",
-            f"s3-node-{i}",
-            "--relay",
-            relay,
-        )
-        for i in (1, 2)
-    ]
+    nodes = tuple(("--node-name", f"s3-node-{i}", "--relay", relay) for i in (1, 2))
     settings = {
         "MLKUBE_S3_ENDPOINT": f"http://{S3_IN_PODS[0]}:{S3_IN_PODS[1]}",
         "MLKUBE_S3_ADDRESSING_STYLE": "path",
         "MLKUBE_S3_REGION": "us-east-1",
     }
     s3 = S3Store(
-        bucket=bucket,
+        bucket=objectstore.bucket,
         access_key=objectstore.access_key,
         secret_key=objectstore.secret_key,
         objects=lambda prefix: _keys(objectstore, prefix),
     )
-    try:
-        log = tmp_path / "operator.log"
-        operator = start_operator(control_plane.kubeconfig, namespace, log, settings)
-        try:
-            loop = Loop(
-                kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
-                say=print, s3=s3,
-            )  # fmt: skip
-            try:
-                summary = loop.run()
-                spread = {p["spec"]["nodeName"] for p in loop.ready_predictors()}
-                pods = kube.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
-            except AssertionError:
-                print(log.read_text()[-6000:])
-                raise
-        finally:
-            stop(operator)
-    finally:
-        for agent in agents:
-            stop(agent)
-        kube.close()
 
-    print(f"the whole loop on s3://{bucket} took {summary.total_seconds:.1f}s")
+    def leg(loop: Loop) -> tuple[Summary, set[str], list[dict[str, Any]]]:
+        summary = loop.run()
+        spread = {p["spec"]["nodeName"] for p in loop.ready_predictors()}
+        pods = loop.kube.get(f"/api/v1/namespaces/{namespace}/pods")["items"]
+        return summary, spread, pods
+
+    summary, spread, pods = with_cluster(
+        control_plane, namespace, tmp_path, leg, nodes=nodes, settings=settings, s3=s3
+    )
+    print(f"the whole loop on s3://{objectstore.bucket} took {summary.total_seconds:.1f}s")
     assert sorted(v["version"] for v in summary.versions) == [1, 2, 3]
     assert summary.monitor["datasetDrift"] is True and summary.monitor["samples"] >= 100
     assert spread == {"s3-node-1", "s3-node-2"}
@@ -134,7 +157,6 @@ def test_the_loop_on_an_s3_store(
 
 
 def _keys(store: ObjectStore, prefix: str) -> list[str]:
-    pages = (
-        store.client().get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix)
-    )
+    paginator = store.client().get_paginator("list_objects_v2")
+    pages = paginator.paginate(Bucket=store.bucket, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]

@@ -229,7 +229,10 @@ def test_training_problems_the_schema_cannot_catch() -> None:
     override = {"spec": {"overrides": {"estimator": {"class": "subprocess.Popen"}}}}
     assert "allow-list" in str(training_problem(good, override, settings))
     s3 = {**good, "spec": {**good["spec"], "storage": {"uri": "s3://bucket/x"}}}
-    assert "pvc://" in str(training_problem(s3, None, settings))
+    assert training_problem(s3, None, settings) is None
+    elsewhere = {"uri": "s3://bucket/x", "endpoint": "http://10.0.0.1:9000"}
+    s3["spec"]["storage"] = elsewhere
+    assert "MLKUBE_S3_ALLOWED_ENDPOINTS" in str(training_problem(s3, None, settings))
 
 
 def test_schedule_firings_collapse_and_names_are_per_firing() -> None:

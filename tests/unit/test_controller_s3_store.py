@@ -167,3 +167,10 @@ def test_s3_predictors_spread_over_nodes_and_pvc_ones_do_not() -> None:
     # A claim may be ReadWriteOnce: its predictors must be free to share one node.
     pvc = _pod(build_predictor_deployment(model(), 1, "a" * 64, SETTINGS))
     assert "topologySpreadConstraints" not in pvc
+
+
+def test_a_search_on_an_s3_store_is_refused_on_the_model() -> None:
+    searching = model(storage=S3)
+    searching["spec"]["training"]["search"] = {"method": "grid", "candidates": []}
+    problem = storage_problem(searching, S3_SETTINGS)
+    assert problem is not None and "pvc://" in problem

@@ -102,6 +102,8 @@ def test_alerts_the_issue_asks_for_exist() -> None:
         "MlkubeModelNotReady",
         "MlkubeDriftDetected",
         "MlkubeLiveDataQuality",
+        "MlkubeLivePerformanceDegraded",
+        "MlkubePredictionDrift",
     }
 
 

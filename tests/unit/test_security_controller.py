@@ -8,6 +8,7 @@ a million cron steps on the event loop; a scheduled run started while the last o
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -300,6 +301,30 @@ def test_an_in_cluster_drift_check_reads_only_inside_the_store(uri: str, tmp_pat
         check._live_path({"spec": {"data": {"uri": uri}}}, "iris")
     inside = check._live_path({"spec": {"data": {"uri": "store://team/tables/live.csv"}}}, "iris")
     assert inside == tmp_path / "team" / "tables" / "live.csv"
+    # late labels (spec.performance.labels.uri) go through the same rule
+    with pytest.raises(DriftInputError, match=r"spec\.performance\.labels\.uri"):
+        check._store_path(uri, "spec.performance.labels.uri")
+
+
+def test_live_rows_reach_the_trainer_only_when_the_model_opts_in() -> None:
+    """A TrainingJob's spec.liveRows (anyone who may create TrainingJobs can write one)
+    adds rows to a Model's training data only if the Model itself says liveData.include."""
+    live_rows = {"path": "drift/live-rows-20261202T120000Z.jsonl", "rows": 300}
+    tj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "TrainingJob",
+        "metadata": {"name": "iris-perf-1", "namespace": NS, "uid": "uid-tj"},
+        "spec": {"modelRef": {"name": "iris"}, "trigger": "performance", "liveRows": live_rows},
+    }
+
+    def args_of(body: dict[str, Any]) -> list[str]:
+        job = build_trainer_job(body, tj, 2, SETTINGS)
+        return list(job["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--live-rows" not in args_of(model())
+    assert "--live-rows" not in args_of(model({"liveData": {"include": False}}))
+    args = args_of(model({"liveData": {"include": True}}))
+    assert json.loads(args[args.index("--live-rows") + 1]) == live_rows
 
 
 def test_trainers_get_the_operators_allowed_internal_hosts() -> None:

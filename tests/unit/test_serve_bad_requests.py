@@ -28,6 +28,7 @@ from serve_support import (
 )
 
 INFER = "/v2/models/cancer/infer"
+FEEDBACK = "/v2/models/cancer/feedback"
 PREDICT = "/v1/models/cancer:predict"
 X, _, NAMES = cancer_data()
 ROW = X[0].tolist()
@@ -193,6 +194,59 @@ CASES = [
         body=_binary_matrix(size=10_000),
         headers=(("Inference-Header-Content-Length", str(len(_binary_matrix(size=10_000)) - 240)),),
     ),
+    # Ground-truth labels (the feedback route): checked whole before anything is written.
+    Bad("feedback-not-json", 400, ("not JSON",), path=FEEDBACK, body=b'{"labels": [}'),
+    Bad("feedback-no-labels", 400, ('"labels"',), path=FEEDBACK, body={"id": "r1", "label": 1}),
+    Bad(
+        "feedback-label-wrong-type",
+        400,
+        ("labels[1].label", "a number"),
+        path=FEEDBACK,
+        body={"labels": [{"id": "a", "label": 1}, {"id": "b", "label": "malignant"}]},
+    ),
+    Bad(
+        "feedback-unknown-class",
+        400,
+        ("labels[0].label", "7", "not a class"),
+        path=FEEDBACK,
+        body={"labels": [{"id": "a", "label": 7}]},
+    ),
+    Bad(
+        "feedback-label-bool",
+        400,
+        ("labels[0].label",),
+        path=FEEDBACK,
+        body={"labels": [{"id": "a", "label": True}]},
+    ),
+    Bad(
+        "feedback-no-id",
+        400,
+        ("labels[0].id",),
+        path=FEEDBACK,
+        body={"labels": [{"label": 1}]},
+    ),
+    Bad(
+        "feedback-bad-row",
+        400,
+        ("labels[0].row",),
+        path=FEEDBACK,
+        body={"labels": [{"id": "a", "row": -1, "label": 1}]},
+    ),
+    Bad(
+        "feedback-huge-batch",
+        413,
+        ("10001 labels", "at most 10000"),
+        path=FEEDBACK,
+        body={"labels": [{"id": f"r{i}", "label": 1} for i in range(10_001)]},
+    ),
+    Bad(
+        "feedback-unknown-model",
+        404,
+        ("'iris'",),
+        path="/v2/models/iris/feedback",
+        body={"labels": [{"id": "a", "label": 1}]},
+    ),
+    Bad("feedback-get", 405, ("GET", "POST"), method="GET", path=FEEDBACK),
 ]
 
 

@@ -59,7 +59,18 @@ def test_rows_are_logged_in_the_agreed_format(tmp_path: Path) -> None:
     batch = [r for r in rows if r["request_id"] == "batch-3"]
     assert len(batch) == 3
     first = batch[0]
-    assert set(first) == {"ts", "model", "version", "request_id", "status", "inputs", "output"}
+    # the rows of a batch request are numbered, so a label can name one of them
+    assert set(first) == {
+        "ts",
+        "model",
+        "version",
+        "request_id",
+        "status",
+        "inputs",
+        "output",
+        "row",
+    }
+    assert [r["row"] for r in batch] == [0, 1, 2]
     assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$", first["ts"])
     assert first["model"] == "cancer"
     assert first["version"] == 4
@@ -72,6 +83,7 @@ def test_rows_are_logged_in_the_agreed_format(tmp_path: Path) -> None:
     assert "'mean radius'" in failure["error"]
     (v1,) = [r for r in rows if r["status"] == 200 and r["request_id"] not in ("batch-3",)]
     assert v1["inputs"] == records[0]
+    assert "row" not in v1  # a one-row request's line has no row (it is row 0)
     assert len(v1["request_id"]) == 32
 
 

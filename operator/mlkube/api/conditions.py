@@ -25,6 +25,7 @@ TRAINED: Final = ConditionType.TRAINED
 SERVING: Final = ConditionType.SERVING
 # Written by the drift checker; the operator keeps it untouched when it writes its own.
 DRIFTED: Final = ConditionType.DRIFTED
+LIVE_PERFORMANCE: Final = ConditionType.LIVE_PERFORMANCE
 
 # Conditions that kstatus reads as abnormal when True, and that are dropped when False.
 ABNORMAL_TRUE: Final = frozenset({RECONCILING, STALLED})
@@ -80,7 +81,7 @@ def remove_condition(conditions: Sequence[Mapping[str, Any]], kind: str) -> list
     return [dict(c) for c in conditions if c.get("type") != kind]
 
 
-_ORDER: Final = (READY, RECONCILING, STALLED, TRAINED, SERVING, DRIFTED)
+_ORDER: Final = (READY, RECONCILING, STALLED, TRAINED, SERVING, DRIFTED, LIVE_PERFORMANCE)
 
 
 def _order(condition: Mapping[str, Any]) -> tuple[int, str]:

@@ -16,6 +16,7 @@ from mlkube.api.openapi import (
     rule,
     string,
 )
+from mlkube.api.performance import LIVE_ROWS_PATTERN
 
 CLASSIFICATION_METRICS: Final = (
     "accuracy",
@@ -190,6 +191,20 @@ def model_ref() -> Schema:
     )
 
 
+def live_rows_fields() -> dict[str, Schema]:
+    return {
+        "path": string(
+            "The rows file, relative to the Model's directory in the store.",
+            pattern=LIVE_ROWS_PATTERN,
+            max_length=128,
+        ),
+        "rows": integer("Rows in the file.", minimum=0, fmt="int64"),
+        "windowStart": string("Start of the window.", fmt="date-time", max_length=64),
+        "windowEnd": string("End of the window.", fmt="date-time", max_length=64),
+        "monitor": string("The Monitor that wrote them.", max_length=253),
+    }
+
+
 def lineage_schema() -> Schema:
     """Where a version came from: data and its digest, params, libraries, image."""
     return obj(
@@ -211,5 +226,6 @@ def lineage_schema() -> Schema:
                 max_properties=8,
             ),
             "image": string("The trainer's image, by digest when known.", max_length=512),
+            "liveRows": obj("Labelled live rows added to the data.", live_rows_fields()),
         },
     )

@@ -15,6 +15,13 @@ from mlkube.api.crd_common import (
     slice_results,
 )
 from mlkube.api.crd_model import training_schema
+from mlkube.api.crd_performance import (
+    live_rows_spec,
+    performance_spec,
+    performance_status,
+    prediction_drift_status,
+    retrain_on,
+)
 from mlkube.api.openapi import (
     Schema,
     array,
@@ -42,6 +49,7 @@ def training_job_schemas() -> tuple[Schema, Schema]:
             ),
             "reason": string("Free text: what prompted the run.", max_length=2048),
             "overrides": training_schema(for_overrides=True),
+            "liveRows": live_rows_spec(),
         },
         required=["modelRef"],
     )
@@ -198,8 +206,10 @@ def monitor_schemas() -> tuple[Schema, Schema]:
                 enum=["retrain", "alert"],
                 default="retrain",
             ),
+            "performance": performance_spec(),
+            "retrainOn": retrain_on(),
             "cooldown": string(
-                "Least time between two drift-triggered TrainingJobs.",
+                "Least time between two TrainingJobs this Monitor opens (drift or performance).",
                 pattern=DURATION_PATTERN,
                 default="6h",
                 max_length=32,
@@ -262,6 +272,8 @@ def monitor_schemas() -> tuple[Schema, Schema]:
                     ),
                 },
             ),
+            "performance": performance_status(),
+            "predictionDrift": prediction_drift_status(),
             "lastRetrainTime": string(
                 "When this Monitor last created a TrainingJob.", fmt="date-time", max_length=64
             ),

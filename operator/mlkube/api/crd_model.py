@@ -14,6 +14,7 @@ from mlkube.api.crd_common import (
     placement_schemas,
     resources_schema,
 )
+from mlkube.api.crd_performance import live_data_spec
 from mlkube.api.crd_search import search_schema
 from mlkube.api.openapi import (
     Schema,
@@ -171,6 +172,7 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
                     max_length=100,
                 ),
                 "resources": resources_schema("trainer"),
+                "liveData": live_data_spec(),
                 **placement_schemas("trainer"),
                 "backoffLimit": integer(
                     "Retries of a failed training pod before the run fails.",

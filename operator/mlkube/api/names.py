@@ -11,6 +11,8 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
+from mlkube.api.performance import LABELS_SUBDIR
+
 GROUP: Final = "mlkube.io"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
@@ -119,6 +121,11 @@ def search_dir(namespace: str, model: str, version: int) -> str:
 def inference_dir(namespace: str, model: str) -> str:
     """The store-relative directory the predictor logs sampled inferences to."""
     return f"{namespace}/{model}/inference"
+
+
+def labels_dir(namespace: str, model: str) -> str:
+    """The store-relative directory the predictor logs feedback labels to (in its log)."""
+    return f"{inference_dir(namespace, model)}/{LABELS_SUBDIR}"
 
 
 def drift_reports_dir(namespace: str, model: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Final, NotRequired, TypedDict
 
+from mlkube.api.performance import LiveRowsLineage, PerformanceStatus, PredictionDriftStatus
+
 
 class Phase(StrEnum):
     """``TrainingJob.status.phase``."""
@@ -65,6 +67,7 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     DRIFT = "drift"
     SPEC_CHANGE = "spec-change"
+    PERFORMANCE = "performance"
 
 
 class Verdict(StrEnum):
@@ -84,6 +87,7 @@ class ConditionType(StrEnum):
     TRAINED = "Trained"
     SERVING = "Serving"
     DRIFTED = "Drifted"
+    LIVE_PERFORMANCE = "LivePerformance"
 
 
 class Reason(StrEnum):
@@ -114,6 +118,10 @@ class Reason(StrEnum):
     INSUFFICIENT_DATA = "InsufficientData"
     NO_SERVING_VERSION = "NoServingVersion"
     CHECK_FAILED = "CheckFailed"
+    # Written by the drift checker on the LivePerformance condition.
+    LIVE_SCORE_OK = "LiveScoreOk"
+    LIVE_SCORE_DEGRADED = "LiveScoreDegraded"
+    INSUFFICIENT_LABELS = "InsufficientLabels"
 
 
 class Artifact(TypedDict, total=False):
@@ -148,6 +156,7 @@ class Lineage(TypedDict, total=False):
     paramsDigest: str
     libraries: dict[str, str]
     image: str
+    liveRows: LiveRowsLineage
 
 
 class TrainerSummary(TypedDict):
@@ -342,3 +351,5 @@ class MonitorStatus(TypedDict, total=False):
     lastTrainingJob: str
     lastRetrainTime: str
     dataQuality: DataQualityStatus
+    performance: PerformanceStatus
+    predictionDrift: PredictionDriftStatus

@@ -32,6 +32,8 @@ import kopf
 
 from mlkube.api import names
 from mlkube.api.conditions import READY, get_condition
+from mlkube.api.performance import PerformanceVerdict
+from mlkube.api.status import Verdict
 from mlkube.controller import metrics
 from mlkube.controller.children import Controller
 from mlkube.controller.handlers.model import reconcile_model
@@ -202,6 +204,8 @@ class Operator:
         metrics.DRIFT_SHARE.clear()
         metrics.DATASET_DRIFT.clear()
         metrics.DATA_QUALITY_VIOLATIONS.clear()
+        for gauge in (metrics.LIVE_SCORE, metrics.LIVE_DEGRADED, metrics.PREDICTION_DRIFT):
+            gauge.clear()
         for monitor in self.cache.all("Monitor"):
             status = monitor.get("status") or {}
             if status.get("verdict") is None:
@@ -214,6 +218,26 @@ class Operator:
             quality = status.get("dataQuality") or {}
             if quality.get("violations") is not None:
                 metrics.DATA_QUALITY_VIOLATIONS.labels(*labels).set(int(quality["violations"]))
+            live_gauges(labels, status)
+
+
+def live_gauges(labels: tuple[str, str, str], status: Mapping[str, Any]) -> None:
+    """The live score (overall and per slice) and the output-drift flag from status."""
+    performance = status.get("performance") or {}
+    version = str(status.get("checkedVersion") or "")
+    for entry in performance.get("slices") or []:
+        if entry.get("score") is not None:
+            metrics.LIVE_SCORE.labels(*labels, version, str(entry.get("name"))).set(
+                float(entry["score"])
+            )
+    if performance.get("verdict"):
+        degraded = performance["verdict"] == PerformanceVerdict.DEGRADED
+        metrics.LIVE_DEGRADED.labels(*labels).set(1 if degraded else 0)
+    outputs = status.get("predictionDrift") or {}
+    if outputs.get("verdict"):
+        metrics.PREDICTION_DRIFT.labels(*labels).set(
+            1 if outputs["verdict"] == Verdict.DRIFT else 0
+        )
 
 
 def build_registry(operator: Operator) -> kopf.OperatorRegistry:

@@ -53,6 +53,21 @@ DATASET_DRIFT: Final = Gauge(
     "1 when a Monitor's last check found dataset drift, else 0.",
     ["namespace", "monitor", "model_name"],
 )
+LIVE_SCORE: Final = Gauge(
+    "mlkube_monitor_live_score",
+    "Live score of the serving version from ground-truth labels, overall and per slice.",
+    ["namespace", "monitor", "model", "version", "slice"],
+)
+LIVE_DEGRADED: Final = Gauge(
+    "mlkube_monitor_live_performance_degraded",
+    "1 when a Monitor's last live-performance verdict was degraded, else 0.",
+    ["namespace", "monitor", "model"],
+)
+PREDICTION_DRIFT: Final = Gauge(
+    "mlkube_monitor_prediction_drift",
+    "1 when the model's outputs drifted from its validation predictions, else 0.",
+    ["namespace", "monitor", "model"],
+)
 DATA_QUALITY_VIOLATIONS: Final = Gauge(
     "mlkube_monitor_data_quality_violations",
     "Data-quality findings (missing values, unseen categories, …) at a Monitor's last check.",

@@ -307,6 +307,11 @@ def storage_problem(model: Body, settings: OperatorSettings) -> str | None:
             f"storage {storage.uri!r}: '..' and '.' segments are not allowed in the prefix; "
             "use spec.storage.uri: pvc://<claim>[/prefix]"
         )
+    if storage.is_s3 and (spec_of(model).get("training") or {}).get("search"):
+        return (
+            f"storage {storage.uri!r}: a model search spreads its trials over pods that share "
+            "the store's directory, so it needs a pvc:// store (or `mlkube train` on a laptop)"
+        )
     if storage.is_s3:
         return _s3_problem(storage, settings)
     return None

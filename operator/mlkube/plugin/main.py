@@ -15,6 +15,7 @@ from mlkube import __version__
 from mlkube.api import names
 from mlkube.plugin import views
 from mlkube.plugin.client import Connection, PluginError, connect
+from mlkube.plugin.perfview import perf_report
 
 MODELS = names.PLURALS[names.MODEL]
 TRAINING_JOBS = names.PLURALS[names.TRAINING_JOB]
@@ -79,10 +80,15 @@ def cmd_drift(args: argparse.Namespace, conn: Connection) -> str:
     return views.drift_report(conn.get(MONITORS, args.monitor), top=args.top)
 
 
+def cmd_perf(args: argparse.Namespace, conn: Connection) -> str:
+    return perf_report(conn.get(MONITORS, args.monitor))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl mlkube",
-        description="Inspect and steer mlkube models: status, versions, training, rollback, drift.",
+        description="Inspect and steer mlkube models: status, versions, training, rollback, "
+        "drift, perf.",
     )
     parser.add_argument("--version", action="version", version=f"kubectl-mlkube {__version__}")
     parser.add_argument(
@@ -128,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift = add("drift", cmd_drift, "Summary of a Monitor's last drift check.")
     drift.add_argument("monitor")
     drift.add_argument("--top", type=int, default=10, help="features to list (default 10)")
+    perf = add("perf", cmd_perf, "A Monitor's live score from labels, overall and per slice.")
+    perf.add_argument("monitor")
     return parser
 
 

@@ -308,6 +308,8 @@ def drift_report(monitor: Body, top: int = 10) -> str:
         ("Samples", status.get("samples")),
         ("Dataset drift", status.get("datasetDrift")),
         ("Drift share", None if share is None else f"{share:.1%}"),
+        ("Outputs drift", _outputs(status.get("predictionDrift"))),
+        ("Live score", _live(status.get("performance"))),
         ("Report", status.get("lastReport")),
         ("Last retrain", _join(status.get("lastTrainingJob"), status.get("lastRetrainTime"))),
     ]
@@ -321,6 +323,18 @@ def drift_report(monitor: Body, top: int = 10) -> str:
         ]
         lines += ["", table(["FEATURE", "METHOD", "SCORE", "THRESHOLD", "DRIFTED"], rows)]
     return "\n".join(lines)
+
+
+def _outputs(found: Mapping[str, Any] | None) -> str | None:
+    if not found:
+        return None
+    return f"{found.get('verdict')} ({found.get('method')} {_cell(found.get('score'))})"
+
+
+def _live(found: Mapping[str, Any] | None) -> str | None:
+    if not found:
+        return None
+    return f"{found.get('verdict')} ({found.get('metric')} {_cell(found.get('score'))})"
 
 
 def _join(name: object, when: object) -> str | None:

@@ -281,3 +281,26 @@ def read_reference_profile(raw: Any) -> ReferenceProfile:
         else:
             raise ProfileError(f"reference profile of feature {name!r} has unknown kind {kind!r}")
     return raw  # type: ignore[return-value]
+
+
+# The holdout predictions of a version, profiled like one feature: prediction drift
+# compares the logged outputs with them (see ``drift.outputs``).
+PREDICTION_PROFILE: Final = "predictionProfile"
+PREDICTION_FEATURE: Final = "prediction"
+
+
+def prediction_profile(predictions: Any, task: str) -> dict[str, Any]:
+    """The reference profile of a version's holdout predictions (feature ``prediction``)."""
+    import pandas as pd
+
+    kind: Literal["numeric", "categorical"] = (
+        "categorical" if task == "classification" else "numeric"
+    )
+    feature: FeatureSchema = {
+        "name": PREDICTION_FEATURE,
+        "kind": kind,
+        "dtype": "string" if kind == "categorical" else "float64",
+        "nullable": False,
+    }
+    frame = pd.DataFrame({PREDICTION_FEATURE: np.asarray(predictions)})
+    return build_reference_profile(frame, [feature])

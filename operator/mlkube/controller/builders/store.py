@@ -49,7 +49,7 @@ def s3_env(storage: Storage) -> list[Manifest]:
     if storage.secret:
         env.append({"name": "MLKUBE_S3_SECRET_NAME", "value": storage.secret})
         for key in (*SECRET_KEYS, *OPTIONAL_SECRET_KEYS):
-            ref = {"name": storage.secret, "key": key}
+            ref: dict[str, str | bool] = {"name": storage.secret, "key": key}
             if key in OPTIONAL_SECRET_KEYS:
                 ref["optional"] = True
             env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})

@@ -110,6 +110,10 @@ def _trainer_job(
         *step,
     ]
     args += _prune_arguments(model, settings)
+    live_rows = tj_spec.get("liveRows")
+    if live_rows and ((training.get("liveData") or {}).get("include")):
+        # labelled live rows of a performance-triggered window, when the Model opts in
+        args += ["--live-rows", json.dumps(live_rows, sort_keys=True, separators=(",", ":"))]
     volumes = [*store.volumes, common.tmp_volume()]
     mounts = [*store.mounts, {"name": common.TMP_VOLUME, "mountPath": common.TMP_PATH}]
     claim = data_claim(training)

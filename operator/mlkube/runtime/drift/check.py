@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +21,9 @@ import yaml
 from mlkube.runtime.artifact import ArtifactError, Metadata, read_metadata
 from mlkube.runtime.drift.accumulate import LiveSummary
 from mlkube.runtime.drift.evaluate import Evaluation, evaluate, needs_live_sample
+from mlkube.runtime.drift.groundtruth import LiveChecks, run_live_checks
+from mlkube.runtime.drift.labels import log_root
+from mlkube.runtime.drift.perfspec import PerformanceSettings, performance_from_monitor
 from mlkube.runtime.drift.report import build_report, render_table, write_plot, write_report
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
 from mlkube.runtime.drift.window import LiveDataError, Window, WindowCounts, read_live
@@ -41,11 +44,31 @@ class CheckResult:
     report_path: Path | S3Location
     plot_path: Path | S3Location | None
     table: str
+    live: LiveChecks = field(default_factory=LiveChecks)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What the output checks need besides the drift settings (see ``groundtruth``)."""
+
+    performance: PerformanceSettings | None = None
+    model: dict[str, Any] | None = None
+    late_labels: Path | S3Location | None = None
+    """Staged to a local copy before ``run_check`` sees it, when it is in S3."""
 
 
 def load_settings(path: Path | None) -> DriftSettings:
+    return _load(path)[0]
+
+
+def load_performance(path: Path | None) -> PerformanceSettings | None:
+    """The manifest's ``spec.performance`` (None without one)."""
+    return _load(path)[1]
+
+
+def _load(path: Path | None) -> tuple[DriftSettings, PerformanceSettings | None]:
     if path is None:
-        return DriftSettings()
+        return DriftSettings(), None
     try:
         documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     except OSError as error:
@@ -56,7 +79,7 @@ def load_settings(path: Path | None) -> DriftSettings:
     if len(monitors) != 1:
         raise DriftInputError(f"{path} must hold exactly one Monitor manifest")
     try:
-        return settings_from_monitor(monitors[0])
+        return settings_from_monitor(monitors[0]), performance_from_monitor(monitors[0])
     except SpecError as error:
         raise DriftInputError(f"{path}: {error}") from None
 
@@ -127,6 +150,37 @@ def default_report_path(model_dir: Path, checked_at: datetime) -> Path:
     return model_dir.resolve().parent / DRIFT_DIR / f"{checked_at.strftime('%Y%m%dT%H%M%SZ')}.json"
 
 
+def _live_checks(  # noqa: PLR0917 (one call site, all positions named there)
+    live: Path,
+    metadata: Metadata,
+    settings: DriftSettings,
+    now: datetime,
+    options: LiveOptions,
+    target: Path,
+) -> LiveChecks:
+    try:
+        return run_live_checks(
+            log_root(live),
+            dict(metadata),
+            settings,
+            options.performance,
+            now,
+            model=options.model,
+            late_labels=_local(options.late_labels),
+            rows_dir=target.parent,
+        )
+    except (LiveDataError, SpecError) as error:
+        raise DriftInputError(str(error)) from None
+    except OSError as error:
+        raise DriftInputError(f"cannot write the live rows beside {target}: {error}") from None
+
+
+def _local(labels: Path | S3Location | None) -> Path | None:
+    if isinstance(labels, S3Location):  # remote.check_anywhere stages it first
+        raise DriftInputError(f"{labels}: late labels in S3 are read through check_anywhere")
+    return labels
+
+
 def run_check(
     model_dir: Path,
     live: Path,
@@ -136,6 +190,7 @@ def run_check(
     report_path: Path | None = None,
     plot: bool = True,
     live_source: str | None = None,
+    options: LiveOptions | None = None,
 ) -> CheckResult:
     """Runs one check end to end; raises ``DriftInputError`` before writing on bad input."""
     metadata, profile, kinds = load_reference(model_dir)
@@ -165,6 +220,8 @@ def run_check(
         live_source=live_source or str(live),
     )
     target = report_path or default_report_path(model_dir, now)
+    checks = _live_checks(live, metadata, settings, now, options or LiveOptions(), target)
+    report.update(checks.report())
     try:
         write_report(target, report)
         plot_path = target.with_suffix(".png")
@@ -174,10 +231,12 @@ def run_check(
             wrote_plot = write_plot(plot_path, evaluation)
     except OSError as error:
         raise DriftInputError(f"cannot write the report to {target}: {error.strerror}") from None
+    table = render_table(report, evaluation)
     return CheckResult(
         report,
         evaluation,
         target,
         plot_path if wrote_plot else None,
-        render_table(report, evaluation),
+        f"{table}\n{checks.table()}" if checks.table() else table,
+        checks,
     )

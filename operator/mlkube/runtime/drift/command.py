@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mlkube.api.errors import CommandError
-from mlkube.runtime.drift.check import DriftInputError, load_settings
+from mlkube.runtime.drift.check import DriftInputError, LiveOptions, load_performance, load_settings
 from mlkube.runtime.drift.remote import check_anywhere
 from mlkube.runtime.drift.window import INFERENCE_DIR, parse_duration, parse_time
 from mlkube.runtime.store.s3 import S3Location, location
@@ -45,10 +45,10 @@ def _monitor_command(args: argparse.Namespace) -> int:
 
 def command(args: argparse.Namespace) -> int:
     if args.monitor:
-        if args.model_dir or args.live or args.file or args.report or args.window:
+        if args.model_dir or args.live or args.file or args.report or args.window or args.labels:
             raise CommandError(
                 "--monitor reads everything from the cluster; it takes no "
-                "--model-dir, --live, -f, --report or --window"
+                "--model-dir, --live, -f, --report, --window or --labels"
             )
         return _monitor_command(args)
     if args.model_dir and not args.live and isinstance(args.model_dir, S3Location):
@@ -57,11 +57,21 @@ def command(args: argparse.Namespace) -> int:
         raise CommandError("give --model-dir and --live (local mode) or --monitor NS/NAME")
     try:
         settings = load_settings(args.file)
+        options = LiveOptions(
+            performance=load_performance(args.file),
+            late_labels=args.labels,
+        )
         if args.window:
             settings = replace(settings, window=parse_duration(args.window))
         now = parse_time(args.now) if args.now else datetime.now(UTC).replace(microsecond=0)
         result = check_anywhere(
-            args.model_dir, args.live, settings, now, report_path=args.report, plot=not args.no_plot
+            args.model_dir,
+            args.live,
+            settings,
+            now,
+            report_path=args.report,
+            plot=not args.no_plot,
+            options=options,
         )
     except DriftInputError as error:
         raise CommandError(str(error)) from None
@@ -110,6 +120,12 @@ def register(subparsers: Any) -> None:
         help="report path or s3:// key (default: <store>/<ns>/<model>/drift/<time>.json)",
     )
     parser.add_argument("--window", help="window duration, e.g. 24h (overrides the Monitor)")
+    parser.add_argument(
+        "--labels",
+        type=location,
+        help="late labels (CSV/Parquet/JSONL with id,label, or a directory of them) for "
+        "the Monitor's spec.performance, besides the feedback log",
+    )
     parser.add_argument("--now", help="end of the window, RFC 3339 (default: now)")
     parser.add_argument("--fail-on-drift", action="store_true", help="exit 3 when drift is found")
     parser.add_argument("--no-plot", action="store_true", help="do not draw the PNG")

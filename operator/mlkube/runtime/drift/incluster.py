@@ -28,22 +28,21 @@ from typing import Any, Final, Literal
 
 from mlkube.api import names
 from mlkube.api.conditions import DRIFTED, set_condition
-from mlkube.api.resources import training_job_resource
 from mlkube.api.status import (
-    TERMINAL_PHASES,
     DataQualityStatus,
     FeatureDrift,
     MonitorStatus,
     QualityFinding,
     Reason,
-    Trigger,
     Verdict,
 )
-from mlkube.runtime.drift.check import CheckResult, DriftInputError
+from mlkube.runtime.drift.check import CheckResult, DriftInputError, LiveOptions
+from mlkube.runtime.drift.groundtruth import live_condition, performance_status
+from mlkube.runtime.drift.perfspec import PerformanceSettings, performance_from_monitor
 from mlkube.runtime.drift.remote import check_anywhere
 from mlkube.runtime.drift.report import rfc3339, top_features
+from mlkube.runtime.drift.retrain import blocked, training_job_body, wanted_trigger
 from mlkube.runtime.drift.spec import DriftSettings, SpecError, settings_from_monitor
-from mlkube.runtime.drift.window import parse_time
 from mlkube.runtime.store.s3 import S3Location, location
 
 STATUS_FEATURES: Final = 20
@@ -57,9 +56,6 @@ _DRIFTED_BY_VERDICT: Final[dict[Verdict, tuple[ConditionStatus, Reason]]] = {
 }
 
 CONFLICT_RETRIES: Final = 5
-# The check time that created a drift TrainingJob: the cooldown counts from it (a check
-# run with --now, e.g. a backfill, then sees its own clock, not the API server's).
-CHECKED_AT: Final = f"{names.GROUP}/drift-checked-at"
 
 
 @dataclass(frozen=True)
@@ -139,6 +135,7 @@ class MonitorCheck:
             return Outcome(2, f"Monitor {self.namespace}/{self.name} not found")
         try:
             drift = settings_from_monitor(monitor)
+            perf = performance_from_monitor(monitor)
         except SpecError as error:
             return self._failed(Reason.INVALID_SPEC, str(error))
         model_name = drift.model or ""
@@ -158,10 +155,16 @@ class MonitorCheck:
             report = None
             if self.settings.report_dir is not None:
                 report = self.settings.report_dir / f"{self.now.strftime('%Y%m%dT%H%M%SZ')}.json"
-            result = check_anywhere(model_dir, live, drift, self.now, report_path=report)
+            late = perf.labels_uri if perf is not None else None
+            options = LiveOptions(
+                perf, model, self._store_path(late, "spec.performance.labels.uri") if late else None
+            )
+            result = check_anywhere(
+                model_dir, live, drift, self.now, report_path=report, options=options
+            )
         except DriftInputError as error:
             return self._failed(Reason.CHECK_FAILED, str(error))
-        job, decision = self._maybe_retrain(drift, model, result)
+        job, decision = self._maybe_retrain(drift, perf, model, result)
         self._write_status(monitor, drift, result, serving, job)
         code = 3 if fail_on_drift and result.report["verdict"] == Verdict.DRIFT else 0
         return Outcome(code, decision, result, job)
@@ -169,18 +172,21 @@ class MonitorCheck:
     def _live_path(self, monitor: Mapping[str, Any], model: str) -> Path | S3Location:
         uri = ((monitor.get("spec") or {}).get("data") or {}).get("uri")
         if isinstance(uri, str) and uri:
-            # Only the store: a file:// or absolute path would let a Monitor's author read the
-            # drift pod's own files (its ServiceAccount token among them) into the status.
-            relative = uri.removeprefix("store://")
-            if not uri.startswith("store://") or any(
-                part in ("", ".", "..") for part in relative.split("/")
-            ):
-                raise DriftInputError(
-                    f"spec.data.uri {uri!r}: in a cluster the drift check reads store://<path> "
-                    "inside the model store, without '.', '..' or empty segments"
-                )
-            return self.settings.store_root / relative
+            return self._store_path(uri, "spec.data.uri")
         return self.settings.store_root / names.inference_dir(self.namespace, model)
+
+    def _store_path(self, uri: str, where: str) -> Path | S3Location:
+        # Only the store: a file:// or absolute path would let a Monitor's author read the
+        # drift pod's own files (its ServiceAccount token among them) into the status.
+        relative = uri.removeprefix("store://")
+        if not uri.startswith("store://") or any(
+            part in ("", ".", "..") for part in relative.split("/")
+        ):
+            raise DriftInputError(
+                f"{where} {uri!r}: in a cluster the drift check reads store://<path> "
+                "inside the model store, without '.', '..' or empty segments"
+            )
+        return self.settings.store_root / relative
 
     def _training_jobs(self, model: str) -> list[dict[str, Any]]:
         listed: Any = self.api.list_namespaced_custom_object(
@@ -193,65 +199,32 @@ class MonitorCheck:
         ]
 
     def _maybe_retrain(
-        self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
-    ) -> tuple[str | None, str]:
-        if result.report["verdict"] != Verdict.DRIFT:
-            return None, f"verdict {result.report['verdict']}"
-        if drift.action != "retrain":
-            return None, "drift found; action is alert, no TrainingJob"
-        model_name = model["metadata"]["name"]
-        jobs = self._training_jobs(model_name)
-        running = [
-            tj["metadata"]["name"]
-            for tj in jobs
-            if (tj.get("status") or {}).get("phase") not in TERMINAL_PHASES
-        ]
-        if running:
-            return None, f"drift found; TrainingJob {running[0]} is still running"
-        last = [
-            parse_time(
-                (tj["metadata"].get("annotations") or {}).get(CHECKED_AT)
-                or tj["metadata"]["creationTimestamp"]
-            )
-            for tj in jobs
-            if (tj.get("spec") or {}).get("trigger") == Trigger.DRIFT
-        ]
-        if last and self.now - max(last) < drift.cooldown:
-            return None, f"drift found; in cooldown until {rfc3339(max(last) + drift.cooldown)}"
-        return self._create_training_job(drift, model, result)
-
-    def _create_training_job(
-        self, drift: DriftSettings, model: dict[str, Any], result: CheckResult
+        self,
+        drift: DriftSettings,
+        perf: PerformanceSettings | None,
+        model: dict[str, Any],
+        result: CheckResult,
     ) -> tuple[str | None, str]:
         from kubernetes.client.exceptions import ApiException
 
+        trigger, found = wanted_trigger(drift, perf, result)
+        if trigger is None:
+            return None, found
         model_name = model["metadata"]["name"]
-        name = names.drift_training_job_name(model_name, self.now, drift.cooldown.total_seconds())
-        top = [r for r in top_features(result.evaluation, 5) if r.drifted]
-        scores = ", ".join(f"{r.name} {r.method} {r.score:.3g}" for r in top if r.score is not None)
-        reason = (
-            f"Monitor {self.name}: drift in {result.report['driftShare']:.0%} of features "
-            f"(>= {drift.dataset_drift_share:.0%}) over {result.report['samples']['live']} "
-            f"rows, version {result.report['version']}; {scores}"
-        )
-        body = training_job_resource(
-            model,
-            name,
-            Trigger.DRIFT,
-            reason,
-            labels={names.LABEL_MONITOR: self.name},
-            annotations={CHECKED_AT: rfc3339(self.now)},
-            block_owner_deletion=False,
-        )
+        why_not = blocked(self._training_jobs(model_name), self.now, drift.cooldown, found)
+        if why_not is not None:
+            return None, why_not
+        body = training_job_body(self.name, model, trigger, drift, result, now=self.now)
+        name = str(body["metadata"]["name"])
         try:
             self.api.create_namespaced_custom_object(
                 names.GROUP, names.VERSION, self.namespace, names.PLURALS[names.TRAINING_JOB], body
             )
         except ApiException as error:
             if error.status == 409:
-                return name, f"drift found; TrainingJob {name} already created by another check"
+                return name, f"{found}; TrainingJob {name} already created by another check"
             raise
-        return name, f"drift found; created TrainingJob {name}"
+        return name, f"{found}; created TrainingJob {name}"
 
     def _write_status(
         self,
@@ -289,6 +262,12 @@ class MonitorCheck:
             "lastReport": str(result.report_path),
             "dataQuality": data_quality(result.evaluation.findings),
         }
+        previous = (monitor.get("status") or {}).get("performance")
+        performance = performance_status(result.live, previous, rfc3339(self.now))
+        if performance is not None:
+            fields["performance"] = performance
+        if result.live.outputs is not None:
+            fields["predictionDrift"] = result.live.outputs.as_status()
         if job is not None:
             fields["lastTrainingJob"] = job
             fields["lastRetrainTime"] = rfc3339(self.now)
@@ -319,14 +298,19 @@ class MonitorCheck:
                 "status": {
                     **fields,
                     "observedGeneration": generation,
-                    "conditions": set_condition(
-                        previous,
-                        DRIFTED,
-                        status,
-                        reason,
-                        message[:4000],
-                        generation=generation,
-                        now=self.now,
+                    "conditions": live_condition(
+                        set_condition(
+                            previous,
+                            DRIFTED,
+                            status,
+                            reason,
+                            message[:4000],
+                            generation=generation,
+                            now=self.now,
+                        ),
+                        fields.get("performance"),
+                        generation,
+                        self.now,
                     ),
                 },
             }

@@ -15,8 +15,15 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from mlkube.api.performance import LABELS_SUBDIR
 from mlkube.runtime.artifact import METADATA_FILE
-from mlkube.runtime.drift.check import DRIFT_DIR, CheckResult, DriftInputError, run_check
+from mlkube.runtime.drift.check import (
+    DRIFT_DIR,
+    CheckResult,
+    DriftInputError,
+    LiveOptions,
+    run_check,
+)
 from mlkube.runtime.drift.spec import DriftSettings
 from mlkube.runtime.drift.window import INFERENCE_DIR, LOG_SUFFIXES, Window
 from mlkube.runtime.store import s3
@@ -58,14 +65,30 @@ def stage_live(live: S3Location, window: Window, into: Path) -> Path:
         root = live / INFERENCE_DIR
     local = into / INFERENCE_DIR
     local.mkdir(parents=True)
-    for hour in window_hours(window):
-        for name in s3.list_keys(root / hour):
-            if "/" in name or not name.endswith(LOG_SUFFIXES):
-                continue
-            folder = local / hour
-            folder.mkdir(parents=True, exist_ok=True)
-            s3.download(root / hour / name, folder / name, MAX_OBJECT_BYTES)
+    # The feedback route's labels sit beside the log, partitioned the same way.
+    for source, target in ((root, local), (root / LABELS_SUBDIR, local / LABELS_SUBDIR)):
+        for hour in window_hours(window):
+            for name in s3.list_keys(source / hour):
+                if "/" in name or not name.endswith(LOG_SUFFIXES):
+                    continue
+                folder = target / hour
+                folder.mkdir(parents=True, exist_ok=True)
+                s3.download(source / hour / name, folder / name, MAX_OBJECT_BYTES)
     return local
+
+
+def stage_labels(labels: S3Location, into: Path) -> Path:
+    """A late-labels object, or every data object under a prefix, copied under ``into``."""
+    target = into / "late-labels"
+    target.mkdir(parents=True)
+    if labels.name.lower().endswith(DATA_SUFFIXES) and s3.exists(labels):
+        s3.download(labels, target / labels.name, MAX_OBJECT_BYTES)
+        return target / labels.name
+    for name in s3.list_keys(labels):
+        if name.lower().endswith(DATA_SUFFIXES):
+            local = target / name.replace("/", "_")
+            s3.download(labels / name, local, MAX_OBJECT_BYTES)
+    return target
 
 
 def check_anywhere(
@@ -76,13 +99,19 @@ def check_anywhere(
     *,
     report_path: Path | S3Location | None = None,
     plot: bool = True,
+    options: LiveOptions | None = None,
 ) -> CheckResult:
-    """``check.run_check`` where any of the three may be an ``s3://`` location."""
-    remote = [x for x in (model_dir, live, report_path) if isinstance(x, S3Location)]
+    """``check.run_check`` where any of the three (and the late labels) may be ``s3://``."""
+    options = options or LiveOptions()
+    remote = [
+        x for x in (model_dir, live, report_path, options.late_labels) if isinstance(x, S3Location)
+    ]
     if not remote:
         assert isinstance(model_dir, Path) and isinstance(live, Path)
         assert not isinstance(report_path, S3Location)
-        return run_check(model_dir, live, settings, now, report_path=report_path, plot=plot)
+        return run_check(
+            model_dir, live, settings, now, report_path=report_path, plot=plot, options=options
+        )
     if report_path is None:
         stamp = f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
         report_path = (
@@ -92,9 +121,13 @@ def check_anywhere(
         )
     try:
         with tempfile.TemporaryDirectory(prefix="mlkube-drift-") as tmp:
+            if isinstance(options.late_labels, S3Location):
+                late = stage_labels(options.late_labels, Path(tmp))
+                options = dataclasses.replace(options, late_labels=late)
             return _staged(
-                model_dir, live, settings, now=now, report=report_path, plot=plot, tmp=Path(tmp)
-            )
+                model_dir, live, settings, now=now, report=report_path, plot=plot, tmp=Path(tmp),
+                options=options,
+            )  # fmt: skip
     except ObjectStoreError as error:
         raise DriftInputError(str(error)) from None
 
@@ -108,6 +141,7 @@ def _staged(
     report: Path | S3Location,
     plot: bool,
     tmp: Path,
+    options: LiveOptions,
 ) -> CheckResult:
     window = Window(now - settings.window, now)
     local_model = (
@@ -123,9 +157,16 @@ def _staged(
         report_path=local_report,
         plot=plot,
         live_source=str(live),
+        options=options,
     )
     if not isinstance(report, S3Location):
         return result
+    rows_file = result.live.rows_file  # "drift/live-rows-<time>.jsonl", beside the report
+    if rows_file:
+        rows = local_report.parent / Path(rows_file).name
+        s3.put_bytes(
+            report.parent / rows.name, rows.read_bytes(), ContentType="application/x-ndjson"
+        )
     s3.put_bytes(report, local_report.read_bytes(), ContentType="application/json")
     plot_path: S3Location | None = None
     if result.plot_path is not None and isinstance(result.plot_path, Path):

@@ -156,7 +156,7 @@ def _log_rows(
         raise LiveDataError(f"{source}: no line is an inference-log record; is it a JSONL log?")
 
 
-def _read_lines(path: Path) -> Iterator[bytes]:
+def read_lines(path: Path) -> Iterator[bytes]:
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as compressed:
@@ -193,20 +193,24 @@ def read_inference_log(
         root = root / INFERENCE_DIR
 
     def rows() -> Iterator[dict[str, Any]]:
-        try:
-            hour_dirs = _hour_dirs(root, window)
-        except OSError as error:
-            raise LiveDataError(f"cannot list the inference log {root}: {error.strerror}") from None
-        for hour_dir in hour_dirs:
-            try:
-                files = sorted(p for p in hour_dir.iterdir() if p.name.endswith(LOG_SUFFIXES))
-            except OSError as error:
-                raise LiveDataError(f"cannot list {hour_dir}: {error.strerror}") from None
-            for path in files:
-                counts.files += 1
-                yield from _log_rows(_read_lines(path), str(path), window, counts)
+        for path in log_files(root, window):
+            counts.files += 1
+            yield from _log_rows(read_lines(path), str(path), window, counts)
 
     yield from _frames(rows(), features)
+
+
+def log_files(root: Path, window: Window) -> Iterator[Path]:
+    """The ``*.jsonl`` files of the hour partitions that may hold rows of the window."""
+    try:
+        hour_dirs = _hour_dirs(root, window)
+    except OSError as error:
+        raise LiveDataError(f"cannot list the inference log {root}: {error.strerror}") from None
+    for hour_dir in hour_dirs:
+        try:
+            yield from sorted(p for p in hour_dir.iterdir() if p.name.endswith(LOG_SUFFIXES))
+        except OSError as error:
+            raise LiveDataError(f"cannot list {hour_dir}: {error.strerror}") from None
 
 
 def _check_columns(source: Path, columns: Sequence[str], features: Sequence[str]) -> None:
@@ -272,7 +276,7 @@ def _read_csv(
 def _read_jsonl(
     path: Path, features: Sequence[str], window: Window, counts: WindowCounts
 ) -> Iterator[Block]:
-    first = next((line for line in _read_lines(path) if line.strip()), None)
+    first = next((line for line in read_lines(path) if line.strip()), None)
     if first is None:
         return
     try:
@@ -281,14 +285,14 @@ def _read_jsonl(
         raise LiveDataError(f"{path}: the first line is not JSON") from None
     counts.files += 1
     if isinstance(head, dict) and "inputs" in head and "ts" in head:
-        yield from _frames(_log_rows(_read_lines(path), str(path), window, counts), features)
+        yield from _frames(_log_rows(read_lines(path), str(path), window, counts), features)
         return
     if not isinstance(head, dict):
         raise LiveDataError(f"{path}: lines must be JSON objects (one row each)")
     _check_columns(path, list(head), features)
 
     def rows() -> Iterator[dict[str, Any]]:
-        for line in _read_lines(path):
+        for line in read_lines(path):
             if not line.strip():
                 continue
             try:

@@ -12,6 +12,7 @@ Routes (GET unless noted)::
     /v2/models/{name}[/versions/{v}]/infer    POST, Open Inference Protocol V2
     /v1/models/{name}                         KServe V1 readiness
     /v1/models/{name}:predict                 POST, {"instances": [...]}
+    /v2/models/{name}[/versions/{v}]/feedback POST, ground-truth labels (``feedback``)
 
 Fast models predict on the event loop (a thread hop would cost more than the predict);
 models slower than ``inline_predict_ms`` at warm-up run in a thread pool so health checks
@@ -37,6 +38,7 @@ from typing import Any, Final
 
 import orjson
 
+from mlkube.api.performance import FEEDBACK_ROUTE, LABELS_SUBDIR
 from mlkube.runtime.serve.binary import HEADER as BINARY_HEADER
 from mlkube.runtime.serve.dataplane import DataPlane, check_request_id
 from mlkube.runtime.serve.errors import (
@@ -53,6 +55,7 @@ from mlkube.runtime.serve.errors import (
     error_response,
     internal_error_response,
 )
+from mlkube.runtime.serve.feedback import Feedback
 from mlkube.runtime.serve.inferencelog import InferenceLogger
 from mlkube.runtime.serve.metrics import ModelMetrics, exposition
 from mlkube.runtime.serve.model import ServedModel
@@ -65,7 +68,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
-POST_ROUTES: Final = frozenset({"infer", "predict"})
+POST_ROUTES: Final = frozenset({"infer", "predict", FEEDBACK_ROUTE})
 # Binary-framed V2 requests (tritonclient's default) are JSON followed by raw bytes.
 ACCEPTED_MEDIA: Final = frozenset({b"application/json", b"application/octet-stream"})
 CLIENT_CLOSED: Final = 499  # nginx's code for "client closed the request", for metrics only
@@ -83,11 +86,14 @@ class ServeApp:
         settings: ServeSettings,
         dataplane: DataPlane,
         logger: InferenceLogger | None,
+        label_writer: InferenceLogger | None = None,
     ) -> None:
         self.settings = settings
         self.dataplane = dataplane
         self.metrics = dataplane.metrics
         self.logger = logger
+        self.label_writer = label_writer
+        self.feedback = Feedback(dataplane.model, label_writer, settings.max_batch_rows)
         self.ready = False
         self.in_flight = 0
         model = dataplane.model
@@ -112,8 +118,9 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.logger is not None:
-                    self.logger.start()
+                for writer in (self.logger, self.label_writer):
+                    if writer is not None:
+                        writer.start()
                 self.ready = True
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -126,8 +133,9 @@ class ServeApp:
         self.ready = False
         if self.executor is not None:
             self.executor.shutdown(wait=True)
-        if self.logger is not None:
-            self.logger.close(self.settings.graceful_timeout)
+        for writer in (self.logger, self.label_writer):
+            if writer is not None:
+                writer.close(self.settings.graceful_timeout)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -139,7 +147,10 @@ class ServeApp:
             if route in POST_ROUTES:
                 if method != "POST":
                     raise MethodNotAllowedError(method, scope["path"], ("POST",))
-                body, headers = await self._predict(route, scope, receive, name, version)
+                if route == FEEDBACK_ROUTE:
+                    body, headers = await self._feedback(scope, receive, name, version)
+                else:
+                    body, headers = await self._predict(route, scope, receive, name, version)
             else:
                 if method not in ("GET", "HEAD"):
                     raise MethodNotAllowedError(method, scope["path"], ("GET",))
@@ -190,6 +201,15 @@ class ServeApp:
                 f"overloaded: {self.in_flight} requests in flight (limit "
                 f"{self.settings.max_in_flight}); retry shortly"
             )
+
+    async def _feedback(
+        self, scope: Scope, receive: Receive, name: str, version: str | None
+    ) -> tuple[bytes, Headers]:
+        """Labels for earlier predictions: checked whole, then queued (no prediction slot)."""
+        self.dataplane.check_model(name, version)
+        _check_headers(scope["headers"], self.settings.max_body_bytes)
+        body = await _read_body(receive, self.settings.max_body_bytes, self.settings.body_timeout)
+        return self.feedback.handle(body), JSON_HEADERS
 
     async def _predict(
         self, route: str, scope: Scope, receive: Receive, name: str, version: str | None
@@ -243,8 +263,8 @@ def _route(path: str) -> tuple[str, str, str | None]:
             return "model", name, version
         if rest == ["ready"]:
             return "model_ready", name, version
-        if rest == ["infer"]:
-            return "infer", name, version
+        if len(rest) == 1 and rest[0] in ("infer", FEEDBACK_ROUTE):
+            return rest[0], name, version
     if len(parts) == 4 and parts[1] == "v1" and parts[2] == "models" and parts[3]:
         if parts[3].endswith(":predict"):
             return "predict", parts[3].removesuffix(":predict"), None
@@ -318,22 +338,28 @@ async def _receive_body(receive: Receive, limit: int) -> bytes:
 def create_app(settings: ServeSettings, model: ServedModel) -> ServeApp:
     """Builds the application for one loaded model: metrics, inference log, dataplane."""
     metrics = ModelMetrics(model.name, model.version_label)
-    logger = None
+    logger = label_writer = None
     if settings.sample_rate > 0.0:
-        logger = InferenceLogger(
-            settings.inference_log_dir,
-            model=model.name,
-            version=model.version,
-            feature_names=model.feature_names,
-            metrics=metrics,
-            writer_id=settings.writer_id,
-            max_queued_rows=settings.log_queue_rows,
-            rotate_bytes=settings.log_rotate_bytes,
-            retain_bytes=settings.log_retain_bytes,
-            retain_files=settings.log_retain_files,
-            batch_rows=settings.log_batch_rows,
-            batch_seconds=settings.log_batch_seconds,
-            pending_bytes=settings.log_pending_bytes,
+        logger, label_writer = (
+            InferenceLogger(
+                directory,
+                model=model.name,
+                version=model.version,
+                feature_names=model.feature_names,
+                metrics=metrics,
+                writer_id=settings.writer_id,
+                max_queued_rows=settings.log_queue_rows,
+                rotate_bytes=settings.log_rotate_bytes,
+                retain_bytes=settings.log_retain_bytes,
+                retain_files=settings.log_retain_files,
+                batch_rows=settings.log_batch_rows,
+                batch_seconds=settings.log_batch_seconds,
+                pending_bytes=settings.log_pending_bytes,
+            )
+            for directory in (
+                settings.inference_log_dir,
+                settings.inference_log_dir / LABELS_SUBDIR,
+            )
         )
     dataplane = DataPlane(model, metrics, settings.max_batch_rows, logger, settings.sample_rate)
-    return ServeApp(settings, dataplane, logger)
+    return ServeApp(settings, dataplane, logger, label_writer)

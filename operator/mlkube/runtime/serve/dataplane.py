@@ -171,7 +171,8 @@ class DataPlane:
             if raw_id is not None and not isinstance(raw_id, str):
                 raise BadRequestError("'id' must be a string")
             check_request_id(raw_id, "'id'")
-            request_id = raw_id or request_id
+            # Every answer carries an id, so a label can name the prediction later.
+            request_id = raw_id or request_id or uuid.uuid4().hex
             wanted = self._requested_outputs(doc.get("outputs"))
             if binary_json_length is not None:
                 binary = wants_binary(doc, wanted)

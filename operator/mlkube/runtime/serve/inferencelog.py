@@ -9,6 +9,11 @@ one JSON object per predicted row::
     {"ts": "2026-01-02T03:04:05.678Z", "model": "churn", "version": 3,
      "request_id": "...", "status": 200, "inputs": {"age": 41, ...},
      "output": 1, "error": "..."}            # "error" only on failures; output null then
+                                             # "row": i on each row of a batch request
+
+Feedback labels go through a second writer of this class under ``labels/`` (see
+``feedback``), as lines the caller formats; the drift reader lists date directories
+only, so it never reads a label as a prediction.
 
 The request path only decides the sample and puts one record per request into a bounded
 queue (``put_nowait``); when the rows queued exceed the bound the record is dropped and
@@ -76,9 +81,13 @@ class Record:
     outputs: NDArray[Any] | None
     error: str | None
     budget: int = LOG_BYTES_PER_REQUEST  # bytes of log lines this record may produce
+    # Lines formatted by the caller (the feedback route's labels), written as they are.
+    lines: tuple[bytes, ...] | None = None
 
     @property
     def rows(self) -> int:
+        if self.lines is not None:
+            return len(self.lines)
         return self.batch.rows if self.batch is not None else 1
 
 
@@ -140,15 +149,17 @@ class InferenceLogger:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, record: Record) -> None:
-        """Queues a record, or drops and counts it when the writer is too far behind."""
+    def submit(self, record: Record) -> bool:
+        """Queues a record, or drops and counts it when the writer is too far behind
+        (then returns False: a caller that must not lose it can tell its client to retry)."""
         rows = record.rows
         with self._lock:
             if self._queued_rows + rows > self._max_rows:
                 self._metrics.log_dropped_full.inc(rows)
-                return
+                return False
             self._queued_rows += rows
         self._queue.put_nowait(record)
+        return True
 
     def close(self, timeout: float) -> None:
         """Writes what is queued (up to ``timeout`` seconds), then closes the current file."""
@@ -216,7 +227,12 @@ class InferenceLogger:
             self._enforce_retention()
 
     def _lines(self, record: Record, stamp: datetime) -> list[bytes]:
-        """The record's lines, as many rows as fit in its budget (the rest are counted)."""
+        """The record's lines, as many rows as fit in its budget (the rest are counted).
+
+        A request of several rows numbers its lines (``"row": i``), so a label can name
+        one row of a batch; a one-row request's line has no ``row`` (it is row 0)."""
+        if record.lines is not None:
+            return list(record.lines)
         base: dict[str, Any] = {
             "ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "model": self._model,
@@ -233,8 +249,11 @@ class InferenceLogger:
         option = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
         lines: list[bytes] = []
         left = record.budget
-        for inputs, output in zip(inputs_per_row, outputs, strict=False):
+        numbered = record.rows > 1
+        for index, (inputs, output) in enumerate(zip(inputs_per_row, outputs, strict=False)):
             row = {**base, "inputs": inputs, "output": output}
+            if numbered:
+                row["row"] = index
             if record.error is not None:
                 row["error"] = record.error
             line = orjson.dumps(row, option=option)

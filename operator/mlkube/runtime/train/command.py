@@ -130,6 +130,12 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the TrainingJob this run belongs to, recorded in the lineage",
     )
+    parser.add_argument(
+        "--live-rows",
+        metavar="JSON",
+        help="labelled live rows to add: a TrainingJob's spec.liveRows "
+        '({"path": "drift/live-rows-<time>.jsonl", ...}, in the Model\'s directory)',
+    )
 
 
 def _add_search_arguments(parser: Any) -> None:
@@ -312,6 +318,7 @@ def _check_termination_log(args: argparse.Namespace) -> Progress:
 
 
 def _request(args: argparse.Namespace) -> RunRequest:
+    from mlkube.runtime.train.liverows import parse_live_rows
     from mlkube.runtime.train.record import RunRequest
     from mlkube.runtime.train.remote import refuse_unsupported, remote_store
     from mlkube.runtime.train.run import default_store_uri
@@ -336,6 +343,7 @@ def _request(args: argparse.Namespace) -> RunRequest:
         reason=args.reason,
         training_job=args.training_job,
         model_root=args.model_root,
+        live_rows=parse_live_rows(args.live_rows),
     )
 
 
@@ -346,37 +354,21 @@ def _train(args: argparse.Namespace, progress: Progress) -> tuple[TrainingSpec, 
         publish,
         remote_store,
         staged_request,
+        train_local,
     )
 
     settings = TrainSettings.from_env()
     request = _request(args)
     remote = remote_store(args.store)
     if remote is None:
-        return request.spec, _train_here(args, request, settings, progress)
+        return request.spec, train_local(request, settings, progress, args.select, args.parallel)
     staged = staged_request(request, remote)
     try:
-        summary = _train_here(args, staged, settings, progress)
+        summary = train_local(staged, settings, progress, args.select, args.parallel)
         publish(staged, remote, summary["version"], progress)
     finally:
         discard_staging(staged)
     return request.spec, summary
-
-
-def _train_here(
-    args: argparse.Namespace, request: RunRequest, settings: TrainSettings, progress: Progress
-) -> TrainerSummary:
-    """Trains into the local store ``request`` names (the real one, or a staging copy)."""
-    from mlkube.runtime.train.run import train_model
-
-    if request.spec.search is None:
-        if args.select:
-            raise TrainingInputError("--select needs spec.training.search")
-        return train_model(request, settings, progress)
-    from mlkube.runtime.train.search_run import search_model, select_command
-
-    if args.select:
-        return select_command(request, settings, progress)
-    return search_model(request, settings, progress, args.parallel)
 
 
 def _guarded(args: argparse.Namespace, call: Callable[[], T]) -> T:

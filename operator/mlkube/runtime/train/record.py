@@ -19,6 +19,7 @@ import numpy as np
 
 from mlkube import __version__
 from mlkube.api.names import version_dir
+from mlkube.api.performance import LiveRowsLineage
 from mlkube.api.status import Lineage, SliceResult, TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema
 from mlkube.runtime.train.data import LoadedData
@@ -42,6 +43,8 @@ class RunRequest:
     training_job: str | None
     # In a pod only this Model's directory of the store is mounted (writable), here.
     model_root: Path | None = None
+    # Labelled live rows to add (a performance-triggered run of a Model that opts in).
+    live_rows: LiveRowsLineage | None = None
 
     @property
     def model_dir(self) -> Path:
@@ -74,6 +77,7 @@ class Dataset:
     test_pos: np.ndarray[Any, Any]
     stratified: bool
     masks: list[Mask]
+    live: LiveRowsLineage | None = None
 
 
 @dataclass
@@ -139,6 +143,7 @@ def version_metadata(
             "trigger": request.trigger,
             "reason": request.reason,
             "trainingJob": request.training_job,
+            **({"liveRows": data.live} if data.live is not None else {}),
         },
         "warnings": fitted.warnings[:20],
         "libraries": libraries(),
@@ -204,8 +209,11 @@ def lineage(request: RunRequest, data: Dataset, fitted: Fitted) -> Lineage:
     params = {"class": fitted.estimator.class_path, "params": fitted.estimator.params}
     encoded = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
     versions = libraries()
-    return {
+    found: Lineage = {
         "data": {"uri": redact_uri(request.spec.data.uri)[:512], "sha256": data.loaded.sha256},
         "paramsDigest": hashlib.sha256(encoded.encode()).hexdigest(),
         "libraries": {k: versions[k] for k in ("scikit-learn", "mlkube")},
     }
+    if data.live is not None:
+        found["liveRows"] = data.live
+    return found

@@ -20,11 +20,15 @@ from pathlib import Path
 
 from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.names import version_dir
+from mlkube.api.status import TrainerSummary
 from mlkube.runtime.store import s3, versions
 from mlkube.runtime.store.s3 import S3Location
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.record import RunRequest
 from mlkube.runtime.train.run import Progress
+from mlkube.runtime.train.settings import TrainSettings
+
+MAX_LIVE_ROWS_BYTES = 256 << 20
 
 
 def remote_store(store: str) -> S3Location | None:
@@ -57,7 +61,12 @@ def staged_request(request: RunRequest, remote: S3Location) -> RunRequest:
             f"{model / f'v{version}'} already exists; versions are never overwritten"
         )
     staging = Path(tempfile.mkdtemp(prefix="mlkube-train-"))
-    return dataclasses.replace(request, store=staging, version=version, model_root=None)
+    staged = dataclasses.replace(request, store=staging, version=version, model_root=None)
+    if request.live_rows is not None:  # written by the drift check beside its report
+        target = staged.model_dir / request.live_rows["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download(model / request.live_rows["path"], target, MAX_LIVE_ROWS_BYTES)
+    return staged
 
 
 def publish(request: RunRequest, remote: S3Location, version: int, progress: Progress) -> None:
@@ -68,6 +77,24 @@ def publish(request: RunRequest, remote: S3Location, version: int, progress: Pro
     progress(f"uploading {target}")
     versions.publish_version(local, target)
     progress(f"committed {target}/metadata.json")
+
+
+def train_local(
+    request: RunRequest, settings: TrainSettings, progress: Progress, select: bool, parallel: int
+) -> TrainerSummary:
+    """Trains into the local store ``request`` names (the real one, or a staging copy): a
+    single fit, a whole search, or a search's select step."""
+    from mlkube.runtime.train.run import train_model
+
+    if request.spec.search is None:
+        if select:
+            raise TrainingInputError("--select needs spec.training.search")
+        return train_model(request, settings, progress)
+    from mlkube.runtime.train.search_run import search_model, select_command
+
+    if select:
+        return select_command(request, settings, progress)
+    return search_model(request, settings, progress, parallel)
 
 
 def discard_staging(request: RunRequest) -> None:

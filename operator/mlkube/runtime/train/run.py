@@ -24,9 +24,11 @@ import pandas as pd
 from mlkube.api.status import TrainerSummary
 from mlkube.runtime.artifact import FeatureSchema, write_version
 from mlkube.runtime.compiled import ONNX_FILE, Compiled, compile_pipeline
+from mlkube.runtime.profile import PREDICTION_PROFILE, prediction_profile
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.fetch import redact_uri
+from mlkube.runtime.train.liverows import add_live_rows
 from mlkube.runtime.train.pipeline import (
     EstimatorChoice,
     build_pipeline,
@@ -225,7 +227,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         f"training {spec.namespace}/{spec.name} v{prepared.version} "
         f"with {prepared.estimator.class_path}"
     )
-    data = _read(spec, settings, prepared.queries, progress)
+    data = _read(spec, settings, prepared.queries, progress, request)
     fitted = _fit(spec, prepared.estimator, data, progress)
     profile = reference_profile(
         data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
@@ -235,6 +237,9 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
     )
     metadata["compiled"] = compiled.record
+    metadata[PREDICTION_PROFILE] = prediction_profile(
+        fitted.model.predict(data.inputs[data.test_pos]), spec.task
+    )
     extra = {ONNX_FILE: compiled.onnx} if compiled.onnx is not None else None
     written = write_version(prepared.target_dir, fitted.model, metadata, extra)
     sha256 = written["artifact"]["sha256"]
@@ -290,14 +295,22 @@ def _prepare(request: RunRequest, settings: TrainSettings) -> Prepared:
 
 
 def _read(
-    spec: TrainingSpec, settings: TrainSettings, queries: list[Node], progress: Progress
+    spec: TrainingSpec,
+    settings: TrainSettings,
+    queries: list[Node],
+    progress: Progress,
+    request: RunRequest | None = None,
 ) -> Dataset:
-    """Reads and checks the data, infers the schema, splits off the holdout."""
+    """Reads and checks the data (plus any labelled live rows), infers the schema,
+    splits off the holdout."""
     validation = spec.validation
     progress(f"reading {redact_uri(spec.data.uri)}")
     loaded = load_data(spec.data, settings)
     raw = loaded.frame.reset_index(drop=True)
     progress(f"read {len(raw)} rows x {len(raw.columns)} columns ({loaded.format})")
+    live = None
+    if request is not None:
+        raw, live = add_live_rows(raw, request, progress)
     checked = check_quality(raw, spec.data, spec.quality, spec.task)
     _check_slice_columns(spec, queries, list(raw.columns))
     schema = infer_schema(checked.frame, checked.features)
@@ -313,7 +326,7 @@ def _read(
         f"test rows{' (stratified)' if stratified else ''}"
     )
     inputs = model_inputs(checked.frame, schema)
-    return Dataset(loaded, checked, schema, inputs, y, train_pos, test_pos, stratified, masks)
+    return Dataset(loaded, checked, schema, inputs, y, train_pos, test_pos, stratified, masks, live)
 
 
 def _fit(

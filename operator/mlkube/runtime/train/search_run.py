@@ -40,7 +40,7 @@ def _start(
 ) -> tuple[Prepared, Dataset]:
     search_of(request.spec)
     prepared = _prepare(request, settings)
-    return prepared, _read(request.spec, settings, prepared.queries, progress)
+    return prepared, _read(request.spec, settings, prepared.queries, progress, request)
 
 
 def search_model(
