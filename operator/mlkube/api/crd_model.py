@@ -14,6 +14,7 @@ from mlkube.api.crd_common import (
     placement_schemas,
     resources_schema,
 )
+from mlkube.api.crd_rollout import rollout_spec_schema
 from mlkube.api.crd_search import search_schema
 from mlkube.api.openapi import (
     Schema,
@@ -292,6 +293,7 @@ def model_spec_schema() -> Schema:
                             )
                         ],
                     ),
+                    "rollout": rollout_spec_schema(),
                     "workers": integer(
                         "Server worker processes per predictor pod.", minimum=1, maximum=32
                     ),

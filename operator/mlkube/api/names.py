@@ -34,12 +34,21 @@ LABEL_VERSION: Final = f"{GROUP}/version"
 LABEL_TRAINING_JOB: Final = f"{GROUP}/training-job"
 LABEL_MONITOR: Final = f"{GROUP}/monitor"
 LABEL_TRIGGER: Final = f"{GROUP}/trigger"
+# On a canary's pods only: which Deployment of the two owns them ("canary").
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_CANARY: Final = "canary"
+COMPONENT_PREDICTOR: Final = "predictor"
+# The canary's pods when a Gateway API route splits traffic: outside the stable Service.
+COMPONENT_CANARY: Final = "predictor-canary"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 # A manual promotion's record, written with the pin by `kubectl mlkube promote`; the
 # shipped ValidatingAdmissionPolicy refuses an approver who is not the requesting user.
 APPROVED_BY: Final = f"{GROUP}/approved-by"
 APPROVED_VERSION: Final = f"{GROUP}/approved-version"
 APPROVAL_REASON: Final = f"{GROUP}/approval-reason"
+# `kubectl mlkube rollout promote|abort` asks the operator to end a canary now:
+# "<action>:<candidate version>", so a request for an older canary does nothing.
+ROLLOUT_REQUEST: Final = f"{GROUP}/rollout-request"
 MANAGED_BY: Final = "mlkube"
 
 # A DNS-1123 label: what Kubernetes accepts for Service names, and what we accept for
@@ -92,6 +101,16 @@ def select_job_name(training_job: str) -> str:
 
 def predictor_name(model: str) -> str:
     """The Deployment, Service, HPA and PDB that serve a Model."""
+    return f"{model}-predictor"
+
+
+def canary_name(model: str) -> str:
+    """The Deployment (and, behind a Gateway API route, the Service) of a canary."""
+    return f"{model}-predictor-canary"
+
+
+def route_name(model: str) -> str:
+    """The Gateway API HTTPRoute that splits a Model's traffic by weight."""
     return f"{model}-predictor"
 
 

@@ -65,6 +65,7 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     DRIFT = "drift"
     SPEC_CHANGE = "spec-change"
+    DATA_CHANGE = "data-change"
 
 
 class Verdict(StrEnum):
@@ -107,6 +108,9 @@ class Reason(StrEnum):
     SPEC_CHANGED = "SpecChanged"
     SPEC_REJECTED = "SpecRejected"
     VERSION_PROMOTED = "VersionPromoted"
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_PROMOTED = "CanaryPromoted"
+    CANARY_ROLLED_BACK = "CanaryRolledBack"
     # Written by the drift checker on the Drifted condition.
     DATASET_DRIFT = "DatasetDrift"
     NO_DRIFT = "NoDrift"

@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from mlkube.api import names
@@ -37,6 +38,7 @@ from mlkube.api.resources import Body, Manifest, training_job_resource
 from mlkube.api.status import TERMINAL_PHASES, Decision, Reason, Trigger
 from mlkube.controller import metrics
 from mlkube.controller.builders import predictor_endpoint
+from mlkube.controller.canary import advance_canary, announce_canary, retire_canary
 from mlkube.controller.children import Controller, ensure_child, post_event
 from mlkube.controller.history import prune_runs
 from mlkube.controller.registry import Registry, update_registry
@@ -89,9 +91,11 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         ctl.settings.max_versions,
         approval=annotations,
     )
+    canary = await advance_canary(ctl, model, registry, status, datetime.now(UTC))
     _apply_registry(status, registry)
     rollout = await ensure_predictor(ctl, model, registry)
-    _set_conditions(model, status, registry, plan.training_jobs, rollout)
+    await retire_canary(ctl, model, registry, rollout.state == "available")
+    _set_conditions(model, status, registry, plan.training_jobs, rollout, canary=canary.progressing)
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
     _defer_releases(status_of(model), status)
@@ -100,8 +104,9 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     for tj, _ in plan.allocations:
         ctl.enqueue("TrainingJob", namespace, name_of(tj))
     await _announce(ctl, model, registry, status)
+    await announce_canary(ctl, model, canary)
     await prune_runs(ctl, model, registry, plan.training_jobs)
-    return plan.requeue
+    return min((r for r in (plan.requeue, canary.requeue) if r is not None), default=None)
 
 
 async def _report_invalid_spec(ctl: Controller, model: Body, message: str) -> float | None:
@@ -279,8 +284,13 @@ def _set_conditions(
     registry: Registry,
     training_jobs: list[Body],
     rollout: Rollout,
+    *,
+    canary: str | None = None,
 ) -> None:
-    """Step 4: Trained, Serving, Stalled, Reconciling and the Ready roll-up, and the phase."""
+    """Step 4: Trained, Serving, Stalled, Reconciling and the Ready roll-up, and the phase.
+
+    A running canary (``canary``: what it waits for) keeps Reconciling True; stable
+    serves meanwhile, so Ready stays True."""
     generation = generation_of(model)
     conditions = list(status.get("conditions") or [])
     running = [tj for tj in training_jobs if status_of(tj).get("phase") not in TERMINAL_PHASES]
@@ -290,6 +300,8 @@ def _set_conditions(
     reconciling = None
     if stalled is None:
         reconciling = _reconciling(registry, rollout) or _only(respec, Reason.SPEC_CHANGED)
+        if reconciling is None and canary is not None:
+            reconciling = Reason.CANARY_PROGRESSING, canary
     states.append((STALLED, True, *stalled) if stalled else (STALLED, False, Reason.RECONCILED, ""))
     states.append(
         (RECONCILING, True, *reconciling)
