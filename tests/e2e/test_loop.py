@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from demo.canary import CanaryLeg
 from demo.loop import Loop
 from demo.processes import start_node_agent, start_operator, stop
 from harness.controlplane import ControlPlane
@@ -32,6 +33,8 @@ def test_train_serve_drift_retrain_reject_rollback(
             )  # fmt: skip
             try:
                 summary = loop.run()
+                # ---- the canary leg (issue 14): its own steps, checked below ----------
+                canary = CanaryLeg(loop).run()
             except AssertionError:
                 print((tmp_path / "operator.log").read_text()[-6000:])
                 print((tmp_path / "agent.log").read_text()[-4000:])
@@ -52,3 +55,20 @@ def test_train_serve_drift_retrain_reject_rollback(
     assert summary.monitor["datasetDrift"] is True and summary.monitor["samples"] >= 100
     assert set(summary.answers) == {"v1", "v2"}
     assert summary.total_seconds < 300
+
+    # ---- the canary leg ------------------------------------------------------------------
+    # A good candidate passes the analysis and is promoted; a shifted one is rolled back
+    # with its figures; the stream through the Service never failed meanwhile.
+    assert canary.good["decision"] == "Promoted" and canary.good["rollout"]["phase"] == "Promoted"
+    passed = {v["check"]: v for v in canary.good["rollout"]["verdicts"]}
+    assert all(v["passed"] for v in passed.values()) and passed["requests"]["candidate"] >= 30
+    assert canary.bad["decision"] == "Rejected" and canary.bad["rollout"]["phase"] == "RolledBack"
+    failed = [v for v in canary.bad["rollout"]["verdicts"] if not v["passed"]]
+    assert [v["check"] for v in failed] == ["predictionShift"], failed
+    assert failed[0]["candidate"] > 0.3
+    assert [r["canary"]["phase"] for r in canary.rollouts[-2:]] == ["Promoted", "RolledBack"]
+    assert any(e.startswith("CanaryPromoted: canary v4 passed") for e in canary.events)
+    assert any(e.startswith("CanaryRolledBack: canary v5 rolled back") for e in canary.events)
+    assert canary.stream.failures == [], canary.stream.failures[:10]
+    assert canary.stream.total > 100
+    assert {"2", "4", "5"} <= set(canary.stream.answers), canary.stream.answers
