@@ -182,6 +182,15 @@ async def test_a_clean_candidate_is_promoted_and_its_canary_retired_after_stable
     await model_pass(ctl)
     assert kube.find("Deployment", NS, "iris-predictor-canary") is None
     assert condition(kube, "Model", "iris", "Reconciling") is None  # kstatus: absent when done
+    assert "baseline" not in status(kube, "Model", "iris")["rollout"]
+
+    # The next canary starts afresh: nothing of the last one's window or figures is kept.
+    kube.put(manual_run("iris-third"))
+    sync(ctl)
+    await trained(ctl, kube, "iris-third", 0.96)
+    rollout = status(kube, "Model", "iris")["rollout"]
+    assert rollout["candidate"] == 3 and rollout["stable"] == 2
+    assert set(rollout) == {"phase", "candidate", "stable", "share", "mode", "startedAt", "message"}
 
 
 @pytest.mark.asyncio

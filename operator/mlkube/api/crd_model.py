@@ -16,6 +16,7 @@ from mlkube.api.crd_common import (
 )
 from mlkube.api.crd_rollout import rollout_spec_schema
 from mlkube.api.crd_search import search_schema
+from mlkube.api.datacheck import RetrainWhen
 from mlkube.api.openapi import (
     Schema,
     array,
@@ -170,6 +171,13 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
                 "schedule": string(
                     "Cron schedule for periodic retraining (e.g. '0 3 * * 0'); none when omitted.",
                     max_length=100,
+                ),
+                "retrainWhen": string(
+                    "What a schedule firing does. Scheduled: it trains. DataChanged: a Job "
+                    "reads the data first, and a run (trigger data-change) starts only when "
+                    "its sha256 differs from the last trained version's.",
+                    enum=[w.value for w in RetrainWhen],
+                    default=RetrainWhen.SCHEDULED.value,
                 ),
                 "resources": resources_schema("trainer"),
                 **placement_schemas("trainer"),

@@ -112,6 +112,19 @@ def model_status_schema() -> Schema:
                 "Digest of the training spec the operator last started a run for.", max_length=64
             ),
             "rollout": rollout_status_schema(),
+            "dataCheck": obj(
+                "The last data check of a schedule firing (retrainWhen DataChanged).",
+                {
+                    "job": string("The Job that read the data."),
+                    "firedAt": string("The firing.", fmt="date-time", max_length=64),
+                    "expectedSha256": string("Digest of the last trained data.", max_length=64),
+                    "sha256": string("Digest of the data as the check read it.", max_length=64),
+                    "changed": boolean("Whether it differed, so a run started."),
+                    "checkedAt": string("When the check ended.", fmt="date-time", max_length=64),
+                    "trainingJob": string("The run it started, if any."),
+                    "message": string("Why the check failed, if it did.", max_length=2048),
+                },
+            ),
             "specGeneration": integer(
                 "Generation of the Model whose spec that run trains.", minimum=0
             ),

@@ -82,6 +82,16 @@ def spec_change_training_job_name(model: str, generation: int) -> str:
     return f"{model}-g{generation}"
 
 
+def data_check_job_name(model: str, fire: datetime) -> str:
+    """The Job checking a Model's data at one schedule firing (retrainWhen DataChanged)."""
+    return f"{model}-c{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
+def data_change_training_job_name(model: str, fire: datetime) -> str:
+    """The run a firing starts when its check found the data changed."""
+    return f"{model}-d{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
 def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
     """One name per model and cooldown period: concurrent drift checks collide on purpose."""
     period = max(int(cooldown_seconds), 60)

@@ -40,6 +40,7 @@ from mlkube.controller import metrics
 from mlkube.controller.builders import predictor_endpoint
 from mlkube.controller.canary import advance_canary, announce_canary, retire_canary
 from mlkube.controller.children import Controller, ensure_child, post_event
+from mlkube.controller.handlers.datacheck import finish_data_check, start_data_check
 from mlkube.controller.history import prune_runs
 from mlkube.controller.registry import Registry, update_registry
 from mlkube.controller.respec import ensure_spec_run, spec_state
@@ -143,9 +144,13 @@ async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> Ru
     namespace, name = namespace_of(model), name_of(model)
     plan = RunPlan(list(ctl.cache.by_index("TrainingJob", namespace, name)))
     plan.initial = _initial_training_job(model, status, plan.training_jobs)
-    scheduled, plan.requeue = await ensure_scheduled(ctl, model, status)
-    if scheduled is not None and scheduled not in plan.training_jobs:
-        plan.training_jobs.append(scheduled)
+    checked = await finish_data_check(ctl, model, status)
+    scheduled, plan.requeue = await ensure_scheduled(
+        ctl, model, status, check_data=lambda fired: start_data_check(ctl, model, status, fired)
+    )
+    for run in (checked, scheduled):
+        if run is not None and run not in plan.training_jobs:
+            plan.training_jobs.append(run)
     respec, settle = await ensure_spec_run(ctl, model, status, plan.training_jobs)
     if respec is not None:
         plan.training_jobs.append(respec)
@@ -169,7 +174,10 @@ async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> Ru
 async def _write(ctl: Controller, model: Body, status: dict[str, Any], plan: RunPlan) -> bool:
     """The one status write; the initial run is created alongside (its version is reserved
     by name, so both can go at once). False on a conflict."""
-    write = write_status(ctl, "Model", model, status, precondition=True)
+    # status.rollout and status.dataCheck describe one canary or check each: replaced.
+    write = write_status(
+        ctl, "Model", model, status, precondition=True, replace=("rollout", "dataCheck")
+    )
     if plan.initial is None:
         return await write
     written, _ = await asyncio.gather(write, ensure_child(ctl, plan.initial, updatable=False))

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import yaml
 
+from mlkube.api.datacheck import encode_data_check
 from mlkube.api.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, CommandError
 from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.status import TrainerSummary, Trigger
@@ -124,6 +125,11 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the TrainingJob this run belongs to, recorded in the lineage",
     )
+    parser.add_argument(
+        "--check-data",
+        metavar="SHA256",
+        help="train nothing: read the data, print its digest and whether it differs",
+    )
 
 
 def _add_search_arguments(parser: Any) -> None:
@@ -210,6 +216,8 @@ def _fail(args: argparse.Namespace, message: str, exit_code: int) -> NoReturn:
 
 def run_command(args: argparse.Namespace) -> int:
     progress = _check_termination_log(args)
+    if args.check_data is not None:
+        return _check_data(args)
     if args.trial is not None:
         return _run_trial(args, progress)
     spec, summary = _guarded(args, lambda: _train(args, progress))
@@ -226,6 +234,22 @@ def run_command(args: argparse.Namespace) -> int:
     sys.stdout.write(payload.decode("utf-8") + "\n")
     sys.stdout.flush()
     progress(f"done: {summary['metric']}={summary['score']}")
+    return 0
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    """A schedule firing's check (retrainWhen DataChanged): the data read as training reads
+    it, its sha256 against the last trained version's, one JSON line; nothing written."""
+    from mlkube.runtime.train.data import load_data
+
+    spec = _guarded(args, lambda: parse_model(read_manifest(args), args.namespace))
+    loaded = _guarded(args, lambda: load_data(spec.data, TrainSettings.from_env()))
+    payload = encode_data_check(loaded.sha256, args.check_data)
+    try:
+        write_termination_log(args.termination_log, payload)
+    except OSError as error:
+        _fail(args, f"cannot write the termination log: {error.strerror}", EXIT_INTERNAL)
+    sys.stdout.write(payload.decode("utf-8") + "\n")
     return 0
 
 
