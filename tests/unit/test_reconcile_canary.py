@@ -35,6 +35,7 @@ from test_reconcile_memory import (
 
 from mlkube.api import names
 from mlkube.controller.children import Controller
+from mlkube.controller.kube import ApiError
 
 ROLLOUT = {"strategy": "Canary", "canaryPercent": 20, "analysisSeconds": 30, "minRequests": 20}
 
@@ -44,10 +45,19 @@ class Metrics:
 
     def __init__(self) -> None:
         self.text = exposition(0)
+        self.hits = 0
+        self.redirect: str | None = None
         page = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                page.hits += 1
+                if page.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", page.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = page.text.encode()
                 self.send_response(200 if self.path == "/metrics" else 404)
                 self.send_header("Content-Type", "text/plain")
@@ -270,3 +280,59 @@ async def test_a_gateway_parent_gives_an_httproute_with_exact_weights(
     assert route is not None
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [100]
     assert kube.find("Service", NS, "iris-predictor-canary") is None
+
+
+@pytest.mark.asyncio
+async def test_the_analysis_contacts_only_this_models_pods_and_follows_no_redirect(
+    kube: MemoryKube, pages: tuple[Metrics, Metrics]
+) -> None:
+    """Security: the operator scrapes pod IPs, so only pods of this Model that the operator
+    labels (managed-by) are contacted, and a redirect from one is not followed."""
+    ctl = await canary_running(kube, pages)
+    deployment_ready(kube, "iris-predictor-canary")
+    kube.put(pod("canary-a", 2, pages[1].port, canary=True))
+    elsewhere, foreign = Metrics(), Metrics()
+    try:
+        unmanaged = pod("copycat", 2, foreign.port, canary=True)
+        del unmanaged["metadata"]["labels"][names.LABEL_MANAGED_BY]
+        other_model = pod("neighbour", 2, foreign.port, canary=True)
+        other_model["metadata"]["labels"][names.LABEL_MODEL] = "other"
+        other_ns = pod("far", 2, foreign.port, canary=True)
+        other_ns["metadata"]["namespace"] = "elsewhere"
+        for body in (unmanaged, other_model, other_ns):
+            kube.put(body)
+        pages[1].redirect = f"http://127.0.0.1:{elsewhere.port}/metrics"
+        sync(ctl)
+        await model_pass(ctl)
+        await model_pass(ctl)
+        assert pages[0].hits == 2 and pages[1].hits == 2  # stable's and the canary's pods
+        assert foreign.hits == 0 and elsewhere.hits == 0
+        rollout = status(kube, "Model", "iris")["rollout"]
+        assert rollout["phase"] == "Progressing"
+        assert rollout["message"].startswith("waiting for traffic: 0 requests")
+    finally:
+        elsewhere.close()
+        foreign.close()
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_parent_without_the_gateway_api_says_so(
+    kube: MemoryKube, pages: tuple[Metrics, Metrics]
+) -> None:
+    real_create = kube.create
+
+    async def create(manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["kind"] == "HTTPRoute":
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return await real_create(manifest)
+
+    kube.create = create  # type: ignore[method-assign]
+    rollout = {**ROLLOUT, "parentRefs": [{"name": "edge"}]}
+    await canary_running(kube, pages, rollout)
+    reconciling = condition(kube, "Model", "iris", "Reconciling")
+    assert reconciling is not None and reconciling["reason"] == "CanaryProgressing"
+    assert reconciling["message"] == (
+        "canary v2 blocked: HTTPRoute iris-predictor cannot be written (404): "
+        "are the Gateway API CRDs installed?"
+    )
+    assert status(kube, "Model", "iris")["servingVersion"] == 1

@@ -53,6 +53,7 @@ from mlkube.controller.children import (
     ensure_child,
     post_event,
 )
+from mlkube.controller.kube import ApiError
 from mlkube.controller.registry import Registry, finish_canary
 from mlkube.controller.spec import name_of, namespace_of, spec_of, status_of
 
@@ -119,6 +120,11 @@ async def advance_canary(
             f"{verb} by kubectl mlkube rollout {request[0]}",
         )
         return _decide(registry, current, analysis, step, now)
+    if step.blocked_by is not None:
+        current["message"] = f"blocked: {step.blocked_by}"
+        step.progressing = f"canary v{candidate} {current['message']}"
+        step.requeue = 30.0
+        return step
     if not _ready(canary, candidate):
         current["message"] = "waiting for the canary's pods to be ready"
         step.progressing = f"canary v{candidate}: {current['message']}"
@@ -205,9 +211,15 @@ async def _ensure_children(
     if spec.parent_refs:
         desired += [build_canary_service(model), build_http_route(model, spec, spec.share)]
     for manifest in desired:
-        outcome, _ = await ensure_child(ctl, manifest)
+        what = f"{manifest['kind']} {manifest['metadata']['name']}"
+        try:
+            outcome, _ = await ensure_child(ctl, manifest)
+        except ApiError as error:
+            if manifest["kind"] != "HTTPRoute" or error.status not in (403, 404):
+                raise
+            return f"{what} cannot be written ({error.status}): are the Gateway API CRDs installed?"
         if outcome is Outcome.NOT_OWNED:
-            return f"{manifest['kind']} {manifest['metadata']['name']}"
+            return f"{what} exists and is not owned by this Model"
     return None
 
 
@@ -232,7 +244,12 @@ async def retire_canary(
         return
     namespace, name, uid = namespace_of(model), name_of(model), str(model["metadata"]["uid"])
     if spec.parent_refs:
-        await ensure_child(ctl, build_http_route(model, spec, 0))
+        try:
+            await ensure_child(ctl, build_http_route(model, spec, 0))
+        except ApiError as error:
+            if error.status not in (403, 404):
+                raise
+            log.warning("Model %s/%s: HTTPRoute not written (%s)", namespace, name, error.status)
     else:
         await delete_if_owned(ctl, "HTTPRoute", namespace, names.route_name(name), uid)
     deployment = ("Deployment", namespace, names.canary_name(name))
