@@ -40,7 +40,7 @@ ROLLOUT = {
     "analysisSeconds": 20,
     "minRequests": 30,
     # The machine is shared: the latency limit is loose, the prediction limit is not.
-    "limits": {"maxErrorRateIncrease": 0.01, "maxP99Ratio": 20, "maxPredictionShift": 0.3},
+    "limits": {"maxErrorRateIncrease": 0.01, "maxP99Ratio": 20, "maxPredictionShift": 0.2},
 }
 BODY = json.dumps(
     {
@@ -176,6 +176,7 @@ class CanaryLeg:
         finally:
             stream.done.set()
             stream.join(timeout=30)
+            stream.kube.close()
         self.summary.stream = stream.counts
         status = loop.model()["status"]
         if status.get("servingVersion") != 4:

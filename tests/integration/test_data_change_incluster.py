@@ -15,7 +15,6 @@ The operator and the node agent are this module's; pods run in the agent's names
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,19 +25,15 @@ from sklearn.datasets import load_iris
 from demo.processes import start_node_agent, start_operator, stop
 from harness.controlplane import ControlPlane
 from nodeagent.kube import Kube
+from nodeagent.testing import wait_for
 
 GROUP = "/apis/mlkube.io/v1alpha1"
 T = TypeVar("T")
 
 
 def wait(what: str, probe: Callable[[], T | None], timeout: float = 180) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    found: T = wait_for(what, probe, timeout=timeout, interval=0.5)
+    return found
 
 
 @pytest.fixture

@@ -132,6 +132,16 @@ def window_passes(kube: MemoryKube, ctl: Controller) -> None:
     sync(ctl)
 
 
+async def ask(kube: MemoryKube, ctl: Controller, request: str) -> None:
+    """``kubectl mlkube rollout promote|abort``: the annotation, then a reconcile."""
+    model = kube.find("Model", NS, "iris")
+    assert model is not None
+    model["metadata"]["annotations"] = {names.ROLLOUT_REQUEST: request}
+    kube.put(model)
+    sync(ctl)
+    await model_pass(ctl)
+
+
 async def canary_running(
     kube: MemoryKube, pages: tuple[Metrics, Metrics], rollout: dict[str, Any] | None = None
 ) -> Controller:
@@ -236,12 +246,7 @@ async def test_rollout_abort_ends_the_canary_before_its_pods_are_even_ready(
     kube: MemoryKube, pages: tuple[Metrics, Metrics]
 ) -> None:
     ctl = await canary_running(kube, pages)
-    model = kube.find("Model", NS, "iris")
-    assert model is not None
-    model["metadata"]["annotations"] = {names.ROLLOUT_REQUEST: "abort:2"}
-    kube.put(model)
-    sync(ctl)
-    await model_pass(ctl)
+    await ask(kube, ctl, "abort:2")
     model_status = status(kube, "Model", "iris")
     assert model_status["rollout"]["phase"] == "RolledBack"
     assert "aborted by kubectl mlkube rollout abort" in model_status["rollout"]["message"]
@@ -270,12 +275,7 @@ async def test_a_gateway_parent_gives_an_httproute_with_exact_weights(
     labels = canary["spec"]["template"]["metadata"]["labels"]
     assert labels[names.LABEL_COMPONENT] == names.COMPONENT_CANARY  # outside the stable Service
 
-    model = kube.find("Model", NS, "iris")
-    assert model is not None
-    model["metadata"]["annotations"] = {names.ROLLOUT_REQUEST: "abort:2"}
-    kube.put(model)
-    sync(ctl)
-    await model_pass(ctl)
+    await ask(kube, ctl, "abort:2")
     route = kube.find("HTTPRoute", NS, "iris-predictor")
     assert route is not None
     assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [100]

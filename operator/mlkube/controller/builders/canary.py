@@ -19,7 +19,7 @@ from typing import Any
 from mlkube.api import names
 from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.api.rollout import RolloutSpec
-from mlkube.controller.builders.predictor import SERVICE_PORT, Track
+from mlkube.controller.builders.predictor import SERVICE_PORT, Track, build_predictor_service
 from mlkube.controller.spec import name_of
 
 GATEWAY_API: dict[str, str] = {"group": "gateway.networking.k8s.io", "version": "v1"}
@@ -47,23 +47,8 @@ def canary_track(model: Body, spec: RolloutSpec, stable_replicas: int) -> Track:
 def build_canary_service(model: Body) -> Manifest:
     """The Service of the canary's pods only: the HTTPRoute's second backend."""
     model_name = name_of(model)
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata(
-            model, names.canary_name(model_name), base_labels(model_name, "predictor")
-        ),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {
-                names.LABEL_MODEL: model_name,
-                names.LABEL_COMPONENT: names.COMPONENT_CANARY,
-            },
-            "ports": [
-                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
-            ],
-        },
-    }
+    selector = {names.LABEL_MODEL: model_name, names.LABEL_COMPONENT: names.COMPONENT_CANARY}
+    return build_predictor_service(model, name=names.canary_name(model_name), selector=selector)
 
 
 def build_http_route(model: Body, spec: RolloutSpec, canary_weight: int) -> Manifest:

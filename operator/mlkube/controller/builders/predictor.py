@@ -148,17 +148,20 @@ def build_predictor_deployment(
     return deployment
 
 
-def build_predictor_service(model: Body) -> Manifest:
+def build_predictor_service(
+    model: Body, *, name: str | None = None, selector: Mapping[str, str] | None = None
+) -> Manifest:
+    """The Service of the predictor's pods (``name``/``selector``: a canary's own)."""
     model_name = name_of(model)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(
-            model, names.predictor_name(model_name), base_labels(model_name, "predictor")
+            model, name or names.predictor_name(model_name), base_labels(model_name, "predictor")
         ),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(model),
+            "selector": dict(selector or selector_labels(model)),
             "ports": [
                 {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
             ],

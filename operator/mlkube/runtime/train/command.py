@@ -244,12 +244,7 @@ def _check_data(args: argparse.Namespace) -> int:
 
     spec = _guarded(args, lambda: parse_model(read_manifest(args), args.namespace))
     loaded = _guarded(args, lambda: load_data(spec.data, TrainSettings.from_env()))
-    payload = encode_data_check(loaded.sha256, args.check_data)
-    try:
-        write_termination_log(args.termination_log, payload)
-    except OSError as error:
-        _fail(args, f"cannot write the termination log: {error.strerror}", EXIT_INTERNAL)
-    sys.stdout.write(payload.decode("utf-8") + "\n")
+    _emit(args, encode_data_check(loaded.sha256, args.check_data))
     return 0
 
 
@@ -283,12 +278,17 @@ def _run_trial(args: argparse.Namespace, progress: Progress) -> int:
     payload = json.dumps(result, separators=(",", ":")).encode("utf-8")
     if len(payload) > MAX_TRIAL_MESSAGE:
         payload = json.dumps({**result, "params": {}, "foldScores": []}).encode("utf-8")
+    _emit(args, payload)
+    return 0
+
+
+def _emit(args: argparse.Namespace, payload: bytes) -> None:
+    """One JSON line to the termination log and stdout (a trial's, a data check's)."""
     try:
         write_termination_log(args.termination_log, payload)
     except OSError as error:
         _fail(args, f"cannot write the termination log: {error.strerror}", EXIT_INTERNAL)
     sys.stdout.write(payload.decode("utf-8") + "\n")
-    return 0
 
 
 def _completion_index(args: argparse.Namespace) -> int:
