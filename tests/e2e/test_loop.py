@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from demo.canary import CanaryLeg
 from demo.loop import Loop
 from demo.processes import start_node_agent, start_operator, stop
@@ -17,6 +19,8 @@ from harness.controlplane import ControlPlane
 from nodeagent.kube import Kube
 
 
+# The loop (about 2-4 minutes on a shared 2-core machine) and its canary leg (2-3 more).
+@pytest.mark.timeout(900)
 def test_train_serve_drift_retrain_reject_rollback(
     control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
