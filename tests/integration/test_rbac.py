@@ -311,7 +311,17 @@ def _run_a_gateway_canary(kit: OperatorKit, changed: dict[str, Any]) -> None:
     # route is patched back to stable and the canary's children deleted; then the Model
     # stops naming a Gateway and the route is deleted.
     install_httproute_crd(kit.plane)
-    make_predictors_ready(kit, 3)
+    selector = "mlkube.io/model=iris,mlkube.io/component=predictor,mlkube.io/version=3"
+
+    def serving_v3() -> bool:
+        # Every v3 pod the ReplicaSet made so far is ready, and the Model says v3 serves.
+        for pod in kit.pods(selector):
+            ready = (pod.get("status") or {}).get("conditions") or []
+            if not any(c["type"] == "Ready" and c["status"] == "True" for c in ready):
+                kit.make_ready(pod["metadata"]["name"])
+        return kstatus(kit.get("model", "iris")) == "Current"
+
+    kit.wait("v3 serves (Model Ready)", serving_v3, 90)
     canary = json.loads(json.dumps(changed))
     rollout = {"strategy": "Canary", "parentRefs": [{"name": "edge"}]}
     canary["spec"]["serving"]["rollout"] = rollout

@@ -223,6 +223,11 @@ async def test_a_shifted_candidate_is_rolled_back_with_its_figures(
     sync(ctl)
     await model_pass(ctl)
     pages[0].text, pages[1].text = exposition(600), exposition(40, classes={"0": 40})
+    stable = kube.find("Deployment", NS, "iris-predictor")
+    assert stable is not None
+    stable["status"] = {"observedGeneration": stable["metadata"]["generation"], "replicas": 1}
+    kube.put(stable)  # stable is not available right now: a rejected canary goes anyway
+    sync(ctl)
     await model_pass(ctl)  # fails before the window ends: enough requests, a failed check
 
     model = status(kube, "Model", "iris")

@@ -55,7 +55,7 @@ from mlkube.controller.children import (
 )
 from mlkube.controller.kube import ApiError
 from mlkube.controller.registry import Registry, finish_canary
-from mlkube.controller.spec import name_of, namespace_of, spec_of, status_of
+from mlkube.controller.spec import name_of, namespace_of, spec_of
 
 log = logging.getLogger("mlkube.controller")
 SCRAPE_TIMEOUT: Final = aiohttp.ClientTimeout(total=3)
@@ -232,15 +232,18 @@ async def announce_canary(ctl: Controller, model: Body, step: CanaryStep) -> Non
 
 
 async def retire_canary(
-    ctl: Controller, model: Body, registry: Registry, stable_ready: bool
+    ctl: Controller, model: Body, registry: Registry, status: Mapping[str, Any], stable_ready: bool
 ) -> None:
-    """Removes the canary's children when no canary runs and stable serves its version.
-
-    A Model that never had a canary costs nothing here (no request at all)."""
+    """Removes the canary's children when no canary runs: at once after a rollback, after a
+    promotion once stable serves the new version. A Model that never had a canary costs
+    nothing here (no request at all)."""
     spec = rollout_spec(spec_of(model).get("serving"))
-    if registry.candidate is not None or not stable_ready:
+    rollout = status.get("rollout") or {}
+    if registry.candidate is not None:
         return
-    if not status_of(model).get("rollout") and not spec.parent_refs:
+    if not stable_ready and rollout.get("phase") != RolloutPhase.ROLLED_BACK:
+        return
+    if not rollout and not spec.parent_refs:
         return
     namespace, name, uid = namespace_of(model), name_of(model), str(model["metadata"]["uid"])
     if spec.parent_refs:

@@ -95,7 +95,7 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     canary = await advance_canary(ctl, model, registry, status, datetime.now(UTC))
     _apply_registry(status, registry)
     rollout = await ensure_predictor(ctl, model, registry)
-    await retire_canary(ctl, model, registry, rollout.state == "available")
+    await retire_canary(ctl, model, registry, status, rollout.state == "available")
     _set_conditions(model, status, registry, plan.training_jobs, rollout, canary=canary.progressing)
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
