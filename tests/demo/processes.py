@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.ports import free_ports
@@ -91,3 +92,22 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 60) -> None:
         stop_pid(proc.pid, grace)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def agent_and_operator(kubeconfig: Path, namespace: str, directory: Path) -> Iterator[None]:
+    """A node agent and ``mlkube operator -n NAMESPACE`` for the block, logs in ``directory``
+    (``agent.log``, ``operator.log``); on an AssertionError both logs' tails are printed."""
+    agent = start_node_agent(kubeconfig, directory / "agent", namespace, directory / "agent.log")
+    try:
+        operator = start_operator(kubeconfig, namespace, directory / "operator.log")
+        try:
+            yield
+        except AssertionError:
+            print((directory / "operator.log").read_text()[-6000:])
+            print((directory / "agent.log").read_text()[-4000:])
+            raise
+        finally:
+            stop(operator)
+    finally:
+        stop(agent)

@@ -14,7 +14,7 @@ import pytest
 
 from demo.canary import CanaryLeg
 from demo.loop import Loop
-from demo.processes import start_node_agent, start_operator, stop
+from demo.processes import agent_and_operator
 from harness.controlplane import ControlPlane
 from nodeagent.kube import Kube
 
@@ -25,29 +25,17 @@ def test_train_serve_drift_retrain_reject_rollback(
     control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
     kube = Kube(control_plane.kubeconfig)
-    agent = start_node_agent(
-        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
-    )
     try:
-        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
-        try:
+        with agent_and_operator(control_plane.kubeconfig, namespace, tmp_path):
             loop = Loop(
                 kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
                 say=print,
             )  # fmt: skip
-            try:
-                summary = loop.run()
-                answered = set(summary.answers)  # before the canary leg adds its own
-                # ---- the canary leg (issue 14): its own steps, checked below ----------
-                canary = CanaryLeg(loop).run()
-            except AssertionError:
-                print((tmp_path / "operator.log").read_text()[-6000:])
-                print((tmp_path / "agent.log").read_text()[-4000:])
-                raise
-        finally:
-            stop(operator)
+            summary = loop.run()
+            answered = set(summary.answers)  # before the canary leg adds its own
+            # ---- the canary leg (issue 14): its own steps, checked below ------------------
+            canary = CanaryLeg(loop).run()
     finally:
-        stop(agent)
         kube.close()
 
     print(f"the whole loop took {summary.total_seconds:.1f}s")

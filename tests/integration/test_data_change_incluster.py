@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 from sklearn.datasets import load_iris
 
-from demo.processes import start_node_agent, start_operator, stop
+from demo.processes import agent_and_operator
 from harness.controlplane import ControlPlane
 from nodeagent.kube import Kube
 from nodeagent.testing import wait_for
@@ -41,20 +41,10 @@ def cluster(
     control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
 ) -> Iterator[Kube]:
     kube = Kube(control_plane.kubeconfig)
-    agent = start_node_agent(
-        control_plane.kubeconfig, tmp_path / "agent", namespace, tmp_path / "agent.log"
-    )
     try:
-        operator = start_operator(control_plane.kubeconfig, namespace, tmp_path / "operator.log")
-        try:
+        with agent_and_operator(control_plane.kubeconfig, namespace, tmp_path):
             yield kube
-        except AssertionError:
-            print((tmp_path / "operator.log").read_text()[-6000:])
-            raise
-        finally:
-            stop(operator)
     finally:
-        stop(agent)
         kube.close()
 
 
