@@ -51,7 +51,8 @@ DEFAULT_SHARE: Final = 20
 DEFAULT_WINDOW_SECONDS: Final = 300
 DEFAULT_MIN_REQUESTS: Final = 50
 DEFAULT_MAX_ERROR_RATE_INCREASE: Final = 0.01
-DEFAULT_MAX_P99_RATIO: Final = 2.0
+# The latency buckets step by 2 or 2.5: the default lets the p99 be one bucket higher.
+DEFAULT_MAX_P99_RATIO: Final = 2.5
 DEFAULT_MAX_PREDICTION_SHIFT: Final = 0.2
 # Without enough traffic after this many windows, the canary is rolled back (not judged).
 PATIENCE_WINDOWS: Final = 3
