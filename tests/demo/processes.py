@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.ports import free_ports
@@ -96,3 +97,36 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 60) -> None:
         stop_pid(proc.pid, grace)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def agent_and_operator(
+    kubeconfig: Path,
+    namespace: str,
+    directory: Path,
+    *,
+    nodes: tuple[tuple[str, ...], ...] = ((),),
+    settings: dict[str, str] | None = None,
+) -> Iterator[None]:
+    """Node agents (one per ``nodes`` entry: its extra flags) and ``mlkube operator -n
+    NAMESPACE`` (``settings``: more MLKUBE_ variables) for the block, logs in ``directory``
+    (``agent*.log``, ``operator.log``); on an AssertionError the logs' tails are printed."""
+    logs = [directory / ("agent.log" if i == 0 else f"agent-{i}.log") for i in range(len(nodes))]
+    agents = []
+    try:
+        for i, flags in enumerate(nodes):
+            state = directory / ("agent" if i == 0 else f"agent-{i}")
+            agents.append(start_node_agent(kubeconfig, state, namespace, logs[i], *flags))
+        operator = start_operator(kubeconfig, namespace, directory / "operator.log", settings)
+        try:
+            yield
+        except AssertionError:
+            print((directory / "operator.log").read_text()[-6000:])
+            for log in logs:
+                print(log.read_text()[-4000:])
+            raise
+        finally:
+            stop(operator)
+    finally:
+        for agent in agents:
+            stop(agent)

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from demo.canary import CanaryLeg
 from demo.loop import Loop, S3Store, Summary
-from demo.processes import start_node_agent, start_operator, stop
+from demo.processes import agent_and_operator
 from harness.controlplane import ControlPlane
 from harness.objectstore import ObjectStore
 from nodeagent.kube import Kube
@@ -33,44 +34,34 @@ def with_cluster(
     settings: dict[str, str] | None = None,
     s3: S3Store | None = None,
 ) -> T:
-    """Runs ``leg`` with one node agent per ``nodes`` entry (its extra flags) and
-    ``mlkube operator`` (``settings``: more MLKUBE_ variables) on the namespace; their log
-    tails are printed when it fails."""
+    """Runs ``leg`` with node agents and ``mlkube operator`` on the namespace (see
+    ``agent_and_operator``)."""
     kube = Kube(control_plane.kubeconfig)
-    logs = [tmp_path / f"agent-{i}.log" for i in range(len(nodes))]
-    agents = [
-        start_node_agent(
-            control_plane.kubeconfig, tmp_path / f"agent-{i}", namespace, logs[i], *flags
-        )
-        for i, flags in enumerate(nodes)
-    ]
     try:
-        log = tmp_path / "operator.log"
-        operator = start_operator(control_plane.kubeconfig, namespace, log, settings)
-        try:
+        with agent_and_operator(
+            control_plane.kubeconfig, namespace, tmp_path, nodes=nodes, settings=settings
+        ):
             loop = Loop(
                 kube, control_plane.bin_dir / "kubectl", control_plane.kubeconfig, namespace,
                 say=print, s3=s3,
             )  # fmt: skip
-            try:
-                return leg(loop)
-            except AssertionError:
-                print(log.read_text()[-6000:])
-                for agent_log in logs:
-                    print(agent_log.read_text()[-4000:])
-                raise
-        finally:
-            stop(operator)
+            return leg(loop)
     finally:
-        for agent in agents:
-            stop(agent)
         kube.close()
 
 
+# The loop (about 2-4 minutes on a shared 2-core machine) and its canary leg (2-3 more).
+@pytest.mark.timeout(900)
 def test_train_serve_drift_retrain_reject_rollback(
     control_plane: ControlPlane, crds: list[str], namespace: str, tmp_path: Path
 ) -> None:
-    summary = with_cluster(control_plane, namespace, tmp_path, Loop.run)
+    def leg(loop: Loop) -> tuple[Summary, set[str], Any]:
+        summary = loop.run()
+        answered = set(summary.answers)  # before the canary leg adds its own
+        # ---- the canary leg (issue 14): its own steps, checked below ----------------------
+        return summary, answered, CanaryLeg(loop).run()
+
+    summary, answered, canary = with_cluster(control_plane, namespace, tmp_path, leg)
 
     print(f"the whole loop took {summary.total_seconds:.1f}s")
     by_version = {v["version"]: v for v in summary.versions}
@@ -80,8 +71,25 @@ def test_train_serve_drift_retrain_reject_rollback(
     assert by_version[3]["promoted"] is False and by_version[3]["reason"]
     assert by_version[3]["score"] < by_version[2]["score"]
     assert summary.monitor["datasetDrift"] is True and summary.monitor["samples"] >= 100
-    assert set(summary.answers) == {"v1", "v2"}
+    assert answered == {"v1", "v2"}
     assert summary.total_seconds < 300
+
+    # ---- the canary leg ------------------------------------------------------------------
+    # A good candidate passes the analysis and is promoted; a shifted one is rolled back
+    # with its figures; the stream through the Service never failed meanwhile.
+    assert canary.good["decision"] == "Promoted" and canary.good["rollout"]["phase"] == "Promoted"
+    passed = {v["check"]: v for v in canary.good["rollout"]["verdicts"]}
+    assert all(v["passed"] for v in passed.values()) and passed["requests"]["candidate"] >= 30
+    assert canary.bad["decision"] == "Rejected" and canary.bad["rollout"]["phase"] == "RolledBack"
+    failed = [v for v in canary.bad["rollout"]["verdicts"] if not v["passed"]]
+    assert [v["check"] for v in failed] == ["predictionShift"], failed
+    assert failed[0]["candidate"] > 0.2
+    assert [r["canary"]["phase"] for r in canary.rollouts[-2:]] == ["Promoted", "RolledBack"]
+    assert any(e.startswith("CanaryPromoted: canary v4 passed") for e in canary.events)
+    assert any(e.startswith("CanaryRolledBack: canary v5 rolled back") for e in canary.events)
+    assert canary.stream.failures == [], canary.stream.failures[:10]
+    assert canary.stream.total > 100
+    assert {"2", "4", "5"} <= set(canary.stream.answers), canary.stream.answers
 
 
 # -- issue 17: monitoring with ground truth (its own Model and Monitor) ---------------------

@@ -9,9 +9,10 @@ Deployment's, as the kubelet would set it). It then drives every path that needs
 permission: train → promote → serve → Ready (pods created by the real Job and ReplicaSet
 controllers, so Pod Security ``restricted`` admits every one of them), a failed training
 (pod log tail), a PodDisruptionBudget created then deleted, a spec change rolled out
-(patches), a Monitor with its CronJob, ServiceAccount, Role and RoleBinding, an invalid
-spec (Event), and a restart after an upgrade changed children (server-side apply of every
-unwatched kind).
+(patches), a canary behind a Gateway (its Deployment, Service and HTTPRoute, deleted
+again), a Monitor with its CronJob, ServiceAccount, Role and RoleBinding, an invalid
+spec (Event), and a restart after an upgrade changed children (server-side apply of
+every unwatched kind).
 
 The apiserver's audit log then lists what the operator called. A rule of the ClusterRole
 or of the leader-election Role (its Lease is created, renewed, released on the restart and
@@ -43,6 +44,7 @@ import yaml
 from conftest import MLKUBE, OperatorKit, kstatus, trainer_summary
 from drift_data import store_version, synthetic_frame
 from harness.controlplane import REPO, ControlPlane
+from harness.gateway import install_httproute_crd
 from harness.gitops import ARGO_TO_KSTATUS, argocd_health, flux_verdict, kstatus_verdict
 from harness.ports import free_ports
 
@@ -304,6 +306,39 @@ def _apply_an_invalid_spec(kit: OperatorKit) -> None:
     kit.wait("an InvalidSpec event", lambda: kit.events_for("Model", "evil"))
 
 
+def _run_a_gateway_canary(kit: OperatorKit, changed: dict[str, Any]) -> None:
+    # A canary behind a Gateway: its Deployment, Service and the HTTPRoute; aborted, so the
+    # route is patched back to stable and the canary's children deleted; then the Model
+    # stops naming a Gateway and the route is deleted.
+    install_httproute_crd(kit.plane)
+    selector = "mlkube.io/model=iris,mlkube.io/component=predictor,mlkube.io/version=3"
+
+    def serving_v3() -> bool:
+        # Every v3 pod the ReplicaSet made so far is ready, and the Model says v3 serves.
+        for pod in kit.pods(selector):
+            ready = (pod.get("status") or {}).get("conditions") or []
+            if not any(c["type"] == "Ready" and c["status"] == "True" for c in ready):
+                kit.make_ready(pod["metadata"]["name"])
+        return kstatus(kit.get("model", "iris")) == "Current"
+
+    kit.wait("v3 serves (Model Ready)", serving_v3, 90)
+    canary = json.loads(json.dumps(changed))
+    rollout = {"strategy": "Canary", "parentRefs": [{"name": "edge"}]}
+    canary["spec"]["serving"]["rollout"] = rollout
+    kit.apply(canary)
+    kit.apply(manual_training_job("candidate"))
+    finish_training(kit, "candidate", 4, 0.96)
+    kit.wait_get("deployment", "iris-predictor-canary")
+    kit.wait_get("service", "iris-predictor-canary")
+    kit.wait_get("httproute", "iris-predictor")
+    kit.kubectl("annotate", "--overwrite", "model", "iris", "mlkube.io/rollout-request=abort:4")
+    kit.wait("canary Service deleted", lambda: kit.get("service", "iris-predictor-canary") is None)
+    kit.wait("canary gone", lambda: kit.get("deployment", "iris-predictor-canary") is None)
+    canary["spec"]["serving"]["rollout"] = {"strategy": "Canary"}
+    kit.apply(canary)
+    kit.wait("HTTPRoute deleted", lambda: kit.get("httproute", "iris-predictor") is None)
+
+
 @pytest.fixture(scope="module")
 def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exercise]:
     plane = installed.plane
@@ -388,6 +423,8 @@ def exercised(installed: Installed, tmp_path_factory: pytest.TempPathFactory) ->
                 (kit.get("hpa", "iris-predictor") or {}).get("spec", {}).get("maxReplicas") == 5
             ),
         )
+        snapshot()
+        _run_a_gateway_canary(kit, changed)
         snapshot()
         pods = kit.list("pods")
         yield Exercise(ns, operator.text(), started, pods, role, snapshots)

@@ -129,6 +129,18 @@ class MemoryKube:
     async def pod_log(self, namespace: str, name: str, tail_lines: int) -> str:
         return self.logs.get((namespace, name), "")
 
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Equality selectors only (``a=b,c=d``), which is all the operator sends."""
+        self.requests.append(("list", "Pod", selector))
+        wanted = dict(term.split("=", 1) for term in selector.split(",") if term)
+        return [
+            copy.deepcopy(body)
+            for (kind, ns, _), body in sorted(self.objects.items())
+            if kind == "Pod"
+            and ns == namespace
+            and all((body["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+        ]
+
     # What a test does to the cluster, as the other controllers and users would.
 
     def put(self, body: Mapping[str, Any]) -> dict[str, Any]:

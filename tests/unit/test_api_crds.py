@@ -104,7 +104,16 @@ def test_names_columns_and_category() -> None:
         kind: [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
         for kind, crd in crds.items()
     }
-    assert columns[names.MODEL] == ["Task", "Serving", "Latest", "Score", "Ready", "Age"]
+    assert columns[names.MODEL] == [
+        "Task",
+        "Serving",
+        "Latest",
+        "Score",
+        "Ready",
+        "Canary",
+        "Rollout",
+        "Age",
+    ]
     assert columns[names.TRAINING_JOB] == [
         "Model",
         "Trigger",

@@ -15,7 +15,9 @@ from mlkube.api.crd_common import (
     resources_schema,
 )
 from mlkube.api.crd_performance import live_data_spec
+from mlkube.api.crd_rollout import rollout_spec_schema
 from mlkube.api.crd_search import search_schema
+from mlkube.api.datacheck import RetrainWhen
 from mlkube.api.openapi import (
     Schema,
     array,
@@ -171,6 +173,13 @@ def training_schema(*, for_overrides: bool = False) -> Schema:
                     "Cron schedule for periodic retraining (e.g. '0 3 * * 0'); none when omitted.",
                     max_length=100,
                 ),
+                "retrainWhen": string(
+                    "What a schedule firing does. Scheduled: it trains. DataChanged: a Job "
+                    "reads the data first, and a run (trigger data-change) starts only when "
+                    "its sha256 differs from the last trained version's.",
+                    enum=[w.value for w in RetrainWhen],
+                    default=RetrainWhen.SCHEDULED.value,
+                ),
                 "resources": resources_schema("trainer"),
                 "liveData": live_data_spec(),
                 **placement_schemas("trainer"),
@@ -314,6 +323,7 @@ def model_spec_schema() -> Schema:
                             )
                         ],
                     ),
+                    "rollout": rollout_spec_schema(),
                     "workers": integer(
                         "Server worker processes per predictor pod.", minimum=1, maximum=32
                     ),

@@ -7,7 +7,9 @@ are the enums of ``mlkube.api.status``.
 from __future__ import annotations
 
 from mlkube.api.crd_common import common_status, lineage_schema, metrics_map, slice_results
+from mlkube.api.crd_rollout import rollout_status_schema
 from mlkube.api.openapi import Schema, array, boolean, integer, number, obj, string
+from mlkube.api.rollout import RolloutPhase
 from mlkube.api.status import Decision, Trigger
 
 
@@ -54,6 +56,16 @@ def model_status_schema() -> Schema:
                 "The user who approved a manual promotion (checked at admission).", max_length=256
             ),
             "approvalReason": string("Why they approved it.", max_length=1024),
+            "canary": obj(
+                "The canary analysis that decided it, when the rollout strategy is Canary.",
+                {
+                    "candidate": integer("The version that was analysed.", minimum=1),
+                    "phase": string(
+                        "Promoted or RolledBack.", enum=[p.value for p in RolloutPhase]
+                    ),
+                    "verdicts": rollout_status_schema()["properties"]["verdicts"],
+                },
+            ),
         },
         required=["version", "time"],
     )
@@ -98,6 +110,20 @@ def model_status_schema() -> Schema:
             ),
             "specDigest": string(
                 "Digest of the training spec the operator last started a run for.", max_length=64
+            ),
+            "rollout": rollout_status_schema(),
+            "dataCheck": obj(
+                "The last data check of a schedule firing (retrainWhen DataChanged).",
+                {
+                    "job": string("The Job that read the data."),
+                    "firedAt": string("The firing.", fmt="date-time", max_length=64),
+                    "expectedSha256": string("Digest of the last trained data.", max_length=64),
+                    "sha256": string("Digest of the data as the check read it.", max_length=64),
+                    "changed": boolean("Whether it differed, so a run started."),
+                    "checkedAt": string("When the check ended.", fmt="date-time", max_length=64),
+                    "trainingJob": string("The run it started, if any."),
+                    "message": string("Why the check failed, if it did.", max_length=2048),
+                },
             ),
             "specGeneration": integer(
                 "Generation of the Model whose spec that run trains.", minimum=0

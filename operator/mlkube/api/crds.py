@@ -44,6 +44,8 @@ def custom_resource_definitions() -> list[dict[str, Any]]:
                 _column("Latest", ".status.latestVersion", "integer"),
                 _column("Score", ".status.servingScore", "number"),
                 _column("Ready", _READY),
+                _column("Canary", ".status.rollout.candidate", "integer", priority=1),
+                _column("Rollout", ".status.rollout.phase", priority=1),
                 _column("Age", ".metadata.creationTimestamp", "date"),
             ],
         ),

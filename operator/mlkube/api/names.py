@@ -36,12 +36,21 @@ LABEL_VERSION: Final = f"{GROUP}/version"
 LABEL_TRAINING_JOB: Final = f"{GROUP}/training-job"
 LABEL_MONITOR: Final = f"{GROUP}/monitor"
 LABEL_TRIGGER: Final = f"{GROUP}/trigger"
+# On a canary's pods only: which Deployment of the two owns them ("canary").
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_CANARY: Final = "canary"
+COMPONENT_PREDICTOR: Final = "predictor"
+# The canary's pods when a Gateway API route splits traffic: outside the stable Service.
+COMPONENT_CANARY: Final = "predictor-canary"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 # A manual promotion's record, written with the pin by `kubectl mlkube promote`; the
 # shipped ValidatingAdmissionPolicy refuses an approver who is not the requesting user.
 APPROVED_BY: Final = f"{GROUP}/approved-by"
 APPROVED_VERSION: Final = f"{GROUP}/approved-version"
 APPROVAL_REASON: Final = f"{GROUP}/approval-reason"
+# `kubectl mlkube rollout promote|abort` asks the operator to end a canary now:
+# "<action>:<candidate version>", so a request for an older canary does nothing.
+ROLLOUT_REQUEST: Final = f"{GROUP}/rollout-request"
 MANAGED_BY: Final = "mlkube"
 
 # A DNS-1123 label: what Kubernetes accepts for Service names, and what we accept for
@@ -75,6 +84,16 @@ def spec_change_training_job_name(model: str, generation: int) -> str:
     return f"{model}-g{generation}"
 
 
+def data_check_job_name(model: str, fire: datetime) -> str:
+    """The Job checking a Model's data at one schedule firing (retrainWhen DataChanged)."""
+    return f"{model}-c{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
+def data_change_training_job_name(model: str, fire: datetime) -> str:
+    """The run a firing starts when its check found the data changed."""
+    return f"{model}-d{fire.astimezone(UTC):%y%m%d%H%M}"
+
+
 def drift_training_job_name(model: str, now: datetime, cooldown_seconds: float) -> str:
     """One name per model and cooldown period: concurrent drift checks collide on purpose."""
     period = max(int(cooldown_seconds), 60)
@@ -94,6 +113,16 @@ def select_job_name(training_job: str) -> str:
 
 def predictor_name(model: str) -> str:
     """The Deployment, Service, HPA and PDB that serve a Model."""
+    return f"{model}-predictor"
+
+
+def canary_name(model: str) -> str:
+    """The Deployment (and, behind a Gateway API route, the Service) of a canary."""
+    return f"{model}-predictor-canary"
+
+
+def route_name(model: str) -> str:
+    """The Gateway API HTTPRoute that splits a Model's traffic by weight."""
     return f"{model}-predictor"
 
 

@@ -68,6 +68,7 @@ class Trigger(StrEnum):
     DRIFT = "drift"
     SPEC_CHANGE = "spec-change"
     PERFORMANCE = "performance"
+    DATA_CHANGE = "data-change"
 
 
 class Verdict(StrEnum):
@@ -112,6 +113,9 @@ class Reason(StrEnum):
     SPEC_CHANGED = "SpecChanged"
     SPEC_REJECTED = "SpecRejected"
     VERSION_PROMOTED = "VersionPromoted"
+    CANARY_PROGRESSING = "CanaryProgressing"
+    CANARY_PROMOTED = "CanaryPromoted"
+    CANARY_ROLLED_BACK = "CanaryRolledBack"
     # Written by the drift checker on the Drifted condition.
     DATASET_DRIFT = "DatasetDrift"
     NO_DRIFT = "NoDrift"

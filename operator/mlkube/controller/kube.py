@@ -43,6 +43,7 @@ RESOURCES: Final[dict[str, tuple[str, str]]] = {
     "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
     "Lease": ("coordination.k8s.io/v1", "leases"),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
 }
 
 
@@ -93,6 +94,8 @@ class KubeApi(Protocol):
     async def delete(self, kind: str, namespace: str, name: str) -> None: ...
 
     async def pod_log(self, namespace: str, name: str, tail_lines: int) -> str: ...
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
 
 class Kube:
@@ -241,6 +244,13 @@ class Kube:
             raw=True,
         )
         return text
+
+    async def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods matching a label selector (a canary's analysis reads their IPs)."""
+        result = await self.request(
+            "GET", path_of("Pod", namespace), params={"labelSelector": selector}
+        )
+        return list(result.get("items") or [])
 
 
 def _text(data: str | bytes | None) -> str | None:

@@ -172,7 +172,8 @@ class Operator:
                 enqueue("Model", namespace, model_ref(obj))
         elif kind in ("Job", "Pod") and labels.get(names.LABEL_TRAINING_JOB):
             enqueue("TrainingJob", namespace, labels[names.LABEL_TRAINING_JOB])
-        elif kind == "Deployment" and labels.get(names.LABEL_MODEL):
+        elif kind in ("Deployment", "Job", "Pod") and labels.get(names.LABEL_MODEL):
+            # The predictor's rollout; a Model's own Job (its data check) and that Job's pod.
             enqueue("Model", namespace, labels[names.LABEL_MODEL])
         elif kind == "CronJob" and labels.get(names.LABEL_MONITOR):
             enqueue("Monitor", namespace, labels[names.LABEL_MONITOR])

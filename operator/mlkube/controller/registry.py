@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlkube.api import names
+from mlkube.api.rollout import RolloutPhase, rollout_spec
 from mlkube.api.status import TERMINAL_PHASES, Decision, Phase
 from mlkube.controller.promotion import promotion_decision
 
@@ -24,6 +25,8 @@ class Registry:
     serving_version: int | None
     pin_problem: str | None = None
     decided: list[dict[str, Any]] = field(default_factory=list)
+    # A version that passed the gate and is being analysed as a canary (rollout Canary).
+    candidate: int | None = None
 
     def entry(self, version: int | None) -> dict[str, Any] | None:
         return next((v for v in self.versions if v.get("version") == version), None)
@@ -97,6 +100,10 @@ def update_registry(
     promotions = [dict(p) for p in status.get("promotions") or []]
     serving = status.get("servingVersion")
     registry = Registry(versions, promotions, int(serving) if serving else None)
+    rollout = status.get("rollout") or {}
+    if rollout.get("phase") == RolloutPhase.PROGRESSING and rollout.get("candidate"):
+        registry.candidate = int(rollout["candidate"])
+    canary = rollout_spec(spec.get("serving")).canary
     known = {int(v["version"]) for v in versions}
     new = [
         e for e in (version_entry(tj) for tj in training_jobs) if e and e["version"] not in known
@@ -112,7 +119,7 @@ def update_registry(
             entry["decision"] = decision.outcome
             entry["reason"] = decision.reason
             if decision.promote and pin is None:
-                _serve(registry, entry, decision.reason, now)
+                _promote(registry, entry, decision.reason, now, canary=canary)
         registry.versions.append(entry)
         registry.decided.append(entry)
     if pin is not None:
@@ -141,6 +148,53 @@ def _record_approval(change: dict[str, Any], approval: Mapping[str, str], pin: i
     change["approvedBy"] = approval[names.APPROVED_BY][:256]
     change["approvalReason"] = approval.get(names.APPROVAL_REASON, "")[:1024]
     change["reason"] = f"approved by {change['approvedBy']}: {change['approvalReason']}"
+
+
+def _promote(
+    registry: Registry, entry: dict[str, Any], reason: str, now: str, *, canary: bool
+) -> None:
+    """A version that passed the gate serves, or with a Canary rollout becomes the candidate
+    (the first version has nothing to be compared with, so it serves at once)."""
+    if canary and registry.serving_version is not None:
+        _start_canary(registry, entry, reason)
+    else:
+        _serve(registry, entry, reason, now)
+
+
+def _start_canary(registry: Registry, entry: dict[str, Any], reason: str) -> None:
+    """The version passed the gate; it serves a share of traffic before it is promoted."""
+    superseded = registry.entry(registry.candidate)
+    if superseded is not None:
+        superseded["decision"] = Decision.REJECTED
+        superseded["reason"] = f"superseded by v{entry['version']} before its canary ended"
+    entry["decision"] = Decision.PENDING
+    entry["reason"] = f"{reason}; canary analysis against v{registry.serving_version}"
+    registry.candidate = int(entry["version"])
+
+
+def finish_canary(
+    registry: Registry, promoted: bool, reason: str, now: str, record: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Ends the candidate's canary: promoted (it serves) or rolled back (stable stays).
+
+    Either way the promotion history gets an entry with the figures (``record``).
+    Returns the candidate's entry.
+    """
+    entry = registry.entry(registry.candidate)
+    registry.candidate = None
+    if entry is None:
+        return None
+    entry["decision"] = Decision.PROMOTED if promoted else Decision.REJECTED
+    entry["reason"] = reason
+    if promoted:
+        _serve(registry, entry, reason, now)
+    else:
+        change: dict[str, Any] = {"time": now, "reason": reason}
+        if registry.serving_version is not None:
+            change["version"] = registry.serving_version
+        registry.promotions.append(change)
+    registry.promotions[-1]["canary"] = dict(record)
+    return entry
 
 
 def _serve(registry: Registry, entry: dict[str, Any], reason: str, now: str) -> None:

@@ -10,12 +10,14 @@ most one missed firing runs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from croniter import croniter
 
 from mlkube.api.conditions import now_iso
+from mlkube.api.datacheck import RetrainWhen
 from mlkube.api.names import scheduled_training_job_name
 from mlkube.api.resources import Body, training_job_resource
 from mlkube.api.status import TERMINAL_PHASES, Trigger
@@ -23,6 +25,8 @@ from mlkube.controller.children import Controller, ensure_child
 from mlkube.controller.spec import name_of, namespace_of, spec_of, status_of
 
 log = logging.getLogger("mlkube.controller")
+# What a firing does instead of a run when the data must be checked first.
+OnFire = Callable[[datetime], Awaitable[Body | None]]
 
 
 def last_fire(schedule: str, since: datetime, now: datetime) -> tuple[datetime | None, datetime]:
@@ -40,7 +44,7 @@ def last_fire(schedule: str, since: datetime, now: datetime) -> tuple[datetime |
 def _running_scheduled_run(ctl: Controller, model: Body) -> str | None:
     """A scheduled run of ``model`` that has not finished: the next firing waits for it."""
     for tj in ctl.cache.by_index("TrainingJob", namespace_of(model), name_of(model)):
-        if spec_of(tj).get("trigger") == Trigger.SCHEDULE and (
+        if spec_of(tj).get("trigger") in (Trigger.SCHEDULE, Trigger.DATA_CHANGE) and (
             status_of(tj).get("phase") not in TERMINAL_PHASES
         ):
             return name_of(tj)
@@ -54,9 +58,12 @@ def _ts(value: Any) -> datetime | None:
 
 
 async def ensure_scheduled(
-    ctl: Controller, model: Body, status: dict[str, Any]
+    ctl: Controller, model: Body, status: dict[str, Any], *, check_data: OnFire | None = None
 ) -> tuple[Body | None, float | None]:
-    schedule = (spec_of(model).get("training") or {}).get("schedule")
+    """The run of the latest firing, if one is due; with ``retrainWhen: DataChanged``
+    the firing calls ``check_data`` instead (which may start a run)."""
+    training = spec_of(model).get("training") or {}
+    schedule = training.get("schedule")
     if not schedule:
         return None, None
     since = (
@@ -74,11 +81,17 @@ async def ensure_scheduled(
     if fired is None:
         return None, requeue
     running = _running_scheduled_run(ctl, model)
+    check = status.get("dataCheck") or {}
+    if running is None and check.get("job") and not check.get("checkedAt"):
+        running = str(check["job"])
     if running is not None:
         # As a CronJob with concurrencyPolicy Forbid: the firing is skipped, not queued.
         log.info("Model %s: schedule fired while %s still runs; skipped", name_of(model), running)
         status["lastScheduledTraining"] = now_iso(fired)
         return None, requeue
+    if check_data is not None and training.get("retrainWhen") == RetrainWhen.DATA_CHANGED:
+        status["lastScheduledTraining"] = now_iso(fired)
+        return await check_data(fired), requeue
     desired = training_job_resource(
         model,
         scheduled_training_job_name(name_of(model), fired),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from mlkube.api.resources import Body
@@ -13,19 +13,36 @@ from mlkube.controller.kube import ApiError
 from mlkube.controller.spec import name_of, namespace_of, status_of
 
 
-def changed_fields(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    """The top-level status fields whose value differs (a merge patch of them)."""
-    return {k: v for k, v in desired.items() if current.get(k) != v}
+def changed_fields(
+    current: Mapping[str, Any], desired: Mapping[str, Any], replace: Collection[str] = ()
+) -> dict[str, Any]:
+    """The top-level status fields whose value differs (a merge patch of them).
+
+    A merge patch merges nested objects; the objects named in ``replace`` are replaced
+    instead: their keys the desired value lacks are sent as null, which deletes them.
+    """
+    patch = {k: v for k, v in desired.items() if current.get(k) != v}
+    for key in replace:
+        old, new = current.get(key), patch.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            patch[key] = {**{k: None for k in old if k not in new}, **new}
+    return patch
 
 
 async def write_status(
-    ctl: Controller, kind: str, body: Body, desired: Mapping[str, Any], *, precondition: bool
+    ctl: Controller,
+    kind: str,
+    body: Body,
+    desired: Mapping[str, Any],
+    *,
+    precondition: bool,
+    replace: Collection[str] = (),
 ) -> bool:
     """Merge-patches the changed status fields; False when a stale cache caused a conflict.
 
     On a conflict the fresh object is fetched into the cache, so the caller's retry sees it.
     """
-    patch = changed_fields(body.get("status") or {}, desired)
+    patch = changed_fields(body.get("status") or {}, desired, replace)
     if not patch:
         return True
     meta = body["metadata"]

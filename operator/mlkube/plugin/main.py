@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 
 from mlkube import __version__
 from mlkube.api import names
-from mlkube.plugin import views
+from mlkube.api.rollout import RolloutAction
+from mlkube.plugin import rollout, views
 from mlkube.plugin.client import Connection, PluginError, connect
 from mlkube.plugin.perfview import perf_report
 
@@ -76,6 +77,15 @@ def cmd_rollback(args: argparse.Namespace, conn: Connection) -> str:
     return f"model.mlkube.io/{args.model} rolled back from version {current} to {previous} (pinned)"
 
 
+def cmd_rollout(args: argparse.Namespace, conn: Connection) -> str:
+    model = conn.get(MODELS, args.model)
+    if args.action == "status":
+        return rollout.rollout_status(model)
+    patch, message = rollout.rollout_request_patch(model, RolloutAction(args.action))
+    conn.patch(MODELS, args.model, patch)
+    return f"model.mlkube.io/{args.model}: {message}"
+
+
 def cmd_drift(args: argparse.Namespace, conn: Connection) -> str:
     return views.drift_report(conn.get(MONITORS, args.monitor), top=args.top)
 
@@ -131,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "rollback", cmd_rollback, "Pin the version that served before the current one."
     ).add_argument("model")
+    steer = add("rollout", cmd_rollout, "Show a model's canary, or promote or abort it now.")
+    steer.add_argument("action", choices=["status", *(a.value for a in RolloutAction)])
+    steer.add_argument("model")
     drift = add("drift", cmd_drift, "Summary of a Monitor's last drift check.")
     drift.add_argument("monitor")
     drift.add_argument("--top", type=int, default=10, help="features to list (default 10)")

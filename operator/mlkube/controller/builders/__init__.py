@@ -12,9 +12,14 @@ from mlkube.controller.builders.predictor import (
     build_predictor_service,
     predictor_endpoint,
 )
-from mlkube.controller.builders.training import build_select_job, build_trainer_job
+from mlkube.controller.builders.training import (
+    build_data_check_job,
+    build_select_job,
+    build_trainer_job,
+)
 
 __all__ = [
+    "build_data_check_job",
     "build_drift_cronjob",
     "build_drift_rbac",
     "build_predictor_deployment",

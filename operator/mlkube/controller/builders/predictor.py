@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from mlkube.api import names
@@ -36,18 +37,37 @@ def selector_labels(model: Body) -> dict[str, str]:
     return {names.LABEL_MODEL: name_of(model), names.LABEL_COMPONENT: "predictor"}
 
 
+@dataclass(frozen=True)
+class Track:
+    """A second Deployment of the predictor beside the stable one (a canary): its name,
+    the labels that select its pods (added to the pod labels), and its replica count."""
+
+    name: str
+    selector: Mapping[str, str]
+    replicas: int
+
+
 def build_predictor_deployment(
-    model: Body, version: int, sha256: str, settings: OperatorSettings, onnx_sha256: str = ""
+    model: Body,
+    version: int,
+    sha256: str,
+    settings: OperatorSettings,
+    onnx_sha256: str = "",
+    *,
+    track: Track | None = None,
 ) -> Manifest:
     """Serves ``version``; a new version changes the template and so rolls the pods.
 
-    ``replicas`` is left out: the HorizontalPodAutoscaler owns it.
+    ``replicas`` is left out of the stable Deployment: the HorizontalPodAutoscaler owns
+    it. A ``track`` (a canary) has its own name, selector and fixed replica count.
     """
     model_name = name_of(model)
     serving = _serving(model)
     storage = storage_of(model, settings)
     labels = base_labels(model_name, "predictor")
     pod_labels = {**labels, names.LABEL_VERSION: str(version)}
+    if track is not None:
+        pod_labels.update(track.selector)
     store = predictor_store(storage, namespace_of(model), model_name, version)
     args = ["serve", *store.args, "--port", str(HTTP_PORT)]
     if sha256:
@@ -113,13 +133,15 @@ def build_predictor_deployment(
         pod_spec["nodeSelector"] = dict(serving["nodeSelector"])
     if serving.get("tolerations"):
         pod_spec["tolerations"] = list(serving["tolerations"])
-    deployment_meta = metadata(model, names.predictor_name(model_name), pod_labels)
-    return {
+    name = names.predictor_name(model_name) if track is None else track.name
+    deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": deployment_meta,
+        "metadata": metadata(model, name, pod_labels),
         "spec": {
-            "selector": {"matchLabels": selector_labels(model)},
+            "selector": {
+                "matchLabels": dict(selector_labels(model) if track is None else track.selector)
+            },
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
@@ -128,19 +150,25 @@ def build_predictor_deployment(
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },
     }
+    if track is not None:
+        deployment["spec"]["replicas"] = track.replicas
+    return deployment
 
 
-def build_predictor_service(model: Body) -> Manifest:
+def build_predictor_service(
+    model: Body, *, name: str | None = None, selector: Mapping[str, str] | None = None
+) -> Manifest:
+    """The Service of the predictor's pods (``name``/``selector``: a canary's own)."""
     model_name = name_of(model)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(
-            model, names.predictor_name(model_name), base_labels(model_name, "predictor")
+            model, name or names.predictor_name(model_name), base_labels(model_name, "predictor")
         ),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(model),
+            "selector": dict(selector or selector_labels(model)),
             "ports": [
                 {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
             ],

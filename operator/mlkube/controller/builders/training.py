@@ -69,6 +69,31 @@ def build_select_job(
     )
 
 
+def build_data_check_job(
+    model: Body, name: str, expected_sha256: str, settings: OperatorSettings
+) -> Manifest:
+    """The Job of one schedule firing with ``retrainWhen: DataChanged``: the trainer's pod
+    (same image, mounts, data access and limits), owned by the Model, running
+    ``mlkube train --check-data``, which reads the data and writes nothing."""
+    job = _trainer_job(
+        model,
+        model,
+        0,
+        settings,
+        job_name=lambda _: name,
+        step=["--check-data", expected_sha256],
+    )
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        labels.pop(names.LABEL_TRAINING_JOB, None)
+        labels.pop(names.LABEL_VERSION, None)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    for flag in ("--version", "--training-job", "--trigger", "--reason", "--prune-below", "--keep"):
+        if flag in args:
+            at = args.index(flag)
+            del args[at : at + 2]
+    return job
+
+
 def _trainer_job(
     model: Body,
     training_job: Body,

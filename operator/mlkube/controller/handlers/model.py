@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from mlkube.api import names
@@ -37,7 +38,9 @@ from mlkube.api.resources import Body, Manifest, training_job_resource
 from mlkube.api.status import TERMINAL_PHASES, Decision, Reason, Trigger
 from mlkube.controller import metrics
 from mlkube.controller.builders import predictor_endpoint
+from mlkube.controller.canary import advance_canary, announce_canary, retire_canary
 from mlkube.controller.children import Controller, ensure_child, post_event
+from mlkube.controller.handlers.datacheck import finish_data_check, start_data_check
 from mlkube.controller.history import prune_runs
 from mlkube.controller.registry import Registry, update_registry
 from mlkube.controller.respec import ensure_spec_run, spec_state
@@ -89,9 +92,11 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
         ctl.settings.max_versions,
         approval=annotations,
     )
+    canary = await advance_canary(ctl, model, registry, status, datetime.now(UTC))
     _apply_registry(status, registry)
     rollout = await ensure_predictor(ctl, model, registry)
-    _set_conditions(model, status, registry, plan.training_jobs, rollout)
+    await retire_canary(ctl, model, registry, status, rollout.state == "available")
+    _set_conditions(model, status, registry, plan.training_jobs, rollout, canary=canary.progressing)
     if registry.serving_version is not None:
         status["endpoint"] = predictor_endpoint(model)
     _defer_releases(status_of(model), status)
@@ -100,8 +105,9 @@ async def reconcile_model(ctl: Controller, namespace: str, name: str) -> float |
     for tj, _ in plan.allocations:
         ctl.enqueue("TrainingJob", namespace, name_of(tj))
     await _announce(ctl, model, registry, status)
+    await announce_canary(ctl, model, canary)
     await prune_runs(ctl, model, registry, plan.training_jobs)
-    return plan.requeue
+    return min((r for r in (plan.requeue, canary.requeue) if r is not None), default=None)
 
 
 async def _report_invalid_spec(ctl: Controller, model: Body, message: str) -> float | None:
@@ -138,9 +144,13 @@ async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> Ru
     namespace, name = namespace_of(model), name_of(model)
     plan = RunPlan(list(ctl.cache.by_index("TrainingJob", namespace, name)))
     plan.initial = _initial_training_job(model, status, plan.training_jobs)
-    scheduled, plan.requeue = await ensure_scheduled(ctl, model, status)
-    if scheduled is not None and scheduled not in plan.training_jobs:
-        plan.training_jobs.append(scheduled)
+    checked = await finish_data_check(ctl, model, status)
+    scheduled, plan.requeue = await ensure_scheduled(
+        ctl, model, status, check_data=lambda fired: start_data_check(ctl, model, status, fired)
+    )
+    for run in (checked, scheduled):
+        if run is not None and run not in plan.training_jobs:
+            plan.training_jobs.append(run)
     respec, settle = await ensure_spec_run(ctl, model, status, plan.training_jobs)
     if respec is not None:
         plan.training_jobs.append(respec)
@@ -164,7 +174,10 @@ async def _plan_runs(ctl: Controller, model: Body, status: dict[str, Any]) -> Ru
 async def _write(ctl: Controller, model: Body, status: dict[str, Any], plan: RunPlan) -> bool:
     """The one status write; the initial run is created alongside (its version is reserved
     by name, so both can go at once). False on a conflict."""
-    write = write_status(ctl, "Model", model, status, precondition=True)
+    # status.rollout and status.dataCheck describe one canary or check each: replaced.
+    write = write_status(
+        ctl, "Model", model, status, precondition=True, replace=("rollout", "dataCheck")
+    )
     if plan.initial is None:
         return await write
     written, _ = await asyncio.gather(write, ensure_child(ctl, plan.initial, updatable=False))
@@ -279,8 +292,13 @@ def _set_conditions(
     registry: Registry,
     training_jobs: list[Body],
     rollout: Rollout,
+    *,
+    canary: str | None = None,
 ) -> None:
-    """Step 4: Trained, Serving, Stalled, Reconciling and the Ready roll-up, and the phase."""
+    """Step 4: Trained, Serving, Stalled, Reconciling and the Ready roll-up, and the phase.
+
+    A running canary (``canary``: what it waits for) keeps Reconciling True; stable
+    serves meanwhile, so Ready stays True."""
     generation = generation_of(model)
     conditions = list(status.get("conditions") or [])
     running = [tj for tj in training_jobs if status_of(tj).get("phase") not in TERMINAL_PHASES]
@@ -290,6 +308,8 @@ def _set_conditions(
     reconciling = None
     if stalled is None:
         reconciling = _reconciling(registry, rollout) or _only(respec, Reason.SPEC_CHANGED)
+        if reconciling is None and canary is not None:
+            reconciling = Reason.CANARY_PROGRESSING, canary
     states.append((STALLED, True, *stalled) if stalled else (STALLED, False, Reason.RECONCILED, ""))
     states.append(
         (RECONCILING, True, *reconciling)

@@ -12,10 +12,8 @@ nothing in the store.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 import yaml
 
+from mlkube.api.datacheck import encode_data_check
 from mlkube.api.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, CommandError
 from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.status import TrainerSummary, Trigger
@@ -136,6 +135,11 @@ def _add_pod_arguments(parser: argparse.ArgumentParser) -> None:
         help="labelled live rows to add: a TrainingJob's spec.liveRows "
         '({"path": "drift/live-rows-<time>.jsonl", ...}, in the Model\'s directory)',
     )
+    parser.add_argument(
+        "--check-data",
+        metavar="SHA256",
+        help="train nothing: read the data, print its digest and whether it differs",
+    )
 
 
 def _add_search_arguments(parser: Any) -> None:
@@ -222,6 +226,8 @@ def _fail(args: argparse.Namespace, message: str, exit_code: int) -> NoReturn:
 
 def run_command(args: argparse.Namespace) -> int:
     progress = _check_termination_log(args)
+    if args.check_data is not None:
+        return _check_data(args)
     if args.trial is not None:
         return _run_trial(args, progress)
     spec, summary = _guarded(args, lambda: _train(args, progress))
@@ -229,7 +235,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         write_termination_log(args.termination_log, payload)
     except OSError as error:
-        _take_back(args, spec, summary["version"])
+        from mlkube.runtime.train.remote import take_back
+
+        take_back(args.store, args.model_root, spec, summary["version"])
         message = f"cannot write the termination log {args.termination_log}: {error.strerror}"
         _fail(args, message, EXIT_INTERNAL)
     if args.prune_below is not None:
@@ -240,17 +248,15 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _take_back(args: argparse.Namespace, spec: TrainingSpec, version: int) -> None:
-    """Removes the version just written, when its outcome could not be reported."""
-    from mlkube.runtime.train.remote import remote_store, unpublish
+def _check_data(args: argparse.Namespace) -> int:
+    """A schedule firing's check (retrainWhen DataChanged): the data read as training reads
+    it, its sha256 against the last trained version's, one JSON line; nothing written."""
+    from mlkube.runtime.train.data import load_data
 
-    remote = remote_store(args.store)
-    if remote is None:
-        model_dir = args.model_root or Path(args.store) / model_dir_of(spec.namespace, spec.name)
-        shutil.rmtree(model_dir / f"v{version}", ignore_errors=True)
-        return
-    with contextlib.suppress(ObjectStoreError):
-        unpublish(remote, spec.namespace, spec.name, version)
+    spec = _guarded(args, lambda: parse_model(read_manifest(args), args.namespace))
+    loaded = _guarded(args, lambda: load_data(spec.data, TrainSettings.from_env()))
+    _emit(args, encode_data_check(loaded.sha256, args.check_data))
+    return 0
 
 
 def _prune(args: argparse.Namespace, spec: TrainingSpec, progress: Progress) -> None:
@@ -288,12 +294,17 @@ def _run_trial(args: argparse.Namespace, progress: Progress) -> int:
     payload = json.dumps(result, separators=(",", ":")).encode("utf-8")
     if len(payload) > MAX_TRIAL_MESSAGE:
         payload = json.dumps({**result, "params": {}, "foldScores": []}).encode("utf-8")
+    _emit(args, payload)
+    return 0
+
+
+def _emit(args: argparse.Namespace, payload: bytes) -> None:
+    """One JSON line to the termination log and stdout (a trial's, a data check's)."""
     try:
         write_termination_log(args.termination_log, payload)
     except OSError as error:
         _fail(args, f"cannot write the termination log: {error.strerror}", EXIT_INTERNAL)
     sys.stdout.write(payload.decode("utf-8") + "\n")
-    return 0
 
 
 def _completion_index(args: argparse.Namespace) -> int:

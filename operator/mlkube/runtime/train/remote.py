@@ -13,6 +13,7 @@ is refused on an S3 store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
@@ -22,11 +23,12 @@ from mlkube.api.names import model_dir as model_dir_of
 from mlkube.api.names import version_dir
 from mlkube.api.status import TrainerSummary
 from mlkube.runtime.store import s3, versions
-from mlkube.runtime.store.s3 import S3Location
+from mlkube.runtime.store.s3 import ObjectStoreError, S3Location
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.record import RunRequest
 from mlkube.runtime.train.run import Progress
 from mlkube.runtime.train.settings import TrainSettings
+from mlkube.runtime.train.spec import TrainingSpec
 
 MAX_LIVE_ROWS_BYTES = 256 << 20
 
@@ -99,6 +101,17 @@ def train_local(
 
 def discard_staging(request: RunRequest) -> None:
     shutil.rmtree(request.store, ignore_errors=True)
+
+
+def take_back(store: str, model_root: Path | None, spec: TrainingSpec, version: int) -> None:
+    """Removes the version just written, when its outcome could not be reported."""
+    remote = remote_store(store)
+    if remote is None:
+        model_dir = model_root or Path(store) / model_dir_of(spec.namespace, spec.name)
+        shutil.rmtree(model_dir / f"v{version}", ignore_errors=True)
+        return
+    with contextlib.suppress(ObjectStoreError):
+        unpublish(remote, spec.namespace, spec.name, version)
 
 
 def unpublish(remote: S3Location, namespace: str, name: str, version: int) -> None:
