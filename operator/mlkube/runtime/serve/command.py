@@ -64,6 +64,16 @@ def register(subparsers: Any) -> None:
         "--body-timeout", type=float, help="seconds a request body may take to arrive (408 after)"
     )
     parser.add_argument("--max-batch-rows", type=int, help="larger batches get 413")
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        help="rows one model call may coalesce from concurrent requests (default 256; 0: off)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        help="longest time requests may gather before a call (default 1; never on an idle model)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -77,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(vars(args))
     except SettingsError as error:
         raise CommandError(str(error)) from None
+    from threadpoolctl import threadpool_limits
+
     from mlkube.runtime.serve.model import load_model
 
+    threadpool_limits(1)  # BLAS/OpenMP: one thread per worker, as the estimators' n_jobs
     try:
         model = load_model(
             settings.model_dir, settings.sha256, settings.engine, settings.onnx_sha256
