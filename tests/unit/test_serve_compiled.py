@@ -4,8 +4,8 @@ Real scikit-learn, skl2onnx and onnxruntime, real ``mlkube train`` runs on bundl
 sets, real ``mlkube serve`` processes on loopback. What must hold:
 
 - LogisticRegression and RandomForest pipelines (breast_cancer, iris; diabetes for
-  regression) get a ``model.onnx`` whose verdict, largest difference, tolerance and
-  sha256 are in ``metadata.json``;
+  regression; categorical features in ``test_serve_compiled_categorical``) get a
+  ``model.onnx`` whose verdict, largest difference, tolerance and sha256 are in ``metadata.json``;
 - the server with engine ``auto`` serves them through onnxruntime and answers the same
   labels, the same response shapes and types, and probabilities / predictions within the
   tolerance as engine ``sklearn``, on every row of the data set (the holdout included);
@@ -28,7 +28,7 @@ import pytest
 import sklearn.datasets
 from serve_support import Server, v2_matrix
 from test_serve_lifecycle import assert_refused, serve_once
-from train_support import churn_frame, manifest, write_manifest
+from train_support import manifest, write_manifest
 
 from mlkube.cli import main
 from mlkube.runtime.artifact import load_pipeline, read_metadata
@@ -209,16 +209,6 @@ def test_a_pipeline_without_a_converter_is_recorded_and_served_by_sklearn(
         assert server.stop() == 0
     forced = serve_once("--model-dir", str(model_dir), "--engine", "onnx")
     assert_refused(forced, "--engine onnx", "unconvertible")
-
-
-def test_categorical_features_are_recorded_as_not_compiled(tmp_path: Path) -> None:
-    churn_frame(300).to_csv(tmp_path / "churn.csv", index=False)
-    document = manifest("churn", uri=str(tmp_path / "churn.csv"), target="churned")
-    model_dir = train(tmp_path, "churn", document)
-    record = read_metadata(model_dir)["compiled"]
-    assert (record["verified"], record["verdict"]) == (False, "unsupported")
-    assert "categorical" in record["reason"]
-    assert not (model_dir / ONNX_FILE).exists()
 
 
 def test_a_mismatch_beyond_the_tolerance_is_refused_with_its_reason(

@@ -143,8 +143,8 @@ class ServedModel:
 
     @property
     def compilable(self) -> bool:
-        """Whether a compiled model can take this server's input (a float64 matrix)."""
-        return self.numeric_only and self._frame_columns is None
+        """Whether a compiled model can take this server's input (an array, not a frame)."""
+        return self._frame_columns is None
 
     def _check_array_layout(self, layout: Any, names_in: Any) -> list[int] | None:
         """Column positions of ``layout``'s order in the schema (None: schema order)."""

@@ -250,7 +250,9 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
 
 def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
     """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
-    compiled = compile_pipeline(fitted.model, data.inputs[data.test_pos], task)
+    compiled = compile_pipeline(
+        fitted.model, data.inputs[data.test_pos], task, features=data.schema
+    )
     record = compiled.record
     if record["verified"]:
         progress(
