@@ -9,15 +9,18 @@ one rename at the very end (``artifact.write_version``), after everything succee
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import pandas as pd
 
@@ -217,6 +220,25 @@ def reference_profile(
     return build_reference_profile(train_rows, schema)
 
 
+_WRITER_MODULES: Final = ("skops.io", "skl2onnx", "onnxruntime")
+
+
+def _prefetch_writers() -> threading.Thread:
+    """Imports what runs after the fit (the skops writer, the ONNX converter and runtime:
+    seconds of imports) on a thread while the data is read and the model fitted, so a
+    short fit does not pay them one after the other. An import that fails here fails
+    again, with its message, where the module is used."""
+
+    def load() -> None:
+        for name in _WRITER_MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="prefetch-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def train_model(request: RunRequest, settings: TrainSettings, progress: Progress) -> TrainerSummary:
     """Runs training and writes the version; returns the summary (not yet trimmed)."""
     spec = request.spec
@@ -225,8 +247,10 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         f"training {spec.namespace}/{spec.name} v{prepared.version} "
         f"with {prepared.estimator.class_path}"
     )
+    prefetch = _prefetch_writers()
     data = _read(spec, settings, prepared.queries, progress)
     fitted = _fit(spec, prepared.estimator, data, progress)
+    prefetch.join()
     profile = reference_profile(
         data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
     )
