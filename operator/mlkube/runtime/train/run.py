@@ -213,21 +213,20 @@ def reference_profile(
     """The drift reference, from a seeded sample so its cost stays flat on large data."""
     from mlkube.runtime.profile import build_reference_profile
 
-    if len(train_rows) > settings.profile_sample_rows:
+    source = len(train_rows)
+    if source > settings.profile_sample_rows:
         train_rows = train_rows.sample(
             n=settings.profile_sample_rows, random_state=validation.random_seed
         )
-    return build_reference_profile(train_rows, schema)
+    return build_reference_profile(train_rows, schema, source_rows=source)
 
 
 _WRITER_MODULES: Final = ("skops.io", "skl2onnx", "onnxruntime")
 
 
 def _prefetch_writers() -> threading.Thread:
-    """Imports what runs after the fit (the skops writer, the ONNX converter and runtime:
-    seconds of imports) on a thread while the data is read and the model fitted, so a
-    short fit does not pay them one after the other. An import that fails here fails
-    again, with its message, where the module is used."""
+    """Imports what runs after the fit (skops, the ONNX converter: seconds) on a thread
+    while the data is read and the model fitted; a failed import fails again where used."""
 
     def load() -> None:
         for name in _WRITER_MODULES:
