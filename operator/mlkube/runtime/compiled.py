@@ -106,24 +106,11 @@ def _compile(
     feed = Feeder(session, columns).feed(rows)
     if feed is None:
         return _refused("unsupported", "holdout values beyond float32's range", tolerance)
-    got_labels, got_values = run_session(session, feed, classifier)
-    if classifier:
-        classes = np.asarray(pipeline.classes_)
-        want_labels = np.asarray(pipeline.predict(rows))
-        want_values = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
-        labels_equal = bool(np.array_equal(classes[got_labels], want_labels))
-        difference = np.abs(got_values - want_values)
-    else:
-        want_values = np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1)
-        labels_equal = True
-        difference = np.abs(got_values - want_values) / np.maximum(1.0, np.abs(want_values))
-    max_difference = float(difference.max()) if difference.size else 0.0
-    measured = {
-        "rows": len(rows),
-        "maxDifference": max_difference,
-        "labelsEqual": labels_equal,
-        "dtype": "float32",
-    }
+    labels_equal, max_difference = _compare(
+        pipeline, rows, run_session(session, feed, classifier), classifier
+    )
+    measured: dict[str, Any] = {"rows": len(rows), "maxDifference": max_difference}
+    measured.update(labelsEqual=labels_equal, dtype="float32")
     if not labels_equal or not max_difference <= tolerance:
         why = "labels differ" if not labels_equal else "outputs differ"
         return _refused(
@@ -146,6 +133,27 @@ def _compile(
         "libraries": _libraries(),
     }
     return Compiled(data, record)
+
+
+def _compare(
+    pipeline: Any,
+    rows: NDArray[Any],
+    got: tuple[NDArray[np.intp], NDArray[np.float64]],
+    classifier: bool,
+) -> tuple[bool, float]:
+    """Whether the ONNX labels equal scikit-learn's, and the largest value difference."""
+    got_labels, got_values = got
+    if classifier:
+        classes = np.asarray(pipeline.classes_)
+        want_labels = np.asarray(pipeline.predict(rows))
+        want_values = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+        labels_equal = bool(np.array_equal(classes[got_labels], want_labels))
+        difference = np.abs(got_values - want_values)
+    else:
+        want_values = np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1)
+        labels_equal = True
+        difference = np.abs(got_values - want_values) / np.maximum(1.0, np.abs(want_values))
+    return labels_equal, float(difference.max()) if difference.size else 0.0
 
 
 def _convert(
