@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from serve_support import Server
-from test_serve_compiled import train
+from test_serve_compiled import assert_v1_agree, train
 from train_support import churn_frame, manifest
 
 from mlkube.runtime.artifact import read_metadata
-from mlkube.runtime.compiled import ONNX_FILE, TOLERANCE
+from mlkube.runtime.compiled import ONNX_FILE
 
 CASES = {
     "churn-lr": ("classification", "sklearn.linear_model.LogisticRegression", "churned"),
@@ -94,7 +94,7 @@ def test_categorical_pipelines_compile_and_agree_with_sklearn(
         got = compiled.post(f"/v1/models/{name}:predict", {"instances": rows})
         want = plain.post(f"/v1/models/{name}:predict", {"instances": rows})
         assert (got.status, want.status) == (200, 200), got.body + want.body
-        assert_agree(got.json(), want.json())
+        assert_v1_agree(got.json(), want.json())
         # A region never seen in training: scikit-learn answers, to the last bit.
         unseen = [{**row, "region": "mars"} for row in rows[:20]]
         got = compiled.post(f"/v1/models/{name}:predict", {"instances": unseen})
@@ -104,15 +104,3 @@ def test_categorical_pipelines_compile_and_agree_with_sklearn(
     finally:
         assert compiled.stop() == 0
         assert plain.stop() == 0
-
-
-def assert_agree(got: dict[str, Any], want: dict[str, Any]) -> None:
-    assert got.keys() == want.keys()
-    if "probabilities" in want:
-        assert got["predictions"] == want["predictions"]
-        assert got["classes"] == want["classes"]
-        assert np.allclose(got["probabilities"], want["probabilities"], rtol=0, atol=TOLERANCE)
-    else:
-        mine, theirs = np.array(got["predictions"]), np.array(want["predictions"])
-        scale = np.maximum(1.0, np.abs(theirs))
-        assert np.max(np.abs(mine - theirs) / scale) <= TOLERANCE
