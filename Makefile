@@ -25,7 +25,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,s3,plot]'
+	$(BIN)/pip install --quiet -e '.[test,s3,plot,bench]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -14,37 +14,42 @@ What it does
     1.7.1 + mlserver-sklearn 1.7.1 (installed with uvloop==0.21.0, which it needs, into its
     own venv under ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
 
-    - ``mlkube``      ``mlkube serve --engine sklearn``, one worker (sample rate 0, as MLServer
-                      logs nothing)
-    - ``mlkube-w2``   the same with ``--workers 2``
-    - ``mlkube-onnx``, ``mlkube-onnx-w2``  ``--engine onnx`` (onnxruntime on the version's
-                      verified ``model.onnx``), 1 and 2 workers; trainer-made models only
-    - ``mls-shipped`` MLServer as shipped (parallel_workers 1, debug true)
-    - ``mls-tuned``   MLServer with parallel_workers 0 and debug false
+    - ``mlkube``          ``mlkube serve`` as a predictor runs it: ``--engine auto``
+                          (onnxruntime on a verified ``model.onnx``, else scikit-learn) and
+                          adaptive batching on; one worker, sample rate 0 (MLServer logs
+                          nothing)
+    - ``mlkube-sklearn``  the same with ``--engine sklearn`` (batching still on)
+    - ``mlkube-w2``, ``mlkube-sklearn-w2``  with ``--workers 2`` (``--workers-2``)
+    - ``mls-tuned``       MLServer with parallel_workers 0 and debug false
+    - ``mls-shipped``     MLServer as shipped (parallel_workers 1, debug true; ``--shipped``)
 
-    and drives each with ``wrk`` (a Lua script POSTing the same V2 body file: one 2-D
-    FP64 tensor, outputs ``predict`` and ``predict_proba``) at batch 1 and 100 and 1, 8
-    and 64 connections. Servers are measured in turn for each cell and, in ``--full``,
-    again in reverse order (A, B, B, A), because this 2-core machine drifts by up to
-    1.6x over minutes. Server CPU per request is the CPU time of the server's process
-    tree during the run divided by the requests it answered.
+    No KServe column: KServe's scikit-learn server (``sklearnserver``) is not published
+    on PyPI (only the ``kserve`` library is), so it cannot be installed into a bench venv;
+    it lives in KServe's source tree, and copying it here is not allowed.
+
+    Each is driven with ``wrk`` (a Lua script POSTing the same V2 body file: one 2-D FP64
+    tensor and no ``outputs``, a body every V2 server accepts; mlkube answers ``predict``
+    and ``predict_proba``, MLServer ``predict``) in the cells ``--cells`` (batch x
+    connections; default 1x8, 1x64, 100x8). Servers are measured in turn for each cell
+    and, in ``--full``, again in reverse order (A, B, B, A), because this 2-core machine
+    drifts by up to 1.6x over minutes. Server CPU per request is the CPU time of the
+    server's process tree during the run divided by the requests it answered.
 
     The in-process floor is the server's own work without HTTP, timed step by step with
     the server's functions: decode (orjson + schema validation into a ``Batch``), build
     the pipeline's input (``ServedModel.model_input``: an array, or a DataFrame for
-    artifacts fitted on frames), predict (``predict_proba`` + argmax), encode (orjson).
+    artifacts fitted on frames), predict (``predict_proba`` + argmax, or onnxruntime),
+    encode (orjson).
 
 Run
-    .venv/bin/python benchmarks/serve/run.py            # quick: a few minutes
-    .venv/bin/python benchmarks/serve/run.py --full     # longer runs, two rounds
-    .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained
-    .venv/bin/python benchmarks/serve/run.py --full --models lr-trained,rf-trained \
-        --batches 1 --connections 8                   # issue 16's cell (docs/serve.md)
+    .venv/bin/python benchmarks/serve/run.py            # quick: 4 s runs, one round
+    .venv/bin/python benchmarks/serve/run.py --full     # 15 s runs, two rounds
+    .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained,lr,rf
     --no-peers skips MLServer (and building its venv): mlkube's engines only.
-    Needs psutil (``pip install -e '.[bench]'``) and wrk.
+    Needs psutil (``make venv`` installs the ``bench`` extra) and wrk.
 
 Output
-    A table on stdout and the same (plus raw JSON) in ``benchmarks/results/``.
+    A table on stdout and the same (plus raw JSON) in ``benchmarks/results/`` (git-ignored).
 
 Seen here (quick mode, 3 s runs, shared 2-core machine; ``--seconds 3``)
     Trainer-made models, batch 1, 1-8 connections, one worker. Before the array input
@@ -92,15 +97,18 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
 VENV = Path.home() / ".cache" / "mlkube" / "bench-venvs" / "mlserver"
 MODELS = ("lr-trained", "rf-trained", "lr", "rf")
+DEFAULT_MODELS = "lr-trained,rf-trained"
 TRAINED = {
     "lr-trained": ("sklearn.linear_model.LogisticRegression", {"max_iter": 5000}),
     "rf-trained": ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 100}),
 }
 STEPS = ("decode", "build", "predict", "encode")
-# mlkube's cells: server name -> workers; "onnx" in the name means --engine onnx (the
-# version's verified model.onnx, trainer-made models only), else --engine sklearn.
-MLKUBE_SERVERS = {"mlkube": 1, "mlkube-w2": 2, "mlkube-onnx": 1, "mlkube-onnx-w2": 2}
-PEERS = ("mls-shipped", "mls-tuned")
+# mlkube's cells: server name -> (workers, engine). "mlkube" is what a predictor runs by
+# default: --engine auto (onnxruntime on a verified model.onnx, else scikit-learn) with
+# adaptive batching on; "mlkube-sklearn" forces scikit-learn (batching still on).
+MLKUBE_SERVERS = {"mlkube": (1, "auto"), "mlkube-sklearn": (1, "sklearn")}
+WORKERS_2 = {"mlkube-w2": (2, "auto"), "mlkube-sklearn-w2": (2, "sklearn")}
+PEERS = ("mls-tuned", "mls-shipped")
 PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
 LUA = """
 local f = io.open(os.getenv("BODY"), "rb"); local body = f:read("*a"); f:close()
@@ -234,7 +242,6 @@ def bodies(work: Path, batches: list[int]) -> dict[int, Path]:
                             "data": rows.ravel().tolist(),
                         }
                     ],
-                    "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
                 }
             )
         )
@@ -331,15 +338,19 @@ class Server:
 
 
 def start_servers(
-    store: Path, peer: Path, work: Path, mlserver: Path | None, model_names: list[str]
+    store: Path,
+    *,
+    peer: Path,
+    work: Path,
+    mlserver: Path | None,
+    model_names: list[str],
+    mlkube_servers: dict[str, tuple[int, str]],
+    peers: tuple[str, ...],
 ) -> list[Server]:
     servers = []
     mlkube = [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--sample-rate", "0"]
-    for name, workers in MLKUBE_SERVERS.items():
-        engine = "onnx" if "onnx" in name else "sklearn"
+    for name, (workers, engine) in mlkube_servers.items():
         for model in model_names:
-            if engine == "onnx" and model not in TRAINED:
-                continue  # only trainer-made versions carry a verified model.onnx
             port = free_port()
             servers.append(
                 Server(
@@ -359,7 +370,8 @@ def start_servers(
                     log=work / f"{name}-{model}.log",
                 )
             )
-    for name, tuned in (("mls-shipped", False), ("mls-tuned", True)):
+    for name in peers:
+        tuned = name == "mls-tuned"
         if mlserver is None:
             continue
         folder = work / name
@@ -467,12 +479,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="longer runs and two rounds (A,B,B,A)")
     parser.add_argument("--seconds", type=int, help="seconds per wrk run")
     parser.add_argument(
-        "--models", default=",".join(MODELS), help=f"comma-separated subset of {MODELS}"
+        "--models", default=DEFAULT_MODELS, help=f"comma-separated subset of {MODELS}"
     )
-    parser.add_argument("--batches", default="1,100", help="rows per request (default 1,100)")
-    parser.add_argument("--connections", default="1,8,64", help="wrk connections (default 1,8,64)")
+    parser.add_argument(
+        "--cells",
+        default="1x8,1x64,100x8",
+        help="batch x connections cells (default 1x8,1x64,100x8)",
+    )
     parser.add_argument(
         "--no-peers", action="store_true", help="mlkube only: no MLServer venv, no peer cells"
+    )
+    parser.add_argument(
+        "--workers-2", action="store_true", help="also mlkube with --workers 2 (both engines)"
+    )
+    parser.add_argument(
+        "--shipped", action="store_true", help="also MLServer as shipped (not only tuned)"
     )
     return parser.parse_args()
 
@@ -484,8 +505,10 @@ def main() -> int:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {MODELS}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    batches = [int(b) for b in args.batches.split(",")]
-    conns = [int(c) for c in args.connections.split(",")]
+    cell_list = [tuple(int(v) for v in c.split("x")) for c in args.cells.split(",")]
+    batches = sorted({b for b, _ in cell_list})
+    mlkube_servers = {**MLKUBE_SERVERS, **(WORKERS_2 if args.workers_2 else {})}
+    peers = PEERS if args.shipped else PEERS[:1]
     seconds = args.seconds or (15 if args.full else 4)
     rounds = 2 if args.full else 1
     work = RESULTS / f"serve-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -504,10 +527,18 @@ def main() -> int:
             served[f"{name}+onnx"] = load_model(version, None, engine="onnx")
     body_paths = bodies(work, batches)
     step_samples: dict[str, list[dict[str, float]]] = {}
-    servers = start_servers(store, peer, work, mlserver, model_names)
+    servers = start_servers(
+        store,
+        peer=peer,
+        work=work,
+        mlserver=mlserver,
+        model_names=model_names,
+        mlkube_servers=mlkube_servers,
+        peers=peers,
+    )
     rows: list[Row] = []
     try:
-        cells = [(m, b, c) for m in model_names for b in batches for c in conns]
+        cells = [(m, b, c) for m in model_names for b, c in cell_list]
         for model, batch, connections in cells:
             body = body_paths[batch].read_bytes()
             for key in (model, f"{model}+onnx"):
@@ -594,6 +625,10 @@ def _stats(rows: list[Row]) -> dict[str, float]:
     }
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b and not np.isnan(b) else "-"
+
+
 def render(
     rows: list[Row],
     *,
@@ -602,39 +637,38 @@ def render(
     seconds: int,
     rounds: int,
 ) -> str:
-    servers = [*MLKUBE_SERVERS, *PEERS]
+    servers = [*MLKUBE_SERVERS, *WORKERS_2, *PEERS]
     lines = [
-        f"mlkube serve (engines sklearn and onnx) vs MLServer 1.7.1 — wrk {seconds}s per run, "
-        f"{rounds} round(s); {os.cpu_count()} CPUs; means over rounds",
+        f"mlkube serve (engine auto = onnx when verified, with batching; and engine sklearn) vs "
+        f"MLServer 1.7.1 — wrk {seconds}s per run, {rounds} round(s); {os.cpu_count()} CPUs; "
+        "means over rounds",
         "",
-        f"{'model':10} {'batch':>5} {'conn':>4} {'server':14} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x shipped':>9} {'x tuned':>8} "
-        f"{'x sklearn':>9} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
+        f"{'model':10} {'batch':>5} {'conn':>4} {'server':17} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x tuned':>8} {'x sklearn':>9} "
+        f"{'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
     ]
-    cells = sorted({(r.model, r.batch, r.connections) for r in rows}, key=lambda c: c)
+    cells = sorted({(r.model, r.batch, r.connections) for r in rows})
     for model, batch, connections in cells:
         cell = [r for r in rows if (r.model, r.batch, r.connections) == (model, batch, connections)]
         stats = {name: _stats([r for r in cell if r.server == name]) for name in servers}
+        tuned = stats["mls-tuned"]
         for server in servers:
-            s = stats[server]
             if not any(r.server == server for r in cell):
                 continue
+            s = stats[server]
             ratios = ""
             if server.startswith("mlkube"):
-                onnx = "onnx" in server
-                floor_key = f"{model}+onnx/{batch}" if onnx else f"{model}/{batch}"
-                floor = sum(steps[floor_key].values())
-                same = server.replace("-onnx", "")
+                compiled = "sklearn" not in server and model in TRAINED
+                floor = sum(steps[f"{model}{'+onnx' if compiled else ''}/{batch}"].values())
+                same = server if "sklearn" in server else server.replace("mlkube", "mlkube-sklearn")
                 ratios = (
-                    f"{s['rps'] / stats['mls-shipped']['rps']:9.2f} "
-                    f"{s['rps'] / stats['mls-tuned']['rps']:8.2f} "
-                    f"{s['rps'] / stats[same]['rps']:9.2f} "
-                    f"{s['p99'] / stats['mls-tuned']['p99']:7.2f} "
-                    f"{s['rps'] * floor / 1000:8.0%} "
+                    f"{_ratio(s['rps'], tuned['rps']):>8} "
+                    f"{_ratio(s['rps'], stats[same]['rps']):>9} "
+                    f"{_ratio(s['p99'], tuned['p99']):>7} {s['rps'] * floor / 1000:8.0%} "
                     f"{floor / s['cpu']:9.0%}"
                 )
             lines.append(
-                f"{model:10} {batch:5} {connections:4} {server:14} {s['rps']:9.1f} "
+                f"{model:10} {batch:5} {connections:4} {server:17} {s['rps']:9.1f} "
                 f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
             )
         lines.append("")
@@ -652,39 +686,49 @@ def render(
             + f" {total:8.3f} {1000 / total:10.0f}"
         )
     lines.append(
-        "'x sklearn' = req/s / mlkube's scikit-learn engine with the same workers; 'of floor' "
-        "= req/s x in-process total (100%: one core's worth of requests at that speed); "
-        "'floor/cpu' = in-process total / server CPU per request. '+onnx' = engine onnx."
+        "'x tuned' = req/s / MLServer tuned; 'x sklearn' = req/s / mlkube's scikit-learn "
+        "engine with the same workers; 'of floor' = req/s x in-process total (100%: one "
+        "core's worth of requests at that speed); 'floor/cpu' = in-process total / server "
+        "CPU per request. '+onnx' = the onnx engine's floor."
     )
     lines += ["", *headline(rows)]
     return "\n".join(lines)
 
 
+TARGETS = {"lr-trained": 5.0, "rf-trained": 17.0}
+P99_TARGET_MS = 5.0
+
+
 def headline(rows: list[Row]) -> list[str]:
-    """Trainer-made models: each mlkube engine and worker count vs MLServer tuned."""
+    """Trainer-made models: mlkube (auto + batching) and sklearn-only vs MLServer tuned."""
     trained = sorted({r.model for r in rows} & set(TRAINED))
-    if not trained:
+    if not trained or not any(r.server == "mls-tuned" for r in rows):
         return []
-    names = ["mlkube", "mlkube-onnx", "mlkube-w2", "mlkube-onnx-w2", "mls-tuned"]
+    names = ["mlkube", "mlkube-sklearn", "mls-tuned"]
     lines = [
-        "headline: trainer-made models, req/s (p99 ms, server CPU ms/request); ratios of req/s",
+        "headline: trainer-made models, req/s (p99 ms, server CPU ms/request); "
+        f"targets x tuned (batch 1, 8 connections): {TARGETS}, p99 <= {P99_TARGET_MS} ms",
         f"{'model':10} {'batch':>5} {'conn':>4} "
-        + " ".join(f"{n:>23}" for n in names)
-        + f" {'onnx/skl w1':>11} {'onnx/skl w2':>11} {'onnx-w2/tuned':>13}",
+        + " ".join(f"{n:>24}" for n in names)
+        + f" {'mlkube/tuned':>12} {'sklearn/tuned':>13} {'target':>7}",
     ]
     cells = sorted({(r.model, r.batch, r.connections) for r in rows if r.model in trained})
     for model, batch, conn in cells:
         cell = [r for r in rows if (r.model, r.batch, r.connections) == (model, batch, conn)]
         stats = {n: _stats([r for r in cell if r.server == n]) for n in names}
+        ratio = stats["mlkube"]["rps"] / stats["mls-tuned"]["rps"]
+        target = "-"
+        if (batch, conn) == (1, 8):
+            met = ratio >= TARGETS[model] and stats["mlkube"]["p99"] <= P99_TARGET_MS
+            target = "met" if met else "MISSED"
         lines.append(
             f"{model:10} {batch:5} {conn:4} "
             + " ".join(
-                f"{stats[n]['rps']:8.1f} ({stats[n]['p99']:5.2f}, {stats[n]['cpu']:5.3f})"
+                f"{stats[n]['rps']:9.1f} ({stats[n]['p99']:5.2f}, {stats[n]['cpu']:5.3f})"
                 for n in names
             )
-            + f" {stats['mlkube-onnx']['rps'] / stats['mlkube']['rps']:11.2f}"
-            f" {stats['mlkube-onnx-w2']['rps'] / stats['mlkube-w2']['rps']:11.2f}"
-            f" {stats['mlkube-onnx-w2']['rps'] / stats['mls-tuned']['rps']:13.2f}"
+            + f" {ratio:12.2f}"
+            + f" {stats['mlkube-sklearn']['rps'] / stats['mls-tuned']['rps']:13.2f} {target:>7}"
         )
     return lines
 

@@ -169,10 +169,34 @@ def test_predictor_deployment_serves_one_version() -> None:
     assert args[args.index("--sample-rate") + 1] == "0.5"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/churn/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert container["resources"] == SETTINGS.predictor_resources
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "256Mi"},
+        "limits": {"cpu": "2000m", "memory": "1Gi"},
+    }
     other = build_predictor_deployment(model(**spec), 5, "cd" * 32, SETTINGS)
     assert other["spec"]["selector"] == deployment["spec"]["selector"]
     assert other["spec"]["template"] != deployment["spec"]["template"]
+
+
+def test_predictor_workers_and_cpu_agree() -> None:
+    """One worker keeps at most one core busy: the defaults give one worker per CPU-limit
+    core, and workers without a CPU setting get the per-worker default times workers."""
+
+    def sized(serving: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        container = build_predictor_deployment(model(serving=serving), 1, "", SETTINGS)
+        container = container["spec"]["template"]["spec"]["containers"][0]
+        args = container["args"]
+        return args[args.index("--workers") + 1], container["resources"]
+
+    workers, resources = sized({})
+    assert (workers, resources) == ("1", SETTINGS.predictor_resources)
+    assert resources["limits"]["cpu"] == "1"
+    workers, resources = sized({"resources": {"limits": {"cpu": "4"}}})
+    assert workers == "4"
+    workers, resources = sized({"resources": {"requests": {"cpu": "2500m"}}})
+    assert (workers, resources["limits"]["cpu"]) == ("2", "2500m")
+    workers, resources = sized({"workers": 3, "resources": {"limits": {"cpu": "1"}}})
+    assert (workers, resources["limits"]["cpu"]) == ("3", "1")  # the user's choice stands
 
 
 def test_service_hpa_and_endpoint() -> None:

@@ -171,3 +171,39 @@ def test_live_summary_state_is_bounded_by_the_profile_not_the_rows() -> None:
     )
     assert summary.bin_counts[numeric.index("n3"), : edges.size + 1].tolist() == expected.tolist()
     assert summary.categories["c2"].counts.sum() == 24_000
+
+
+def test_arrow_columns_read_without_pandas_match_python_lists(tmp_path: Path) -> None:
+    """Numbers read from Arrow buffers and dictionary codes counted with numpy give what
+    the plain-list path gives, nulls, several chunks and sliced arrays included."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlkube.runtime.drift.accumulate import category_counts, numeric_column
+
+    numbers = [1.5, None, -2.0, 3, None, 7.25] * 50
+    labels = ["a", None, "b", "a", "c", None] * 50
+    path = tmp_path / "live.parquet"
+    pq.write_table(
+        pa.table(
+            {"n": numbers, "i": [None if v is None else int(v) for v in numbers], "c": labels}
+        ),
+        path,
+        row_group_size=70,
+    )
+    parquet = pq.ParquetFile(path, read_dictionary=["c"])
+    table = pa.concat_tables(parquet.read_row_group(g) for g in range(parquet.num_row_groups))
+    assert pa.types.is_dictionary(table.column("c").type)
+    for name in ("n", "i"):
+        column = table.column(name)
+        assert column.num_chunks > 1
+        for part in (column, column.slice(3, 100)):
+            got, invalid = numeric_column(part)
+            want, _ = numeric_column(part.to_pylist())
+            np.testing.assert_array_equal(got, want)
+            assert invalid == 0
+    for part in (table.column("c"), table.column("c").slice(5, 101)):
+        got_pairs, got_missing = category_counts(part)
+        want_pairs, want_missing = category_counts(part.to_pylist())
+        assert sorted(got_pairs) == sorted(want_pairs)
+        assert got_missing == want_missing

@@ -130,6 +130,7 @@ def test_inference_log_window_is_checked_and_reported_beside_the_logs(
     assert report["samples"] == {
         "live": 1300,
         "reference": 3000,
+        "referenceRows": "all training rows",
         "skippedRows": 100,
         "corruptLines": 2,
     }

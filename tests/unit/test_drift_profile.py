@@ -142,3 +142,24 @@ def test_profile_of_100k_by_60_is_small(frame: pd.DataFrame) -> None:
     size = len(json.dumps(profile))
     assert size < 50 * 5000 * 25 + 100_000
     assert all(len(profile["features"][f"n{i}"]["sample"]) == 5000 for i in range(50))
+
+
+def test_the_profile_says_where_its_rows_come_from() -> None:
+    """A trainer profile of a sample says so, with the training rows it came from."""
+    from mlkube.runtime.profile import (
+        build_reference_profile,
+        describe_rows,
+        read_reference_profile,
+    )
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=3000)})
+    features = [FeatureSchema(name="x", kind="numeric", dtype="float64", nullable=False)]
+    whole = read_reference_profile(build_reference_profile(frame, features, sample_size=1000))
+    assert describe_rows(whole) == (
+        "all training rows; KS and Wasserstein use 1000 sampled values per feature"
+    )
+    sampled = read_reference_profile(build_reference_profile(frame, features, source_rows=90_000))
+    assert sampled["sourceRows"] == 90_000
+    assert describe_rows(sampled).startswith("a seeded sample of 90000 training rows")
+    assert "MLKUBE_PROFILE_SAMPLE_ROWS" in describe_rows(sampled)

@@ -27,6 +27,8 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from mlkube.runtime.artifact import FeatureSchema
+
 ONNX_FILE: Final = "model.onnx"
 TOLERANCE: Final = 1e-4
 """Largest difference accepted: absolute for probabilities; for regression outputs,
@@ -34,6 +36,7 @@ absolute up to 1 and relative above (float32 carries about 7 significant digits)
 MAX_VERIFY_ROWS: Final = 20_000
 STANDARD_DOMAINS: Final = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 _MAX_REASON_CHARS: Final = 300
+CATEGORICAL: Final = "categorical"
 
 
 class CompiledModelError(Exception):
@@ -49,11 +52,19 @@ class Compiled:
 
 
 def compile_pipeline(
-    pipeline: Any, holdout: NDArray[Any], task: str, *, tolerance: float = TOLERANCE
+    pipeline: Any,
+    holdout: NDArray[Any],
+    task: str,
+    *,
+    features: list[FeatureSchema] | None = None,
+    tolerance: float = TOLERANCE,
 ) -> Compiled:
-    """Converts and verifies ``pipeline`` on ``holdout`` (the model's own input rows)."""
+    """Converts and verifies ``pipeline`` on ``holdout`` (the model's own input rows).
+
+    ``features``: the schema in the holdout's column order; needed for an object array
+    (categorical features), whose columns become one ONNX input each."""
     try:
-        return _compile(pipeline, holdout, task, tolerance)
+        return _compile(pipeline, holdout, task, features, tolerance)
     except Exception as error:  # conversion must never fail training: record why instead
         return _refused("error", f"{type(error).__name__}: {error}", tolerance)
 
@@ -64,13 +75,21 @@ def _refused(verdict: str, reason: str, tolerance: float, **extra: Any) -> Compi
     return Compiled(None, {**record, **extra})
 
 
-def _compile(pipeline: Any, holdout: NDArray[Any], task: str, tolerance: float) -> Compiled:
-    if holdout.dtype != np.float64 or holdout.ndim != 2:
-        return _refused(
-            "unsupported",
-            "only all-numeric inputs are compiled; categorical features are served by scikit-learn",
-            tolerance,
-        )
+def _compile(
+    pipeline: Any,
+    holdout: NDArray[Any],
+    task: str,
+    features: list[FeatureSchema] | None,
+    tolerance: float,
+) -> Compiled:
+    columns = None
+    if holdout.ndim != 2 or holdout.dtype not in (np.float64, np.object_):
+        return _refused("unsupported", "the input is not a 2-D table", tolerance)
+    if holdout.dtype == np.object_:
+        columns, why = _column_inputs(pipeline, features, holdout.shape[1])
+        if columns is None:
+            return _refused("unsupported", why, tolerance)
+        holdout = np.concatenate([holdout, _probe_rows(holdout, columns)])
     classifier = task == "classification"
     if classifier and not hasattr(pipeline, "predict_proba"):
         return _refused(
@@ -79,29 +98,19 @@ def _compile(pipeline: Any, holdout: NDArray[Any], task: str, tolerance: float) 
     if len(holdout) == 0:
         return _refused("unsupported", "no holdout rows to verify on", tolerance)
     try:
-        data = _convert(pipeline, holdout.shape[1], classifier)
+        data = _convert(pipeline, holdout.shape[1], classifier, columns)
     except Exception as error:
         return _refused("unconvertible", f"{type(error).__name__}: {error}", tolerance)
-    rows = holdout[:MAX_VERIFY_ROWS]
+    rows = holdout[-MAX_VERIFY_ROWS:]  # the probe rows (categories, missing values) last
     session = open_session(data)
-    got_labels, got_values = run_session(session, rows, classifier)
-    if classifier:
-        classes = np.asarray(pipeline.classes_)
-        want_labels = np.asarray(pipeline.predict(rows))
-        want_values = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
-        labels_equal = bool(np.array_equal(classes[got_labels], want_labels))
-        difference = np.abs(got_values - want_values)
-    else:
-        want_values = np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1)
-        labels_equal = True
-        difference = np.abs(got_values - want_values) / np.maximum(1.0, np.abs(want_values))
-    max_difference = float(difference.max()) if difference.size else 0.0
-    measured = {
-        "rows": len(rows),
-        "maxDifference": max_difference,
-        "labelsEqual": labels_equal,
-        "dtype": "float32",
-    }
+    feed = Feeder(session, columns).feed(rows)
+    if feed is None:
+        return _refused("unsupported", "holdout values beyond float32's range", tolerance)
+    labels_equal, max_difference = _compare(
+        pipeline, rows, run_session(session, feed, classifier), classifier
+    )
+    measured: dict[str, Any] = {"rows": len(rows), "maxDifference": max_difference}
+    measured.update(labelsEqual=labels_equal, dtype="float32")
     if not labels_equal or not max_difference <= tolerance:
         why = "labels differ" if not labels_equal else "outputs differ"
         return _refused(
@@ -117,6 +126,7 @@ def _compile(pipeline: Any, holdout: NDArray[Any], task: str, tolerance: float) 
         "reason": None,
         "tolerance": tolerance,
         **measured,
+        "columns": columns,
         "file": ONNX_FILE,
         "sha256": hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
@@ -125,19 +135,185 @@ def _compile(pipeline: Any, holdout: NDArray[Any], task: str, tolerance: float) 
     return Compiled(data, record)
 
 
-def _convert(pipeline: Any, n_features: int, classifier: bool) -> bytes:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
+def _compare(
+    pipeline: Any,
+    rows: NDArray[Any],
+    got: tuple[NDArray[np.intp], NDArray[np.float64]],
+    classifier: bool,
+) -> tuple[bool, float]:
+    """Whether the ONNX labels equal scikit-learn's, and the largest value difference."""
+    got_labels, got_values = got
+    if classifier:
+        classes = np.asarray(pipeline.classes_)
+        want_labels = np.asarray(pipeline.predict(rows))
+        want_values = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+        labels_equal = bool(np.array_equal(classes[got_labels], want_labels))
+        difference = np.abs(got_values - want_values)
+    else:
+        want_values = np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1)
+        labels_equal = True
+        difference = np.abs(got_values - want_values) / np.maximum(1.0, np.abs(want_values))
+    return labels_equal, float(difference.max()) if difference.size else 0.0
 
+
+def _convert(
+    pipeline: Any, n_features: int, classifier: bool, columns: list[dict[str, Any]] | None
+) -> bytes:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    inputs: list[tuple[str, Any]] = [("input", FloatTensorType([None, n_features]))]
+    if columns is not None:
+        pipeline = _conversion_copy(pipeline)
+        inputs = [
+            (
+                f"c{i}",
+                StringTensorType([None, 1])
+                if c["kind"] == CATEGORICAL
+                else FloatTensorType([None, 1]),
+            )
+            for i, c in enumerate(columns)
+        ]
     final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     options = {id(final): {"zipmap": False}} if classifier else None
-    proto = to_onnx(
-        pipeline,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
-        options=options,
-    )
+    proto = to_onnx(pipeline, initial_types=inputs, options=options)
     data: bytes = proto.SerializeToString()
     return data
+
+
+def _column_inputs(
+    pipeline: Any, features: list[FeatureSchema] | None, width: int
+) -> tuple[list[dict[str, Any]] | None, str]:
+    """One ONNX input per column: numeric ones float32, categorical ones text.
+
+    Each categorical column records the categories it was verified on (the schema's,
+    i.e. every value seen in the training data) and the text its missing values become
+    (the pipeline's constant imputer fill); the server sends any other value, or a
+    missing value without a fill, to scikit-learn."""
+    if features is None or len(features) != width:
+        return None, "the feature schema of the object-array input is unknown"
+    fills = {str(i.statistics_[0]) for i in _string_imputers(pipeline)}
+    if len(fills) > 1:
+        return None, f"categorical missing values are filled with several texts {sorted(fills)}"
+    columns: list[dict[str, Any]] = []
+    for feature in features:
+        if feature["kind"] != CATEGORICAL:
+            columns.append({"kind": "numeric"})
+            continue
+        categories = feature.get("categories")
+        if categories is None:
+            return None, f"feature {feature['name']!r} has too many categories to verify each"
+        missing = next(iter(fills), None)
+        columns.append({"kind": CATEGORICAL, "categories": categories, "missing": missing})
+    return columns, ""
+
+
+def _probe_rows(holdout: NDArray[Any], columns: list[dict[str, Any]]) -> NDArray[Any]:
+    """Copies of the first holdout row with each categorical column set to each of its
+    categories and to a missing value: every value the server may send is verified."""
+    probes = []
+    for position, column in enumerate(columns):
+        if column["kind"] != CATEGORICAL:
+            continue
+        values = [*column["categories"], *([np.nan] if column["missing"] is not None else [])]
+        block = np.repeat(holdout[:1], len(values), axis=0)
+        block[:, position] = values
+        probes.append(block)
+    return np.concatenate(probes) if probes else holdout[:0]
+
+
+def _parts(estimator: Any) -> list[Any]:
+    """``estimator`` and every fitted estimator inside it (pipelines, column transformers)."""
+    found = [estimator]
+    for _, part, *_ in getattr(estimator, "steps", []) + getattr(estimator, "transformers_", []):
+        if not isinstance(part, str):
+            found += _parts(part)
+    return found
+
+
+def _string_imputers(estimator: Any) -> list[Any]:
+    """The fitted constant imputers of text columns anywhere in ``estimator``."""
+    from sklearn.impute import SimpleImputer
+
+    return [
+        part
+        for part in _parts(estimator)
+        if isinstance(part, SimpleImputer)
+        and getattr(part, "statistics_", np.empty(0)).dtype == np.object_
+    ]
+
+
+def _conversion_copy(pipeline: Any) -> Any:
+    """A copy skl2onnx can convert that computes what the original does on what the
+    server sends it:
+
+    - text imputers treat their own fill as the missing value (skl2onnx converts text
+      imputers only for a text missing value; the server sends the fill for a missing
+      category);
+    - one-hot encoders that pool unknown categories into an infrequent column but found
+      no infrequent ones encode unknown values as zeros, which is what they do anyway
+      (skl2onnx would fail on them instead).
+    """
+    import copy
+
+    from sklearn.preprocessing import OneHotEncoder
+
+    converted = copy.deepcopy(pipeline)
+    for imputer in _string_imputers(converted):
+        imputer.missing_values = str(imputer.statistics_[0])
+    for part in _parts(converted):
+        if (
+            isinstance(part, OneHotEncoder)
+            and part.handle_unknown == "infrequent_if_exist"
+            and all(c is None for c in getattr(part, "infrequent_categories_", [None]))
+        ):
+            part.handle_unknown = "ignore"
+    return converted
+
+
+class Feeder:
+    """Turns rows into onnxruntime's inputs, for one model's ``columns`` record (None: one
+    float32 matrix input)."""
+
+    def __init__(self, session: Any, columns: list[dict[str, Any]] | None) -> None:
+        self.columns = columns
+        self.name = session.get_inputs()[0].name
+        self.known = [
+            frozenset([*(c.get("categories") or ()), *([c["missing"]] if c.get("missing") else [])])
+            for c in columns or []
+        ]
+
+    def feed(self, x: NDArray[Any]) -> dict[str, NDArray[Any]] | None:
+        """The inputs for the rows ``x``; None when a value cannot go to the compiled
+        model: a finite number beyond float32's range, or a category (or a missing
+        category) it was not verified on. The caller then uses scikit-learn."""
+        if self.columns is None:
+            x32 = np.asarray(x, dtype=np.float32)
+            return None if _overflows(x, x32) else {self.name: x32}
+        feed: dict[str, NDArray[Any]] = {}
+        for position, column in enumerate(self.columns):
+            values = x[:, position]
+            if column["kind"] != CATEGORICAL:
+                as_float = values.astype(np.float64)
+                cells = as_float.astype(np.float32)
+                if _overflows(as_float, cells):
+                    return None
+            else:
+                fill = column["missing"]
+                text = [fill if _missing(v) else v for v in values.tolist()]
+                if not all(isinstance(t, str) and t in self.known[position] for t in text):
+                    return None
+                cells = np.array(text, dtype=object)
+            feed[f"c{position}"] = cells.reshape(-1, 1)
+        return feed
+
+
+def _overflows(x: NDArray[Any], x32: NDArray[Any]) -> bool:
+    return bool(np.isinf(x32).any() and not np.isinf(x).any())
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 def _libraries() -> dict[str, str]:
@@ -189,12 +365,11 @@ def open_session(data: bytes) -> Any:
 
 
 def run_session(
-    session: Any, x: NDArray[Any], classifier: bool
+    session: Any, feed: dict[str, NDArray[Any]], classifier: bool
 ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """Class positions (argmax of the probabilities, as scikit-learn's ``predict``) and
     float64 probabilities for a classifier; for a regressor empty positions and values."""
-    name = session.get_inputs()[0].name
-    outputs = session.run(None, {name: np.asarray(x, dtype=np.float32)})
+    outputs = session.run(None, feed)
     if classifier:
         proba = np.asarray(outputs[1], dtype=np.float64)
         return proba.argmax(axis=1), proba

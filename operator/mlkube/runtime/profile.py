@@ -78,6 +78,8 @@ FeatureProfile = NumericProfile | CategoricalProfile
 class ReferenceProfile(TypedDict):
     format: str
     rows: int
+    sourceRows: NotRequired[int]
+    """Training rows the profiled ``rows`` were sampled from (absent: all of them)."""
     bins: int
     sampleSize: int
     maxCategories: int
@@ -223,6 +225,7 @@ def build_reference_profile(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
     seed: int = DEFAULT_SEED,
+    source_rows: int | None = None,
 ) -> dict[str, Any]:
     """Summarises ``frame``'s ``features`` (training rows) as a JSON-serialisable profile.
 
@@ -251,7 +254,24 @@ def build_reference_profile(
         seed=seed,
         features=profiles,
     )
+    if source_rows is not None and source_rows > len(frame):
+        profile["sourceRows"] = source_rows
     return dict(profile)
+
+
+def describe_rows(profile: ReferenceProfile) -> str:
+    """Where the profile's rows come from, for a report: they are often not all the data."""
+    rows, sample = profile["rows"], profile["sampleSize"]
+    source = profile.get("sourceRows")
+    text = (
+        f"a seeded sample of {source} training rows (the trainer profiles at most "
+        "MLKUBE_PROFILE_SAMPLE_ROWS rows, so its cost stays flat)"
+        if source
+        else "all training rows"
+    )
+    if rows > sample:
+        text += f"; KS and Wasserstein use {sample} sampled values per feature"
+    return text
 
 
 def read_reference_profile(raw: Any) -> ReferenceProfile:

@@ -11,7 +11,7 @@ from mlkube.api.resources import Body, Manifest, base_labels, metadata
 from mlkube.controller.builders import common
 from mlkube.controller.builders.store import predictor_store
 from mlkube.controller.settings import OperatorSettings
-from mlkube.controller.spec import name_of, namespace_of, spec_of, storage_of
+from mlkube.controller.spec import name_of, namespace_of, quantity, spec_of, storage_of
 
 HTTP_PORT: Final = 8080
 SERVICE_PORT: Final = 80
@@ -30,6 +30,40 @@ def autoscaling(model: Body) -> dict[str, int]:
         "maxReplicas": max(low, int(spec.get("maxReplicas") or 3)),
         "targetCPUUtilizationPercentage": int(spec.get("targetCPUUtilizationPercentage") or 70),
     }
+
+
+def sized_workers(serving: Mapping[str, Any], default: Mapping[str, Any]) -> tuple[int, Manifest]:
+    """Server workers and container resources that agree with each other.
+
+    A worker is one process whose event loop and prediction thread share one GIL: it keeps
+    at most one core busy. Without ``workers``, a predictor runs one worker per whole core
+    of its CPU limit (at least one). With ``workers`` and no CPU in ``resources``, the
+    default CPU request and limit are per worker and multiplied by it."""
+    requested = serving.get("resources") or {}
+    workers = int(serving.get("workers") or 0)
+    user_cpu = "cpu" in (requested.get("requests") or {}) or "cpu" in (
+        requested.get("limits") or {}
+    )
+    if workers and not user_cpu:
+        default = {
+            kind: {
+                **values,
+                **({"cpu": _times(values["cpu"], workers)} if "cpu" in values else {}),
+            }
+            for kind, values in default.items()
+        }
+    resources = common.resources(requested, default)
+    if not workers:
+        limit = resources["limits"].get("cpu")
+        try:
+            workers = max(1, int(quantity(limit))) if limit is not None else 1
+        except ValueError:
+            workers = 1  # the API server refuses a bad quantity itself
+    return workers, resources
+
+
+def _times(cpu: str, factor: int) -> str:
+    return f"{int(quantity(cpu) * 1000 * factor)}m"
 
 
 def selector_labels(model: Body) -> dict[str, str]:
@@ -74,8 +108,8 @@ def build_predictor_deployment(
         args += ["--sha256", sha256]
     if onnx_sha256:
         args += ["--onnx-sha256", onnx_sha256]
-    if serving.get("workers"):
-        args += ["--workers", str(int(serving["workers"]))]
+    workers, resources = sized_workers(serving, settings.predictor_resources)
+    args += ["--workers", str(workers)]
     sample_rate = (serving.get("inferenceLogging") or {}).get("sampleRate")
     args += ["--sample-rate", str(0.1 if sample_rate is None else float(sample_rate))]
     probe_http = {"port": "http"}
@@ -102,7 +136,7 @@ def build_predictor_deployment(
             "periodSeconds": 2,
             "failureThreshold": 60,
         },
-        "resources": common.resources(serving.get("resources"), settings.predictor_resources),
+        "resources": resources,
         "securityContext": common.container_security_context(settings),
         "volumeMounts": [
             *store.mounts,

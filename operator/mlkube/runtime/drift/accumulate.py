@@ -76,15 +76,19 @@ def numeric_column(column: Any) -> tuple[FloatArray, int]:
             values, invalid = _python_floats(column)
     else:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        try:
-            values = np.asarray(
-                pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
-            )
-            invalid = 0
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values, invalid = _python_floats(column.to_pylist())
+        fast, invalid = _arrow_floats(column), 0
+        if fast is not None:
+            values = fast
+        else:
+            import pyarrow.compute as pc
+
+            try:
+                values = np.asarray(
+                    pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+                )
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                values, invalid = _python_floats(column.to_pylist())
     if values.ndim != 1:
         values, invalid = _python_floats(list(column))
     finite = np.isfinite(values)
@@ -93,8 +97,70 @@ def numeric_column(column: Any) -> tuple[FloatArray, int]:
     return values, invalid
 
 
+def _chunks(column: Any) -> list[Any]:
+    return list(column.chunks) if hasattr(column, "chunks") else [column]
+
+
+_ARROW_NUMBERS: Final[dict[str, Any]] = {
+    "double": np.float64,
+    "float": np.float32,
+    "halffloat": np.float16,
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+}
+
+
+def _arrow_floats(column: Any) -> FloatArray | None:
+    """An Arrow column of numbers as float64 (nulls as NaN), read from its buffers with
+    numpy alone; None for other types. Arrow's own ``to_numpy`` would import pandas (and
+    a cast Arrow's compute module): about a second of a drift check's start-up."""
+    dtype = _ARROW_NUMBERS.get(str(column.type))
+    if dtype is None:
+        return None
+    parts = []
+    for chunk in _chunks(column):
+        validity, data = chunk.buffers()[:2]
+        start, size = chunk.offset, len(chunk)
+        values = np.frombuffer(data, dtype=dtype, count=start + size)[start:].astype(np.float64)
+        if chunk.null_count:
+            bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+            values[bits[start : start + size] == 0] = np.nan
+        parts.append(values)
+    if not parts:
+        return np.empty(0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _dictionary_counts(column: Any) -> tuple[list[tuple[Any, int]], int]:
+    """(label, count) of a dictionary-encoded Arrow column, by counting codes, and nulls."""
+    totals: Counter[Any] = Counter()
+    missing = 0
+    for chunk in _chunks(column):
+        codes = _arrow_floats(chunk.indices)
+        assert codes is not None, "dictionary codes are integers"
+        if chunk.null_count:
+            missing += chunk.null_count
+            codes = codes[~np.isnan(codes)]
+        counts = np.bincount(codes.astype(np.intp), minlength=len(chunk.dictionary))
+        for label, count in zip(chunk.dictionary.to_pylist(), counts.tolist(), strict=True):
+            if count:
+                totals[label] += count
+    return list(totals.items()), missing
+
+
 def category_counts(column: Any) -> tuple[list[tuple[str, int]], int]:
     """(label, count) pairs of a live column's present values, and its missing count."""
+    if not isinstance(column, list) and _is_dictionary(column):
+        pairs, missing = _dictionary_counts(column)
+        keyed = [(category_key(value), count) for value, count in pairs]
+        present = [(key, count) for key, count in keyed if key is not None]
+        return present, missing + sum(count for key, count in keyed if key is None)
     if isinstance(column, list):
         try:
             raw: Counter[Any] = Counter(column)
@@ -118,6 +184,12 @@ def category_counts(column: Any) -> tuple[list[tuple[str, int]], int]:
         ]
     present = [(key, count) for key, count in pairs if key is not None]
     return present, sum(count for key, count in pairs if key is None)
+
+
+def _is_dictionary(column: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_dictionary(column.type))
 
 
 def bin_index(edges: FloatArray, values: FloatArray) -> NDArray[Any]:

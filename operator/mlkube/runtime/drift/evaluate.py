@@ -20,7 +20,7 @@ from mlkube.api.status import Verdict
 from mlkube.runtime.drift import stats
 from mlkube.runtime.drift.accumulate import LiveSummary
 from mlkube.runtime.drift.spec import P_VALUE_METHODS, DriftSettings
-from mlkube.runtime.profile import ReferenceProfile
+from mlkube.runtime.profile import ReferenceProfile, describe_rows
 
 SAMPLE_METHODS: Final = frozenset({"ks", "wasserstein"})
 
@@ -61,6 +61,7 @@ class Evaluation:
     findings: list[dict[str, Any]]
     live_rows: int
     reference_rows: int
+    reference_note: str
     verdict: str
     dataset_drift: bool
     drift_share: float
@@ -243,6 +244,7 @@ def _verdict(
         findings=findings,
         live_rows=live.rows,
         reference_rows=profile["rows"],
+        reference_note=describe_rows(profile),
         verdict=verdict,
         dataset_drift=dataset_drift,
         drift_share=share,

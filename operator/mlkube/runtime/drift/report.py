@@ -51,6 +51,7 @@ def build_report(
         "samples": {
             "live": evaluation.live_rows,
             "reference": evaluation.reference_rows,
+            "referenceRows": evaluation.reference_note,
             "skippedRows": counts.skipped,
             "corruptLines": counts.corrupt,
         },
@@ -118,8 +119,9 @@ def render_table(report: dict[str, Any], evaluation: Evaluation, limit: int = 40
     lines = [
         f"model {report['model']} v{report['version']}  window "
         f"{report['window']['start'] or '-'} .. {report['window']['end'] or '-'}",
-        f"live rows {samples['live']}  reference rows {samples['reference']}  "
-        f"skipped {samples['skippedRows']}  corrupt lines {samples['corruptLines']}",
+        f"live rows {samples['live']}  skipped {samples['skippedRows']}  corrupt lines "
+        f"{samples['corruptLines']}",
+        f"reference rows {samples['reference']}: {samples['referenceRows']}",
         f"verdict: {report['verdict'].upper()}  drifted {report['driftShare']:.0%} of "
         f"{report['testedFeatures']} tested features (dataset drift at "
         f">= {report['thresholdShare']:.0%})",

@@ -222,12 +222,16 @@ def _check_columns(source: Path, columns: Sequence[str], features: Sequence[str]
         )
 
 
-def _read_parquet(path: Path, features: Sequence[str], counts: WindowCounts) -> Iterator[Block]:
+def _read_parquet(
+    path: Path, features: Sequence[str], categorical: set[str], counts: WindowCounts
+) -> Iterator[Block]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        # Categorical columns stay dictionary-encoded (codes + the few labels), as Parquet
+        # stores them: no string per row is built, and counting is a bincount of codes.
+        parquet = pq.ParquetFile(path, read_dictionary=sorted(categorical))
     except (OSError, pa.ArrowException) as error:
         raise LiveDataError(f"cannot read {path} as Parquet: {error}") from None
     _check_columns(path, parquet.schema_arrow.names, features)
@@ -329,7 +333,7 @@ def read_live(
         # where Arrow's default pool keeps them (~15 MB more peak RSS per check).
         pa.set_memory_pool(pa.system_memory_pool())
     if name.endswith((".parquet", ".pq")):
-        return _read_parquet(path, features, counts)
+        return _read_parquet(path, features, categorical, counts)
     if name.endswith((".csv", ".csv.gz")):
         return _read_csv(path, features, categorical, counts)
     if name.endswith((".jsonl", ".ndjson", ".json")):

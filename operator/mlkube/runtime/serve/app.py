@@ -15,10 +15,12 @@ Routes (GET unless noted)::
     /v2/models/{name}[/versions/{v}]/feedback POST, ground-truth labels (``feedback``)
 
 Fast models predict on the event loop (a thread hop would cost more than the predict);
-models slower than ``inline_predict_ms`` at warm-up run in a thread pool so health checks
-and metrics stay responsive. At most ``max_in_flight`` predictions are admitted at once;
-the rest get 503 with Retry-After instead of an unbounded queue, and ``/v2/health/ready``
-answers 503 while that limit is reached, so readiness never claims capacity it lacks.
+models slower than ``inline_predict_ms`` at warm-up predict on the worker's one
+prediction thread, so health checks and metrics stay responsive, and requests that arrive
+meanwhile are coalesced into the next call (``batching``). At most ``max_in_flight``
+predictions are admitted at once; the rest get 503 with Retry-After instead of an
+unbounded queue, and ``/v2/health/ready`` answers 503 while that limit is reached, so
+readiness never claims capacity it lacks.
 
 A slow client cannot starve fast ones: a prediction slot is taken only once the whole
 body has arrived, and the body must arrive within ``body_timeout`` seconds (else 408 and
@@ -30,15 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import orjson
 
 from mlkube.api.performance import FEEDBACK_ROUTE, LABELS_SUBDIR
+from mlkube.runtime.serve.batching import Batcher
 from mlkube.runtime.serve.binary import HEADER as BINARY_HEADER
 from mlkube.runtime.serve.dataplane import DataPlane, check_request_id
 from mlkube.runtime.serve.errors import (
@@ -97,15 +98,7 @@ class ServeApp:
         self.ready = False
         self.in_flight = 0
         model = dataplane.model
-        self.executor: ThreadPoolExecutor | None = None
-        if model.predict_ms > settings.inline_predict_ms:
-            self.executor = ThreadPoolExecutor(
-                settings.predict_threads or os.cpu_count() or 1,
-                thread_name_prefix="predict",
-                initializer=model.configure_thread,
-            )
-        threading = "pool" if self.executor else "inline"
-        self.metrics.info(model.estimator_class, threading)
+        self.metrics.info(model.estimator_class, dataplane.batcher.threading)
         self._ready_body = orjson.dumps({"name": model.name, "ready": True})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,8 +124,7 @@ class ServeApp:
     def close(self) -> None:
         """Stops reporting ready, finishes predictions in threads, flushes the inference log."""
         self.ready = False
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
+        self.dataplane.batcher.close()
         for writer in (self.logger, self.label_writer):
             if writer is not None:
                 writer.close(self.settings.graceful_timeout)
@@ -223,16 +215,12 @@ class ServeApp:
         self.metrics.in_flight.inc()
         try:
             if route == "infer":
-                call: Callable[[], tuple[bytes, int | None]] = lambda: self.dataplane.infer(  # noqa: E731
+                answer, json_length = await self.dataplane.infer(
                     body, name, version, request_id, binary
                 )
             else:
-                call = lambda: (self.dataplane.predict_v1(body, name, request_id), None)  # noqa: E731
-            if self.executor is None:
-                answer, json_length = call()
-            else:
-                loop = asyncio.get_running_loop()
-                answer, json_length = await loop.run_in_executor(self.executor, call)
+                answer = await self.dataplane.predict_v1(body, name, request_id)
+                json_length = None
             if json_length is None:
                 return answer, JSON_HEADERS
             return answer, [
@@ -361,5 +349,15 @@ def create_app(settings: ServeSettings, model: ServedModel) -> ServeApp:
                 settings.inference_log_dir / LABELS_SUBDIR,
             )
         )
-    dataplane = DataPlane(model, metrics, settings.max_batch_rows, logger, settings.sample_rate)
+    batcher = Batcher(
+        model.predict,
+        max_rows=settings.batch_rows,
+        max_wait=settings.batch_wait_ms / 1000,
+        threaded=model.predict_ms > settings.inline_predict_ms,
+        thread_initializer=model.configure_thread,
+        observe=metrics.model_call,
+    )
+    dataplane = DataPlane(
+        model, metrics, settings.max_batch_rows, logger, settings.sample_rate, batcher=batcher
+    )
     return ServeApp(settings, dataplane, logger, label_writer)

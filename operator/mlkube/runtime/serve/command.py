@@ -73,6 +73,16 @@ def register(subparsers: Any) -> None:
         "--body-timeout", type=float, help="seconds a request body may take to arrive (408 after)"
     )
     parser.add_argument("--max-batch-rows", type=int, help="larger batches get 413")
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        help="rows one model call may coalesce from concurrent requests (default 256; 0: off)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        help="longest time requests may gather before a call (default 1; never on an idle model)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -86,9 +96,12 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(vars(args))
     except SettingsError as error:
         raise CommandError(str(error)) from None
+    from threadpoolctl import threadpool_limits
+
     from mlkube.runtime.serve.model import load_model
     from mlkube.runtime.store.s3 import ObjectStoreError
 
+    threadpool_limits(1)  # BLAS/OpenMP: one thread per worker, as the estimators' n_jobs
     try:
         settings = _fetched(settings)
         assert isinstance(settings.model_dir, Path)

@@ -1,7 +1,8 @@
 """The protocol layer: V2 and V1 bodies in, predictions out, metrics and sampled logs on the side.
 
 The transport hands over raw bytes and the path's model name/version; the dataplane
-parses, validates against the feature schema (``decoding``), predicts (``model``),
+parses, validates against the feature schema (``decoding``), predicts (``model``,
+through the ``batching`` queue that coalesces concurrent requests),
 encodes, counts predictions by class, and submits a sampled record to the inference
 log, failures included. Errors leave as ``ServeError`` with their HTTP status.
 
@@ -35,6 +36,7 @@ import orjson
 from numpy.typing import NDArray
 
 from mlkube import __version__
+from mlkube.runtime.serve.batching import Batcher
 from mlkube.runtime.serve.binary import (
     attach_binary_inputs,
     split_request,
@@ -83,9 +85,12 @@ class DataPlane:
         max_rows: int,
         logger: InferenceLogger | None = None,
         sample_rate: float = 0.0,
+        *,
+        batcher: Batcher | None = None,
     ) -> None:
         self.model = model
         self.metrics = metrics
+        self.batcher = batcher or Batcher(model.predict, max_rows=0, max_wait=0.0)
         self.schema = Schema(model.features, max_rows)
         self._logger = logger
         self._sample_rate = sample_rate if logger is not None else 0.0
@@ -144,7 +149,7 @@ class DataPlane:
                 f"{self.model.version_label}"
             )
 
-    def infer(
+    async def infer(
         self,
         body: bytes,
         name: str,
@@ -181,7 +186,7 @@ class DataPlane:
                 raise BadRequestError("'parameters' must be an object")
             batch = decode_v2_inputs(doc.get("inputs"), self.schema)
             self._check_response_size(batch.rows, "predict_proba" in wanted, body_bytes)
-            prediction = self._predict(batch)
+            prediction = await self._predict(batch)
         except ServeError as error:
             if sampled:
                 self._log(request_id, error.status, batch, None, error.message, budget=budget)
@@ -201,7 +206,7 @@ class DataPlane:
             return header + b"".join(blobs), len(header)
         return orjson.dumps(response, option=_NUMPY), None
 
-    def predict_v1(self, body: bytes, name: str, header_id: str | None) -> bytes:
+    async def predict_v1(self, body: bytes, name: str, header_id: str | None) -> bytes:
         """A V1 ``:predict`` request's response body."""
         sampled = self._sample_rate > 0.0 and random.random() < self._sample_rate  # noqa: S311
         batch: Batch | None = None
@@ -215,7 +220,7 @@ class DataPlane:
                 )
             batch = decode_v1_instances(doc["instances"], self.schema)
             self._check_response_size(batch.rows, self.model.is_classifier, len(body))
-            prediction = self._predict(batch)
+            prediction = await self._predict(batch)
         except ServeError as error:
             if sampled:
                 self._log(header_id, error.status, batch, None, error.message, budget=budget)
@@ -240,9 +245,9 @@ class DataPlane:
                 "per request, or ask only for the 'predict' output"
             )
 
-    def _predict(self, batch: Batch) -> Prediction:
+    async def _predict(self, batch: Batch) -> Prediction:
         try:
-            prediction = self.model.predict(batch)
+            prediction = await self.batcher.predict(batch)
         except ModelInputError as error:
             raise BadRequestError(str(error)) from None
         self.metrics.predicted(prediction.labels, self.model.is_classifier)

@@ -11,7 +11,8 @@ The digest rules of the skops artifact apply: the file is read once, its sha256 
 checked against the expected one (``--onnx-sha256`` from the operator wins over
 ``metadata.json``'s), and the session is built from those same bytes. A file whose digest
 does not match refuses to start in ``auto`` too: a tampered store is not a fallback case.
-Inputs that float32 cannot hold (finite values beyond its range) go to scikit-learn.
+Inputs that float32 cannot hold (finite values beyond its range), and categories the
+ONNX model was not verified on, go to scikit-learn.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mlkube.runtime.artifact import ArtifactError, Metadata, read_artifact
-from mlkube.runtime.compiled import ONNX_FILE, CompiledModelError, open_session, run_session
+from mlkube.runtime.compiled import (
+    ONNX_FILE,
+    CompiledModelError,
+    Feeder,
+    open_session,
+    run_session,
+)
 
 ENGINES: Final = ("auto", "onnx", "sklearn")
 
@@ -37,13 +44,15 @@ class Compiled:
 
     session: Any
     classifier: bool
+    feeder: Feeder
 
     def predict(self, x: NDArray[Any]) -> tuple[NDArray[np.intp], NDArray[np.float64]] | None:
-        """None when float32 cannot hold the input (the caller uses scikit-learn)."""
-        x32 = np.asarray(x, dtype=np.float32)
-        if np.isinf(x32).any() and not np.isinf(x).any():
+        """None when the compiled model cannot take these rows (a number beyond float32,
+        a category it was not verified on): the caller uses scikit-learn."""
+        feed = self.feeder.feed(x)
+        if feed is None:
             return None
-        return run_session(self.session, x32, self.classifier)
+        return run_session(self.session, feed, self.classifier)
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ def choose_engine(
             record.get("reason")
         )
     elif not servable:
-        why_not = "this server calls the pipeline with a DataFrame or an object array"
+        why_not = "this version's pipeline takes a DataFrame (it has no array input layout)"
     if why_not is not None:
         if requested == "onnx":
             raise ArtifactError(f"--engine onnx, but {model_dir} cannot use it: {why_not}")
@@ -89,7 +98,8 @@ def choose_engine(
         session = open_session(data)
     except CompiledModelError as error:
         raise ArtifactError(f"{model_dir / ONNX_FILE}: {error}") from None
-    compiled = Compiled(session, metadata["task"] == "classification")
+    columns = record.get("columns")
+    compiled = Compiled(session, metadata["task"] == "classification", Feeder(session, columns))
     reason = (
         f"{ONNX_FILE} verified at training on {record.get('rows')} holdout rows (max "
         f"difference {record.get('maxDifference', float('nan')):.2g}, tolerance "

@@ -45,6 +45,18 @@ BATCH_SIZE = Histogram(
     MODEL_LABELS,
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000, 10000, 100000),
 )
+MODEL_CALL_ROWS = Histogram(
+    "mlkube_serve_model_call_rows",
+    "Rows per model call; adaptive batching coalesces concurrent requests into one call.",
+    MODEL_LABELS,
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 5000, 10000, 100000),
+)
+MODEL_CALL_REQUESTS = Histogram(
+    "mlkube_serve_model_call_requests",
+    "Requests answered by one model call (1 when nothing was coalesced).",
+    MODEL_LABELS,
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+)
 PREDICTIONS = Counter(
     "mlkube_serve_predictions",
     'Predicted rows, by predicted class (regression models count under class "").',
@@ -86,6 +98,8 @@ class ModelMetrics:
         self._latency: dict[str, Any] = {}
         self._classes: dict[Any, Any] = {}
         self.batch_size = BATCH_SIZE.labels(name, version)
+        self.call_rows = MODEL_CALL_ROWS.labels(name, version)
+        self.call_requests = MODEL_CALL_REQUESTS.labels(name, version)
         self.in_flight = IN_FLIGHT.labels(name, version)
         self.log_rows = LOG_ROWS.labels(name, version)
         self.log_dropped_full = LOG_DROPPED.labels(name, version, "queue_full")
@@ -106,6 +120,11 @@ class ModelMetrics:
         if histogram is None:
             histogram = self._latency[route] = LATENCY.labels(*self._labels, route)
         histogram.observe(seconds)
+
+    def model_call(self, rows: int, requests: int) -> None:
+        """One model call of ``rows`` rows that answered ``requests`` requests."""
+        self.call_rows.observe(rows)
+        self.call_requests.observe(requests)
 
     def predicted(self, labels: NDArray[Any], is_classifier: bool) -> None:
         rows = len(labels)

@@ -143,8 +143,8 @@ class ServedModel:
 
     @property
     def compilable(self) -> bool:
-        """Whether a compiled model can take this server's input (a float64 matrix)."""
-        return self.numeric_only and self._frame_columns is None
+        """Whether a compiled model can take this server's input (an array, not a frame)."""
+        return self._frame_columns is None
 
     def _check_array_layout(self, layout: Any, names_in: Any) -> list[int] | None:
         """Column positions of ``layout``'s order in the schema (None: schema order)."""
@@ -258,6 +258,19 @@ def _synthetic_batch(features: list[FeatureSchema], numeric_only: bool) -> Batch
     return Batch(rows=1, columns=columns)
 
 
+def single_job(pipeline: Any) -> None:
+    """Sets every ``n_jobs`` in the pipeline to 1: a server worker predicts on one thread.
+
+    A forest trained with ``n_jobs=-1`` would otherwise start a thread per core for each
+    call, and several workers (or replicas on one node) would fight over the cores."""
+    get_params = getattr(pipeline, "get_params", None)
+    if get_params is None:
+        return
+    keys = [k for k in get_params(deep=True) if k == "n_jobs" or k.endswith("__n_jobs")]
+    if keys:
+        pipeline.set_params(**dict.fromkeys(keys, 1))
+
+
 def load_model(
     model_dir: Path,
     expected_sha256: str | None,
@@ -274,6 +287,7 @@ def load_model(
     if not metadata["features"]:
         raise ArtifactError(f"{model_dir}/metadata.json lists no features")
     pipeline = load_pipeline(model_dir, expected_sha256)
+    single_job(pipeline)
     model = ServedModel(metadata, pipeline)
     model.use_engine(
         choose_engine(model_dir, metadata, engine, onnx_sha256, servable=model.compilable)

@@ -59,10 +59,14 @@ class ServeSettings:
     body_timeout: float = 10.0
     """Seconds a request body may take to arrive in full; after it, 408 and the connection
     is closed, so half-sent bodies cannot pile up."""
-    predict_threads: int = 0
-    """Threads for models slower than ``inline_predict_ms``; 0 means one per CPU."""
-    inline_predict_ms: float = 2.0
-    """Models whose warm-up predict takes less run on the event loop (no thread hop)."""
+    inline_predict_ms: float = 0.2
+    """Models whose warm-up predict takes less run on the event loop (no thread hop); the
+    others on one prediction thread per worker, where concurrent requests are batched."""
+    batch_rows: int = 256
+    """Rows one model call may coalesce from concurrent requests; 0 turns batching off."""
+    batch_wait_ms: float = 1.0
+    """Longest time spent letting requests join a call before it starts (no timer: the
+    gathering ends at once when a pass of the event loop brings nobody new)."""
     graceful_timeout: float = 30.0
     """Seconds to finish in-flight requests and flush logs after SIGTERM."""
     log_queue_rows: int = 50_000
@@ -105,6 +109,7 @@ def _convert(name: str, raw: Any) -> Any:
         "writer_id": str,
         "sample_rate": float,
         "inline_predict_ms": float,
+        "batch_wait_ms": float,
         "graceful_timeout": float,
         "body_timeout": float,
         "log_batch_seconds": float,
@@ -161,10 +166,10 @@ def _check(s: ServeSettings) -> None:
         raise SettingsError(f"log_batch_seconds must be positive, got {s.log_batch_seconds}")
     if s.body_timeout <= 0:
         raise SettingsError(f"body_timeout must be positive, got {s.body_timeout}")
-    if s.predict_threads < 0:
-        raise SettingsError(
-            f"predict_threads must be 0 (one per CPU) or more, got {s.predict_threads}"
-        )
+    if s.batch_rows < 0:
+        raise SettingsError(f"batch_rows must be 0 (no batching) or more, got {s.batch_rows}")
+    if not 0 <= s.batch_wait_ms <= 1000:
+        raise SettingsError(f"batch_wait_ms must be between 0 and 1000, got {s.batch_wait_ms}")
     for name in ("sha256", "onnx_sha256"):
         value = getattr(s, name)
         if value is not None and (len(value) != 64 or not _is_hex(value)):

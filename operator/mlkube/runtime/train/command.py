@@ -261,8 +261,8 @@ def _check_data(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace, spec: TrainingSpec, progress: Progress) -> None:
     """Deletes old versions after this one is safely written; a failure is only logged."""
+    from mlkube.runtime.train.localstore import prune_versions
     from mlkube.runtime.train.remote import prune, remote_store
-    from mlkube.runtime.train.run import prune_versions
 
     remote = remote_store(args.store)
     model_dir = args.model_root or Path(args.store) / model_dir_of(spec.namespace, spec.name)

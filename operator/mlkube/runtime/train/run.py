@@ -9,15 +9,15 @@ one rename at the very end (``artifact.write_version``), after everything succee
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
-import re
-import shutil
 import sys
-import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import pandas as pd
 
@@ -29,6 +29,7 @@ from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.fetch import redact_uri
 from mlkube.runtime.train.liverows import add_live_rows
+from mlkube.runtime.train.localstore import check_store_writable, next_version
 from mlkube.runtime.train.pipeline import (
     EstimatorChoice,
     build_pipeline,
@@ -58,8 +59,6 @@ from mlkube.runtime.train.validate import (
     standard_metrics,
 )
 
-_VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
-
 
 class Progress:
     """Human-readable progress on stderr, each line stamped with the seconds since start."""
@@ -74,56 +73,6 @@ class Progress:
     def __call__(self, message: str) -> None:
         stream = self.stream or sys.stderr
         print(f"mlkube train: [{self.elapsed():6.2f}s] {message}", file=stream, flush=True)
-
-
-def next_version(model_dir: Path) -> int:
-    """1 + the highest ``v<N>`` already in the store for this model (1 for a new model)."""
-    try:
-        names = [entry.name for entry in model_dir.iterdir()]
-    except (FileNotFoundError, NotADirectoryError):
-        return 1
-    except OSError as error:
-        raise TrainingInputError(
-            f"cannot list the store at {model_dir}: {error.strerror}"
-        ) from None
-    found = [int(m.group(1)) for name in names if (m := _VERSION_DIR.match(name))]
-    return max(found, default=0) + 1
-
-
-def prune_versions(model_dir: Path, *, below: int, keep: set[int]) -> list[int]:
-    """Deletes ``v<N>`` directories with N < ``below`` and not in ``keep``; returns the Ns.
-
-    Each goes by a rename to a hidden name first, so a reader never sees half a version.
-    """
-    pruned = []
-    for entry in sorted(model_dir.iterdir()):
-        match = _VERSION_DIR.match(entry.name)
-        if match is None or int(match.group(1)) >= below or int(match.group(1)) in keep:
-            continue
-        doomed = model_dir / f".pruning-{entry.name}"
-        entry.rename(doomed)
-        shutil.rmtree(doomed)
-        pruned.append(int(match.group(1)))
-    return sorted(pruned)
-
-
-def check_store_writable(target: Path) -> None:
-    """Probes the deepest existing ancestor of ``target`` with a temporary directory.
-
-    A probe rather than ``os.access`` because it also catches read-only mounts and a
-    root user; it is removed at once, so a refused run leaves the store as it was.
-    """
-    ancestor = target
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise TrainingInputError(f"cannot write to the store: {ancestor} is not a directory")
-    try:
-        Path(tempfile.mkdtemp(prefix=".mlkube-probe.", dir=ancestor)).rmdir()
-    except OSError as error:
-        raise TrainingInputError(
-            f"cannot write to the store at {ancestor}: {error.strerror}"
-        ) from None
 
 
 def _parse_slices(spec: TrainingSpec) -> list[Node]:
@@ -212,11 +161,29 @@ def reference_profile(
     """The drift reference, from a seeded sample so its cost stays flat on large data."""
     from mlkube.runtime.profile import build_reference_profile
 
-    if len(train_rows) > settings.profile_sample_rows:
+    source = len(train_rows)
+    if source > settings.profile_sample_rows:
         train_rows = train_rows.sample(
             n=settings.profile_sample_rows, random_state=validation.random_seed
         )
-    return build_reference_profile(train_rows, schema)
+    return build_reference_profile(train_rows, schema, source_rows=source)
+
+
+_WRITER_MODULES: Final = ("skops.io", "skl2onnx", "onnxruntime")
+
+
+def _prefetch_writers() -> threading.Thread:
+    """Imports what runs after the fit (skops, the ONNX converter: seconds) on a thread
+    while the data is read and the model fitted; a failed import fails again where used."""
+
+    def load() -> None:
+        for name in _WRITER_MODULES:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="prefetch-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 def train_model(request: RunRequest, settings: TrainSettings, progress: Progress) -> TrainerSummary:
@@ -227,8 +194,10 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         f"training {spec.namespace}/{spec.name} v{prepared.version} "
         f"with {prepared.estimator.class_path}"
     )
+    prefetch = _prefetch_writers()
     data = _read(spec, settings, prepared.queries, progress, request)
     fitted = _fit(spec, prepared.estimator, data, progress)
+    prefetch.join()
     profile = reference_profile(
         data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
     )
@@ -255,7 +224,9 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
 
 def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
     """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
-    compiled = compile_pipeline(fitted.model, data.inputs[data.test_pos], task)
+    compiled = compile_pipeline(
+        fitted.model, data.inputs[data.test_pos], task, features=data.schema
+    )
     record = compiled.record
     if record["verified"]:
         progress(
