@@ -94,6 +94,8 @@ class Reason(StrEnum):
     TRAINING = "Training"
     SUCCEEDED = "Succeeded"
     TRAINING_FAILED = "TrainingFailed"
+    # The kernel killed the trainer over its memory limit (the kubelet's terminated reason).
+    OOM_KILLED = "OOMKilled"
     NO_VERSION = "NoVersion"
     ROLLING_OUT = "RollingOut"
     AVAILABLE = "Available"
