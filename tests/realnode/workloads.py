@@ -69,39 +69,40 @@ def trainer_job(
     return job
 
 
-def create_store(node: Node, namespace: str, claim: str = "mlkube-models") -> Path:
-    """A hostPath PersistentVolume under the node's work directory, bound to ``claim``."""
+def create_store(
+    node: Node, namespace: str, claim: str = "mlkube-models", *, with_claim: bool = True
+) -> Path:
+    """A hostPath PersistentVolume under the node's work directory, bound to ``claim``
+    (and the claim itself, unless the caller creates it as a user would)."""
     directory = node.workdir / "volumes" / namespace
     directory.mkdir(parents=True, exist_ok=True)
     os.chown(directory, SETTINGS.run_as_user, SETTINGS.run_as_user)
     pv_name = f"{namespace}-{claim}"
-    apply(
-        node.plane,
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(directory), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim},
-            },
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(directory), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": pv_name,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
+    }
+    claim_object = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": pv_name,
+            "resources": {"requests": {"storage": "1Gi"}},
         },
-    )
+    }
+    apply(node.plane, volume, *([claim_object] if with_claim else []))
     return directory
 
 
