@@ -341,7 +341,7 @@ class Node:
 
     def _record_host(self) -> None:
         if STATE_FILE.exists():
-            self._recover_leaked()
+            self.recover_leaked()
         self._sysctls = {n: v for n in SYSCTLS if (v := _read_sysctl(n)) is not None}
         self._paths_before = {p for p in HOST_PATHS if os.path.lexists(p)}
         self._chains_before = {
@@ -367,8 +367,11 @@ class Node:
         }
         STATE_FILE.write_text(json.dumps(state, indent=2))
 
-    def _recover_leaked(self) -> None:
-        """Undoes what a node whose process died left (its processes, by PID and binary)."""
+    @staticmethod
+    def recover_leaked() -> None:
+        """Undoes what a node whose process died left (its processes, by PID and binary).
+
+        The caller holds the lock (a live node's state file is not a leak)."""
         state = json.loads(STATE_FILE.read_text())
         plane = ControlPlane(
             workdir=Path(state["plane_workdir"]),
@@ -1124,6 +1127,22 @@ class ClusterDns:
         flags = 0x8400 | rcode  # response, authoritative
         header = struct.pack("!HHHHHH", ident, flags, min(qdcount, 1), 1 if answers else 0, 0, 0)
         return header + question + answers
+
+
+def clean_up_leaked() -> bool:
+    """Cleans up after a node whose process died, from its state file (``make demo-down``
+    after the demo's node process was killed); False when there is nothing to clean or a
+    live node holds the lock."""
+    if not STATE_FILE.exists():
+        return False
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        Node.recover_leaked()
+    return True
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ serve → drifted traffic → the drift CronJob → retrain → promote → reje
 every trainer, predictor and drift check a container of the runtime image, and every
 client call through the predictor's ClusterIP (kube-proxy) as well as its pod IPs.
 Last, a trainer over its memory limit: the kernel kills it, and the TrainingJob says so.
+When the module ends, the host snapshot after the node stopped must equal the one before.
 """
 
 from __future__ import annotations
@@ -15,17 +16,41 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from demo.loop import Loop
-from harness.node import IMAGE_REFERENCE_OPERATOR, Node
+from harness.controlplane import ControlPlane
+from harness.node import IMAGE_REFERENCE_OPERATOR, Node, host_snapshot
 from nodeagent.kube import Kube
 from realnode.install import full_reference, read_recipe, run_kubectl_lines
-from realnode.workloads import apply, create_store, get, iris_model
+from realnode.workloads import apply, create_store, get, iris_model, pods_images
 
 OPERATOR_NAMESPACE = "mlkube-system"
+
+
+@pytest.fixture(scope="module")
+def real_node(
+    control_plane: ControlPlane,
+    node_requirements: tuple[Path, dict[str, Path]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Node]:
+    """This module's node, and after it the check that the whole loop left no trace: more
+    pods, volumes, CronJob runs and operator Pods than test_cleanup's single pod."""
+    bin_dir, images = node_requirements
+    before = host_snapshot(bin_dir)
+    node = Node.start(
+        control_plane, tmp_path_factory.mktemp("node"), bin_dir=bin_dir, images=pods_images(images)
+    )
+    try:
+        yield node
+    finally:
+        node.stop()
+    after = host_snapshot(bin_dir)
+    differs = {key: (before[key], after[key]) for key in before if after[key] != before[key]}
+    assert not differs, f"the loop's node left traces: {differs}"
 
 
 @pytest.fixture(scope="module")

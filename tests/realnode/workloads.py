@@ -74,9 +74,20 @@ def create_store(
 ) -> Path:
     """A hostPath PersistentVolume under the node's work directory, bound to ``claim``
     (and the claim itself, unless the caller creates it as a user would)."""
-    directory = node.workdir / "volumes" / namespace
+    return store_volume(node.plane, node.workdir, namespace, claim, with_claim=with_claim)
+
+
+def store_volume(
+    plane: ControlPlane, workdir: Path, namespace: str, claim: str, *, with_claim: bool
+) -> Path:
+    """``create_store`` for a node run by another process (``make demo``'s)."""
+    directory = workdir / "volumes" / namespace
     directory.mkdir(parents=True, exist_ok=True)
     os.chown(directory, SETTINGS.run_as_user, SETTINGS.run_as_user)
+    # What a volume that honours fsGroup looks like: group-writable and setgid. The kubelet
+    # creates each subPath directory as root with the volume root's mode, so without this
+    # the pods' GID could not write under /mnt/model (hostPath volumes get no fsGroup).
+    directory.chmod(0o2775)
     pv_name = f"{namespace}-{claim}"
     volume = {
         "apiVersion": "v1",
@@ -102,7 +113,7 @@ def create_store(
             "resources": {"requests": {"storage": "1Gi"}},
         },
     }
-    apply(node.plane, volume, *([claim_object] if with_claim else []))
+    apply(plane, volume, *([claim_object] if with_claim else []))
     return directory
 
 
