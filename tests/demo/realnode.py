@@ -34,13 +34,11 @@ from realnode.install import read_recipe, run_kubectl_lines
 from realnode.workloads import store_volume
 
 TESTS = Path(__file__).resolve().parents[1]
-CHOICE = "MLKUBE_DEMO_NODE"  # "agent" forces the node agent
 
 
 def why_not(say: Callable[[str], None]) -> str | None:
-    """None when the demo can use a real node (building what is not cached), else why not."""
-    if os.environ.get(CHOICE) == "agent":
-        return f"{CHOICE}=agent"
+    """None when the demo can use a real node (building what is not cached), else why not
+    (``MLKUBE_REALNODE=0`` asks for the node agent)."""
     reason = unavailable_reason()
     if reason is not None:
         return reason
