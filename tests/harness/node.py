@@ -106,6 +106,7 @@ MOUNT_PREFIXES = (
     "/var/run/netns/cni-",
 )
 CHAIN_PATTERN = re.compile(r"^(KUBE-|CNI-|MLKUBE-NODE-)")
+CORE_PROCESSES = ("containerd", "kubelet", "kube-scheduler", "kube-proxy")
 IMAGE_REFERENCE_RUNTIME = "docker.io/mlkube/runtime:dev"
 IMAGE_REFERENCE_OPERATOR = "docker.io/mlkube/operator:dev"
 
@@ -416,7 +417,7 @@ class Node:
         ca.issue("kube-proxy", "system:kube-proxy")
         ca.issue("kube-scheduler", "system:kube-scheduler")
         for user in ("node", "kube-proxy", "kube-scheduler"):
-            self._write_kubeconfig(pki / f"{user}.kubeconfig", pki / user)
+            self.write_kubeconfig(pki / f"{user}.kubeconfig", pki / user)
         ca_file = self.plane.workdir / "pki" / "ca.crt"
         (self.workdir / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # pods' own loopback
         (self.workdir / "cni" / "net.d" / "10-mlkube.conflist").write_text(
@@ -585,7 +586,7 @@ state = "{self.workdir / "containerd" / "state"}"
         }
         self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(slice_))
 
-    def _write_kubeconfig(self, path: Path, stem: Path) -> None:
+    def write_kubeconfig(self, path: Path, stem: Path) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -613,7 +614,8 @@ state = "{self.workdir / "containerd" / "state"}"
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """One of the node's processes: logged, recorded by PID, stopped with the node."""
         log = self.log_path(name).open("ab")
         env = dict(os.environ)
         # containerd finds containerd-shim-runc-v2 on PATH; the kubelet finds iptables there.
@@ -646,7 +648,7 @@ state = "{self.workdir / "containerd" / "state"}"
         return result.stdout
 
     def _start_containerd(self) -> None:
-        self._spawn(
+        self.spawn(
             "containerd",
             [str(self.bin_dir / "containerd"), "--config", str(self.workdir / "containerd.toml")],
         )
@@ -669,7 +671,7 @@ state = "{self.workdir / "containerd" / "state"}"
                 raise NodeError(f"importing {archive} did not create {reference}: {listed}")
 
     def _start_kubelet(self) -> None:
-        self._spawn(
+        self.spawn(
             "kubelet",
             [
                 str(self.bin_dir / "kubelet"),
@@ -683,7 +685,7 @@ state = "{self.workdir / "containerd" / "state"}"
 
     def _start_scheduler(self) -> None:
         kubeconfig = self.workdir / "pki" / "kube-scheduler.kubeconfig"
-        self._spawn(
+        self.spawn(
             "kube-scheduler",
             [
                 str(self.plane.bin_dir / "kube-scheduler"),
@@ -698,7 +700,7 @@ state = "{self.workdir / "containerd" / "state"}"
         )
 
     def _start_kube_proxy(self) -> None:
-        self._spawn(
+        self.spawn(
             "kube-proxy",
             [
                 str(self.bin_dir / "kube-proxy"),
@@ -807,7 +809,9 @@ state = "{self.workdir / "containerd" / "state"}"
         try:
             self._drain()
             self._kill_recorded()
-            self._stop("kube-proxy")
+            for extra in [n for n in self._procs if n not in CORE_PROCESSES]:
+                self.stop_process(extra)  # added to the node later (harness.metrics_server)
+            self.stop_process("kube-proxy")
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
                     [str(self.bin_dir / "kube-proxy"), "--cleanup", "--v=0"],
@@ -815,10 +819,10 @@ state = "{self.workdir / "containerd" / "state"}"
                     timeout=60,
                     check=False,
                 )
-            self._stop("kubelet")
-            self._stop("kube-scheduler")
+            self.stop_process("kubelet")
+            self.stop_process("kube-scheduler")
             self._remove_containers()
-            self._stop("containerd")
+            self.stop_process("containerd")
             self._kill_shims()
             if self._relay is not None:
                 self._relay.stop()
@@ -873,7 +877,7 @@ state = "{self.workdir / "containerd" / "state"}"
                 return
             time.sleep(0.5)
 
-    def _stop(self, name: str) -> None:
+    def stop_process(self, name: str) -> None:
         proc = self._procs.pop(name, None)
         if proc is None:
             return

@@ -7,14 +7,20 @@ operator runs as two Pods with the shipped RBAC, reaching the API server through
 serve → drifted traffic → the drift CronJob → retrain → promote → reject → roll back, with
 every trainer, predictor and drift check a container of the runtime image, and every
 client call through the predictor's ClusterIP (kube-proxy) as well as its pod IPs.
-Last, a trainer over its memory limit: the kernel kills it, and the TrainingJob says so.
-When the module ends, the host snapshot after the node stopped must equal the one before.
+Then a trainer over its memory limit: the kernel kills it, and the TrainingJob says so.
+Then the predictor's HorizontalPodAutoscaler, with metrics-server built from its Go module
+(``harness.metrics_server``): under a load sent to the ClusterIP it scales from 1 to at
+least 2 replicas, and back to 1 after. When the module ends, the host snapshot after
+the node stopped must equal the one before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +28,10 @@ from typing import Any
 import pytest
 
 from demo.loop import Loop
+from harness import metrics_server
 from harness.controlplane import ControlPlane
 from harness.node import IMAGE_REFERENCE_OPERATOR, Node, host_snapshot
+from mlkube.api.names import predictor_name
 from nodeagent.kube import Kube
 from realnode.install import full_reference, read_recipe, run_kubectl_lines
 from realnode.workloads import apply, create_store, get, iris_model, pods_images
@@ -152,3 +160,62 @@ def test_trainer_over_its_memory_limit_makes_the_training_job_say_oom_killed(
     assert any(
         e["reason"] == "OOMKilled" and e["involvedObject"]["kind"] == "TrainingJob" for e in events
     ), [e["reason"] for e in events]
+
+
+def _load(url: str, body: bytes, stop: threading.Event) -> None:
+    """Predictions back to back until ``stop``: the host's client, to the ClusterIP."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    while not stop.is_set():
+        with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=5) as answer:
+            answer.read()
+
+
+def test_predictor_hpa_scales_up_under_load_to_its_cluster_ip_and_back(
+    installed: Node, node_namespace: str
+) -> None:
+    plane = installed.plane
+    metrics_server.start(installed)
+    stop = threading.Event()
+    try:
+        create_store(installed, node_namespace)
+        model = iris_model(node_namespace)
+        model["metadata"].pop("uid")
+        apply(plane, model)  # the example's autoscaling: 1 to 3 replicas at 70 % CPU
+        name = predictor_name("iris")
+        deadline = time.monotonic() + 300
+        while (hpa := _hpa(plane, node_namespace, name)).get("currentReplicas") != 1 or not (
+            hpa.get("currentMetrics") or [{}]
+        )[0].get("resource", {}).get("current"):
+            assert time.monotonic() < deadline, f"no HPA with pod metrics in 300 s: {hpa}"
+            time.sleep(3)
+        service = get(plane, "service", name, "-n", node_namespace)["spec"]
+        url = f"http://{service['clusterIP']}:{service['ports'][0]['port']}/v1/models/iris:predict"
+        body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 64}).encode()
+        for _ in range(4):
+            threading.Thread(target=_load, args=(url, body, stop), daemon=True).start()
+        deadline = time.monotonic() + 300
+        while (hpa := _hpa(plane, node_namespace, name)).get("desiredReplicas", 0) < 2:
+            assert time.monotonic() < deadline, f"the HPA did not scale up in 300 s: {hpa}"
+            time.sleep(3)
+        plane.kubectl("rollout", "status", f"deployment/{name}", "-n", node_namespace,
+                      "--timeout=180s")  # fmt: skip
+        ready = get(plane, "deployment", name, "-n", node_namespace)["status"]
+        assert ready.get("readyReplicas", 0) >= 2, ready
+        print(f"scaled up: {hpa}")
+        stop.set()
+        deadline = time.monotonic() + 300
+        while (hpa := _hpa(plane, node_namespace, name)).get("desiredReplicas") != 1:
+            assert time.monotonic() < deadline, f"the HPA did not scale back in 300 s: {hpa}"
+            time.sleep(3)
+        print(f"scaled back: {hpa}")
+    finally:
+        stop.set()
+        metrics_server.stop(installed)
+
+
+def _hpa(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    found = plane.kubectl("get", "hpa", name, "-n", namespace, "-o", "json", check=False)
+    if found.returncode != 0:
+        return {}
+    status: dict[str, Any] = json.loads(found.stdout).get("status", {})
+    return status
