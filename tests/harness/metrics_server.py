@@ -27,11 +27,11 @@ API_SERVICE = "v1beta1.metrics.k8s.io"
 USER = "system:metrics-server"
 
 
-def binary(bin_dir: Path) -> Path:
+def binary(bin_dir: Path) -> Path | None:
+    """The built metrics-server, if ``MLKUBE_METRICS_SERVER=1 make node`` (or ``make
+    test-realnode``) has built it."""
     found = sorted(bin_dir.glob("metrics-server-v*"))
-    if not found:
-        raise FileNotFoundError(f"no metrics-server in {bin_dir}: run `make node`")
-    return found[-1]
+    return found[-1] if found else None
 
 
 def _objects(ca_bundle: str) -> list[dict[str, object]]:
@@ -123,20 +123,24 @@ def start(node: Node, timeout: float = 180) -> None:
         {"apiVersion": "v1", "kind": "List", "items": _objects(bundle)}
     ))  # fmt: skip
     kubeconfig = pki / f"{NAME}.kubeconfig"
-    node.spawn(NAME, [
-        str(binary(node.bin_dir)),
+    program = binary(node.bin_dir)
+    if program is None:
+        raise FileNotFoundError(f"no metrics-server in {node.bin_dir}: make test-realnode")
+    proc = node.spawn(NAME, [
+        str(program),
         f"--bind-address={POD_GATEWAY}", f"--secure-port={PORT}",
         f"--tls-cert-file={pki / f'{NAME}.crt'}", f"--tls-private-key-file={pki / f'{NAME}.key'}",
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
         f"--kubelet-certificate-authority={ca_file}",
         "--kubelet-preferred-address-types=Hostname", "--kubelet-use-node-status-port",
-        "--metric-resolution=10s", "--v=1",
+        "--metric-resolution=15s", "--kubelet-request-timeout=5s", "--v=1",
     ])  # fmt: skip
     deadline = time.monotonic() + timeout
     while not _node_metrics(node):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no node metrics in {timeout:.0f}s\n{node.log_tail(NAME)}")
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = node.log_tail(NAME, 15)
+            raise AssertionError(f"no node metrics (exit {proc.poll()}, {timeout:.0f}s)\n{tail}")
         time.sleep(2)
 
 

@@ -5,8 +5,10 @@
 #   containerd, shim, ctr        tests/node/containerd (CGO off, no btrfs/devmapper/zfs)
 #   runc                         tests/node/runc (cgo + libseccomp)
 #   bridge, host-local, loopback, portmap   tests/node/cni
-#   metrics-server-<version>     tests/node/metrics-server (the HPA's resource metrics; the
-#                                version is in the binary's name, so a bump builds it alone)
+#   metrics-server-<version>     tests/node/metrics-server, only with MLKUBE_METRICS_SERVER=1
+#                                (the HPA test's resource metrics; its first build is long, so
+#                                `make test-realnode` asks for it and `make test` does not;
+#                                the version is in the binary's name: a bump builds it alone)
 # Installs the Debian packages the build and the node need (root only; skipped when present).
 # Prints the bin directory on stdout; progress goes to stderr.
 set -euo pipefail
@@ -21,7 +23,8 @@ METRICS_VERSION=$(version_of "$here/metrics-server" sigs.k8s.io/metrics-server)
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
 bin="$cache/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_VERSION/bin"
 tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc
-  cni/bridge cni/host-local cni/loopback cni/portmap "metrics-server-$METRICS_VERSION")
+  cni/bridge cni/host-local cni/loopback cni/portmap)
+[ "${MLKUBE_METRICS_SERVER:-0}" = 1 ] && tools+=("metrics-server-$METRICS_VERSION")
 
 # Debian packages: libseccomp for runc (build and run), iptables/conntrack for kubelet and
 # kube-proxy, a C compiler for runc's cgo.

@@ -170,9 +170,12 @@ def _load(url: str, body: bytes, stop: threading.Event) -> None:
             answer.read()
 
 
+@pytest.mark.timeout(900)  # training, metrics, a scale-up and a 30 s stabilized scale-down
 def test_predictor_hpa_scales_up_under_load_to_its_cluster_ip_and_back(
     installed: Node, node_namespace: str
 ) -> None:
+    if metrics_server.binary(installed.bin_dir) is None:
+        pytest.skip("metrics-server is not built (a long first build): make test-realnode")
     plane = installed.plane
     metrics_server.start(installed)
     stop = threading.Event()
