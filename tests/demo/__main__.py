@@ -1,10 +1,13 @@
 """``python -m demo up|down`` — what ``make demo`` and ``make demo-down`` run.
 
 ``up`` builds the control plane if it is not cached (saying so), starts it under
-``.demo/``, applies the CRDs, starts the node agent and the operator in the background,
-runs the iris loop with progress, prints a summary table and how to look around with
-kubectl; everything keeps running until ``down``, which stops it all and removes the
-agent's namespaces, links and processes.
+``.demo/``, then runs the pods on a real node when it can (root on Linux: kubelet +
+containerd, the operator installed by docs/install.md's recipe, ``demo.realnode``) and
+otherwise on the node agent with ``mlkube operator`` on the host, saying why in one line.
+It runs the iris loop with progress, prints a summary table, which node it used and how
+to look around with kubectl; everything keeps running until ``down``, which stops it all
+and leaves the machine as it was (the real node's clean-up, or the agent's namespaces,
+links and processes).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from demo import realnode
 from demo.labels import LabelsLeg
 from demo.loop import Loop, Summary
 from demo.processes import start_node_agent, start_operator, stop_pid
@@ -42,28 +47,23 @@ def _up(_: argparse.Namespace) -> int:
     DEMO_DIR.mkdir()
     say("▶ control plane: building etcd/kube-apiserver/kube-controller-manager if not cached")
     bin_dir = ensure_binaries()
+    fallback = realnode.why_not(say)
     plane = ControlPlane.start(DEMO_DIR / "controlplane", bin_dir)
     state: dict[str, object] = {"controlplane": plane.state()}
     (plane.workdir / "state.json").write_text(json.dumps(plane.state(), indent=2))
     state_file.write_text(json.dumps(state, indent=2))
     say(f"  ✓ API server at {plane.server}")
-    plane.kubectl("apply", "--server-side", "-f", str(CRDS))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    plane.kubectl("create", "namespace", NAMESPACE)
-    plane.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     logs = DEMO_DIR / "logs"
     logs.mkdir()
-    agent = start_node_agent(
-        plane.kubeconfig, DEMO_DIR / "nodeagent", NAMESPACE, logs / "nodeagent.log"
-    )
-    state["nodeagent"] = agent.pid
+    if fallback is None:
+        node = _real_node(plane, state, logs)
+    else:
+        node = _node_agent(plane, state, logs, fallback)
     state_file.write_text(json.dumps(state, indent=2))
-    say(f"▶ node agent running pods of {NAMESPACE} (log: {logs / 'nodeagent.log'})")
-    operator = start_operator(plane.kubeconfig, NAMESPACE, logs / "operator.log")
-    state["operator"] = operator.pid
-    state_file.write_text(json.dumps(state, indent=2))
-    say(f"▶ operator: mlkube operator -n {NAMESPACE} (log: {logs / 'operator.log'})")
-    loop = Loop(Kube(plane.kubeconfig), bin_dir / "kubectl", plane.kubeconfig, NAMESPACE, say=say)
+    loop = Loop(
+        Kube(plane.kubeconfig), bin_dir / "kubectl", plane.kubeconfig, NAMESPACE, say=say,
+        step_timeout=300 if fallback is None else 150, via_service=fallback is None,
+    )  # fmt: skip
     summary = loop.run()
     _print_summary(summary, time.monotonic() - started)
     # -- issue 17: the ground-truth leg, its own Model and Monitor (iris-live) --
@@ -72,7 +72,13 @@ def _up(_: argparse.Namespace) -> int:
     for number, score in sorted(labels.scores.items()):
         say(f"  v{number}  {score:.4f} on {labels.labels[number]} labels")
     say(f"  v2 trained on the reference rows + {labels.live_rows} labelled live rows")
+    say(f"\nNode: {node}")
     kubectl = f"{bin_dir / 'kubectl'} --kubeconfig {plane.kubeconfig} -n {NAMESPACE}"
+    where_logs = (
+        "  k logs deploy/iris-predictor     # any container's log, from the kubelet"
+        if fallback is None
+        else f"  logs of every container: {DEMO_DIR / 'nodeagent' / 'pods'}"
+    )
     say(
         "\nStill running in the background. Look around:\n"
         f"  alias k='{kubectl}'\n"
@@ -81,10 +87,47 @@ def _up(_: argparse.Namespace) -> int:
         "  k get monitor iris -o yaml        # drift scores per feature\n"
         f"  KUBECONFIG={plane.kubeconfig} .venv/bin/kubectl-mlkube perf iris-live -n {NAMESPACE}\n"
         "  k get jobs,cronjobs,deployments,pods -o wide\n"
-        f"  logs of every container: {DEMO_DIR / 'nodeagent' / 'pods'}\n"
+        f"{where_logs}\n"
         "Stop everything with: make demo-down"
     )
     return 0
+
+
+def _real_node(plane: ControlPlane, state: dict[str, object], logs: Path) -> str:
+    """A kubelet + containerd node, the operator installed by docs/install.md's recipe."""
+    say("▶ real node: containerd, kubelet, kube-proxy, kube-scheduler (images imported)")
+    state["realnode"] = realnode.start(plane, DEMO_DIR / "realnode", logs / "realnode.log")
+    (DEMO_DIR / "state.json").write_text(json.dumps(state, indent=2))
+    _namespace(plane)
+    say("▶ operator: kubectl apply --server-side -k manifests/overlays/local (docs/install.md)")
+    realnode.install(plane, DEMO_DIR / "realnode", NAMESPACE)
+    return (
+        "a real node (kubelet + containerd; the operator and every pod run from the images "
+        "built from images/*/Dockerfile; predictors called through their ClusterIP)"
+    )
+
+
+def _node_agent(plane: ControlPlane, state: dict[str, object], logs: Path, fallback: str) -> str:
+    """The node agent (pods as local processes) and ``mlkube operator`` on the host."""
+    say(f"▶ no real node ({fallback}): the node agent runs the pods instead")
+    plane.kubectl("apply", "--server-side", "-f", str(CRDS))
+    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    _namespace(plane)
+    agent = start_node_agent(
+        plane.kubeconfig, DEMO_DIR / "nodeagent", NAMESPACE, logs / "nodeagent.log"
+    )
+    state["nodeagent"] = agent.pid
+    (DEMO_DIR / "state.json").write_text(json.dumps(state, indent=2))
+    say(f"▶ node agent running pods of {NAMESPACE} (log: {logs / 'nodeagent.log'})")
+    operator = start_operator(plane.kubeconfig, NAMESPACE, logs / "operator.log")
+    state["operator"] = operator.pid
+    say(f"▶ operator: mlkube operator -n {NAMESPACE} (log: {logs / 'operator.log'})")
+    return f"the node agent (pods as local processes), because there is no real node: {fallback}"
+
+
+def _namespace(plane: ControlPlane) -> None:
+    plane.kubectl("create", "namespace", NAMESPACE)
+    plane.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
 
 
 def _print_summary(summary: Summary, total: float) -> None:
@@ -121,10 +164,14 @@ def _down(_: argparse.Namespace) -> int:
     if "operator" in state:
         stop_pid(int(state["operator"]))
         say("operator stopped")
-    subprocess.run(
-        [sys.executable, "-m", "nodeagent", "down", "--dir", str(DEMO_DIR / "nodeagent")],
-        check=False,
-    )
+    if "realnode" in state:
+        realnode.stop(int(state["realnode"]))
+        say("real node stopped, the machine cleaned")
+    else:
+        subprocess.run(
+            [sys.executable, "-m", "nodeagent", "down", "--dir", str(DEMO_DIR / "nodeagent")],
+            check=False,
+        )
     subprocess.run(
         [sys.executable, "-m", "harness.controlplane", "down", "--dir",
          str(DEMO_DIR / "controlplane")],

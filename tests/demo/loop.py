@@ -24,6 +24,7 @@ from typing import TypeVar
 
 import yaml
 
+from mlkube.api.names import predictor_name
 from nodeagent.kube import Kube, Obj
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +77,7 @@ class Loop:
         say: Callable[[str], None] = lambda _: None,
         step_timeout: float = 150,
         s3: S3Store | None = None,
+        via_service: bool = False,
     ) -> None:
         self.kube = kube
         self.kubectl_bin = kubectl
@@ -83,6 +85,9 @@ class Loop:
         self.ns = namespace
         self.say = say
         self.timeout = step_timeout
+        # On a real node, clients reach the predictor through its Service's ClusterIP
+        # (kube-proxy); the node agent has no Services, so its pods are called directly.
+        self.via_service = via_service
         self.summary = Summary()
         self.s3 = s3
 
@@ -137,7 +142,17 @@ class Loop:
                     for c in p.get("status", {}).get("conditions", []))
         ]  # fmt: skip
 
-    def infer(self, address: str, rows: list[tuple[float, ...]], model: str = MODEL) -> Obj:
+    def cluster_address(self) -> tuple[str, int] | None:
+        """The predictor Service's ClusterIP and port, once it has them."""
+        path = f"/api/v1/namespaces/{self.ns}/services/{predictor_name(MODEL)}"
+        spec = (self.kube.find(path) or {}).get("spec") or {}
+        if not spec.get("clusterIP") or not spec.get("ports"):
+            return None
+        return str(spec["clusterIP"]), int(spec["ports"][0]["port"])
+
+    def infer(
+        self, address: str, rows: list[tuple[float, ...]], port: int = 8080, model: str = MODEL
+    ) -> Obj:
         body = {
             "inputs": [
                 {"name": name, "shape": [len(rows)], "datatype": "FP64",
@@ -146,7 +161,7 @@ class Loop:
             ]
         }  # fmt: skip
         request = urllib.request.Request(
-            f"http://{address}:8080/v2/models/{model}/infer",
+            f"http://{address}:{port}/v2/models/{model}/infer",
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -166,14 +181,29 @@ class Loop:
                     replies.append(self.infer(pod["status"]["podIP"], list(NORMAL_ROWS)))
                 except (urllib.error.URLError, OSError):
                     return None
-            if all(r.get("model_version") == str(version) for r in replies):
-                return replies[0]
-            return None
+            if not all(r.get("model_version") == str(version) for r in replies):
+                return None
+            return self._through_service(version) if self.via_service else replies[0]
 
         answer = self.wait(f"the predictor to answer as v{version}", answers)
         predictions = answer["outputs"][0]["data"]
         self.summary.answers[f"v{version}"] = f"{predictions}"
         return answer
+
+    def _through_service(self, version: int) -> Obj | None:
+        """Three answers in a row through the ClusterIP, all from ``version``."""
+        service = self.cluster_address()
+        if service is None:
+            return None
+        replies = []
+        for _ in range(3):
+            try:
+                replies.append(self.infer(service[0], list(NORMAL_ROWS), port=service[1]))
+            except (urllib.error.URLError, OSError):
+                return None
+        if all(r.get("model_version") == str(version) for r in replies):
+            return replies[0]
+        return None
 
     def training_job(self, name: str) -> Obj | None:
         return self.kube.find(f"{GROUP}/namespaces/{self.ns}/trainingjobs/{name}")
@@ -200,7 +230,8 @@ class Loop:
             if job["status"]["phase"] != "Succeeded":
                 raise LoopError(f"v1 did not succeed: {json.dumps(job['status'])[:2000]}")
             self.wait("v1 serving", lambda: self.model()["status"].get("servingVersion") == 1)
-        with self.step("the predictor is Ready and answers at its pod IP as v1"):
+        where = "its pod IP and ClusterIP" if self.via_service else "its pod IP"
+        with self.step(f"the predictor is Ready and answers at {where} as v1"):
             self.serving(1)
         with self.step("drifted traffic reaches the predictor (inference log)"):
             self._send_drifted_traffic()
@@ -254,7 +285,9 @@ class Loop:
         self.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(docs))
 
     def _send_drifted_traffic(self) -> None:
-        address = self.ready_predictors()[0]["status"]["podIP"]
+        address, port = self.ready_predictors()[0]["status"]["podIP"], 8080
+        if self.via_service:
+            address, port = self.wait("the predictor's ClusterIP", self.cluster_address)
         rng = random.Random(7)
         sent = 0
         for _ in range(20):
@@ -262,9 +295,9 @@ class Loop:
                 tuple(round(v * 1.8 + rng.uniform(1.0, 2.0), 2) for v in rng.choice(NORMAL_ROWS))
                 for _ in range(10)
             ]
-            self.infer(address, rows)
+            self.infer(address, rows, port=port)
             sent += len(rows)
-        self.say(f"  sent {sent} drifted rows to {address}")
+        self.say(f"  sent {sent} drifted rows to {address}:{port}")
         time.sleep(1.0)
         if self.s3 is not None:
             prefix = f"{self.ns}/{self.ns}/{MODEL}/inference/"

@@ -35,6 +35,7 @@ BUILD_SCRIPT = REPO / "tests" / "controlplane" / "build.sh"
 SERVICE_CIDR = "10.96.0.0/16"
 # Published as the apiserver's address but never bound (a loopback address is refused).
 ADVERTISE_ADDRESS = "192.0.2.10"
+FRONT_PROXY_CLIENT = "front-proxy-client"
 DISABLED_CONTROLLERS = (
     "node-ipam-controller",
     "node-lifecycle-controller",
@@ -144,6 +145,9 @@ class ControlPlane:
             "kube-apiserver-kubelet-client",
             organization="system:masters",
         )
+        # How the API server authenticates to aggregated API servers (metrics-server on a
+        # real node, harness.metrics_server), which trust it through the request headers.
+        ca.issue("front-proxy-client", FRONT_PROXY_CLIENT)
         write_service_account_keys(pki)
         (self.workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
 
@@ -216,6 +220,15 @@ class ControlPlane:
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                 "--kubelet-preferred-address-types=Hostname,InternalIP",
+                # Aggregated APIs (metrics.k8s.io): reached at their endpoint, not a ClusterIP.
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                "--enable-aggregator-routing=true",
                 # Node: what a kubelet (system:node:<name>) may read, as in any cluster.
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
@@ -250,6 +263,8 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--concurrent-job-syncs=10",
+                # An HPA scales back down 30 s after the load ends (default 5 min).
+                "--horizontal-pod-autoscaler-downscale-stabilization=30s",
                 "--v=1",
             ],
         )

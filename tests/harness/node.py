@@ -35,6 +35,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -105,6 +106,7 @@ MOUNT_PREFIXES = (
     "/var/run/netns/cni-",
 )
 CHAIN_PATTERN = re.compile(r"^(KUBE-|CNI-|MLKUBE-NODE-)")
+CORE_PROCESSES = ("containerd", "kubelet", "kube-scheduler", "kube-proxy")
 IMAGE_REFERENCE_RUNTIME = "docker.io/mlkube/runtime:dev"
 IMAGE_REFERENCE_OPERATOR = "docker.io/mlkube/operator:dev"
 
@@ -114,7 +116,10 @@ class NodeError(ControlPlaneError):
 
 
 def unavailable_reason() -> str | None:
-    """Why a real node cannot run here (None when it can): root on Linux with loopback names."""
+    """Why a real node cannot run here (None when it can): root on Linux with loopback names,
+    unless ``MLKUBE_REALNODE=0`` opts out."""
+    if os.environ.get("MLKUBE_REALNODE") == "0":
+        return "MLKUBE_REALNODE=0"
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "a real node needs root"
     if not Path("/sys/fs/cgroup").is_dir():
@@ -341,7 +346,7 @@ class Node:
 
     def _record_host(self) -> None:
         if STATE_FILE.exists():
-            self._recover_leaked()
+            self.recover_leaked()
         self._sysctls = {n: v for n in SYSCTLS if (v := _read_sysctl(n)) is not None}
         self._paths_before = {p for p in HOST_PATHS if os.path.lexists(p)}
         self._chains_before = {
@@ -367,8 +372,11 @@ class Node:
         }
         STATE_FILE.write_text(json.dumps(state, indent=2))
 
-    def _recover_leaked(self) -> None:
-        """Undoes what a node whose process died left (its processes, by PID and binary)."""
+    @staticmethod
+    def recover_leaked() -> None:
+        """Undoes what a node whose process died left (its processes, by PID and binary).
+
+        The caller holds the lock (a live node's state file is not a leak)."""
         state = json.loads(STATE_FILE.read_text())
         plane = ControlPlane(
             workdir=Path(state["plane_workdir"]),
@@ -409,7 +417,7 @@ class Node:
         ca.issue("kube-proxy", "system:kube-proxy")
         ca.issue("kube-scheduler", "system:kube-scheduler")
         for user in ("node", "kube-proxy", "kube-scheduler"):
-            self._write_kubeconfig(pki / f"{user}.kubeconfig", pki / user)
+            self.write_kubeconfig(pki / f"{user}.kubeconfig", pki / user)
         ca_file = self.plane.workdir / "pki" / "ca.crt"
         (self.workdir / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # pods' own loopback
         (self.workdir / "cni" / "net.d" / "10-mlkube.conflist").write_text(
@@ -578,7 +586,7 @@ state = "{self.workdir / "containerd" / "state"}"
         }
         self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(slice_))
 
-    def _write_kubeconfig(self, path: Path, stem: Path) -> None:
+    def write_kubeconfig(self, path: Path, stem: Path) -> None:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -606,7 +614,8 @@ state = "{self.workdir / "containerd" / "state"}"
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """One of the node's processes: logged, recorded by PID, stopped with the node."""
         log = self.log_path(name).open("ab")
         env = dict(os.environ)
         # containerd finds containerd-shim-runc-v2 on PATH; the kubelet finds iptables there.
@@ -639,7 +648,7 @@ state = "{self.workdir / "containerd" / "state"}"
         return result.stdout
 
     def _start_containerd(self) -> None:
-        self._spawn(
+        self.spawn(
             "containerd",
             [str(self.bin_dir / "containerd"), "--config", str(self.workdir / "containerd.toml")],
         )
@@ -662,7 +671,7 @@ state = "{self.workdir / "containerd" / "state"}"
                 raise NodeError(f"importing {archive} did not create {reference}: {listed}")
 
     def _start_kubelet(self) -> None:
-        self._spawn(
+        self.spawn(
             "kubelet",
             [
                 str(self.bin_dir / "kubelet"),
@@ -676,7 +685,7 @@ state = "{self.workdir / "containerd" / "state"}"
 
     def _start_scheduler(self) -> None:
         kubeconfig = self.workdir / "pki" / "kube-scheduler.kubeconfig"
-        self._spawn(
+        self.spawn(
             "kube-scheduler",
             [
                 str(self.plane.bin_dir / "kube-scheduler"),
@@ -691,7 +700,7 @@ state = "{self.workdir / "containerd" / "state"}"
         )
 
     def _start_kube_proxy(self) -> None:
-        self._spawn(
+        self.spawn(
             "kube-proxy",
             [
                 str(self.bin_dir / "kube-proxy"),
@@ -800,7 +809,9 @@ state = "{self.workdir / "containerd" / "state"}"
         try:
             self._drain()
             self._kill_recorded()
-            self._stop("kube-proxy")
+            for extra in [n for n in self._procs if n not in CORE_PROCESSES]:
+                self.stop_process(extra)  # added to the node later (harness.metrics_server)
+            self.stop_process("kube-proxy")
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 subprocess.run(
                     [str(self.bin_dir / "kube-proxy"), "--cleanup", "--v=0"],
@@ -808,10 +819,10 @@ state = "{self.workdir / "containerd" / "state"}"
                     timeout=60,
                     check=False,
                 )
-            self._stop("kubelet")
-            self._stop("kube-scheduler")
+            self.stop_process("kubelet")
+            self.stop_process("kube-scheduler")
             self._remove_containers()
-            self._stop("containerd")
+            self.stop_process("containerd")
             self._kill_shims()
             if self._relay is not None:
                 self._relay.stop()
@@ -866,7 +877,7 @@ state = "{self.workdir / "containerd" / "state"}"
                 return
             time.sleep(0.5)
 
-    def _stop(self, name: str) -> None:
+    def stop_process(self, name: str) -> None:
         proc = self._procs.pop(name, None)
         if proc is None:
             return
@@ -1126,6 +1137,22 @@ class ClusterDns:
         return header + question + answers
 
 
+def clean_up_leaked() -> bool:
+    """Cleans up after a node whose process died, from its state file (``make demo-down``
+    after the demo's node process was killed); False when there is nothing to clean or a
+    live node holds the lock."""
+    if not STATE_FILE.exists():
+        return False
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK_FILE.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        Node.recover_leaked()
+    return True
+
+
 @contextlib.contextmanager
 def running_node(plane: ControlPlane, workdir: Path) -> Iterator[Node]:
     node = Node.start(plane, workdir)
@@ -1133,3 +1160,11 @@ def running_node(plane: ControlPlane, workdir: Path) -> Iterator[Node]:
         yield node
     finally:
         node.stop()
+
+
+if __name__ == "__main__":
+    # `python -m harness.node why-not`: one line saying why no real node runs here (for
+    # `make test`, which then skips the tier), nothing when one can.
+    if sys.argv[1:] != ["why-not"]:
+        sys.exit("usage: python -m harness.node why-not")
+    print(unavailable_reason() or "")

@@ -168,7 +168,7 @@ class OperatorKit:
             json.dumps({"status": status}),
         )
 
-    def finish_pod(self, pod: str, exit_code: int, message: str) -> None:
+    def finish_pod(self, pod: str, exit_code: int, message: str, reason: str = "") -> None:
         """Plays the kubelet: the trainer container ended with ``exit_code`` and ``message``."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.patch_pod_status(
@@ -185,7 +185,7 @@ class OperatorKit:
                         "state": {
                             "terminated": {
                                 "exitCode": exit_code,
-                                "reason": "Completed" if exit_code == 0 else "Error",
+                                "reason": reason or ("Completed" if exit_code == 0 else "Error"),
                                 "message": message,
                                 "startedAt": now,
                                 "finishedAt": now,

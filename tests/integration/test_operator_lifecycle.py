@@ -256,6 +256,34 @@ def test_failed_training_reports_exit_code_log_tail_and_events(
     assert versions[0]["decision"] == "Failed"
 
 
+def test_oom_killed_trainer_is_reported_as_oom_killed_with_its_limit(
+    operator: OperatorProcess, kit: OperatorKit
+) -> None:
+    """The kubelet's OOMKilled becomes the TrainingJob's reason, naming the limit to raise."""
+    tight = model()
+    tight["spec"]["training"]["resources"] = {
+        "requests": {"cpu": "100m", "memory": "64Mi"},
+        "limits": {"cpu": "500m", "memory": "64Mi"},
+    }
+    kit.apply(tight)
+    pod = kit.job_pod("iris-v1-train")
+    kit.finish_pod(pod["metadata"]["name"], 137, "", reason="OOMKilled")
+    status = kit.wait(
+        "TrainingJob Failed",
+        lambda: (s := kit.status("trainingjob", "iris-v1")).get("phase") == "Failed" and s,
+        timeout=30,
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "OOMKilled"
+    first_line = status["message"].splitlines()[0]
+    assert "OOMKilled" in first_line and "(64Mi)" in first_line
+    assert "spec.training.resources.limits.memory" in first_line
+    events = kit.wait(
+        "an Event on the TrainingJob", lambda: kit.events_for("TrainingJob", "iris-v1")
+    )
+    assert events[0]["reason"] == "OOMKilled" and events[0]["type"] == "Warning"
+
+
 def test_invalid_estimator_is_reported_once_without_training(
     operator: OperatorProcess, kit: OperatorKit
 ) -> None:

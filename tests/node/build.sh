@@ -5,6 +5,10 @@
 #   containerd, shim, ctr        tests/node/containerd (CGO off, no btrfs/devmapper/zfs)
 #   runc                         tests/node/runc (cgo + libseccomp)
 #   bridge, host-local, loopback, portmap   tests/node/cni
+#   metrics-server-<version>     tests/node/metrics-server, only with MLKUBE_METRICS_SERVER=1
+#                                (the HPA test's resource metrics; its first build is long, so
+#                                `make test-realnode` asks for it and `make test` does not;
+#                                the version is in the binary's name: a bump builds it alone)
 # Installs the Debian packages the build and the node need (root only; skipped when present).
 # Prints the bin directory on stdout; progress goes to stderr.
 set -euo pipefail
@@ -15,10 +19,12 @@ K8S_VERSION=$(version_of "$k8s_mod" k8s.io/kubernetes)
 CONTAINERD_VERSION=$(version_of "$here/containerd" github.com/containerd/containerd/v2)
 RUNC_VERSION=$(version_of "$here/runc" github.com/opencontainers/runc)
 CNI_VERSION=$(version_of "$here/cni" github.com/containernetworking/plugins)
+METRICS_VERSION=$(version_of "$here/metrics-server" sigs.k8s.io/metrics-server)
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
 bin="$cache/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_VERSION/bin"
 tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc
   cni/bridge cni/host-local cni/loopback cni/portmap)
+[ "${MLKUBE_METRICS_SERVER:-0}" = 1 ] && tools+=("metrics-server-$METRICS_VERSION")
 
 # Debian packages: libseccomp for runc (build and run), iptables/conntrack for kubelet and
 # kube-proxy, a C compiler for runc's cgo.
@@ -76,6 +82,9 @@ for t in "${missing[@]}"; do
     runc)
       (cd "$here/runc" && CGO_ENABLED=1 go build -trimpath -tags seccomp \
         -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" -o "$partial/runc" github.com/opencontainers/runc) ;;
+    metrics-server-*)
+      (cd "$here/metrics-server" && go build -trimpath -ldflags "-s -w" -o "$partial/$t" \
+        sigs.k8s.io/metrics-server/cmd/metrics-server) ;;
     cni/*)
       p=${t#cni/}
       case "$p" in bridge | loopback) kind=main ;; host-local) kind=ipam ;; portmap) kind=meta ;; esac

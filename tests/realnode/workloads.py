@@ -69,39 +69,51 @@ def trainer_job(
     return job
 
 
-def create_store(node: Node, namespace: str, claim: str = "mlkube-models") -> Path:
-    """A hostPath PersistentVolume under the node's work directory, bound to ``claim``."""
-    directory = node.workdir / "volumes" / namespace
+def create_store(
+    node: Node, namespace: str, claim: str = "mlkube-models", *, with_claim: bool = True
+) -> Path:
+    """A hostPath PersistentVolume under the node's work directory, bound to ``claim``
+    (and the claim itself, unless the caller creates it as a user would)."""
+    return store_volume(node.plane, node.workdir, namespace, claim, with_claim=with_claim)
+
+
+def store_volume(
+    plane: ControlPlane, workdir: Path, namespace: str, claim: str, *, with_claim: bool
+) -> Path:
+    """``create_store`` for a node run by another process (``make demo``'s)."""
+    directory = workdir / "volumes" / namespace
     directory.mkdir(parents=True, exist_ok=True)
     os.chown(directory, SETTINGS.run_as_user, SETTINGS.run_as_user)
+    # What a volume that honours fsGroup looks like: group-writable and setgid. The kubelet
+    # creates each subPath directory as root with the volume root's mode, so without this
+    # the pods' GID could not write under /mnt/model (hostPath volumes get no fsGroup).
+    directory.chmod(0o2775)
     pv_name = f"{namespace}-{claim}"
-    apply(
-        node.plane,
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": pv_name},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(directory), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim},
-            },
+    volume = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": pv_name},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(directory), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": pv_name,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
+    }
+    claim_object = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": pv_name,
+            "resources": {"requests": {"storage": "1Gi"}},
         },
-    )
+    }
+    apply(plane, volume, *([claim_object] if with_claim else []))
     return directory
 
 

@@ -100,6 +100,8 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     TRAINING_FAILED = "TrainingFailed"
     POD_CONFIG_ERROR = "PodConfigError"
+    # The kernel killed the trainer over its memory limit (the kubelet's terminated reason).
+    OOM_KILLED = "OOMKilled"
     NO_VERSION = "NoVersion"
     ROLLING_OUT = "RollingOut"
     AVAILABLE = "Available"

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from mlkube.api.resources import Body
-from mlkube.api.status import PodPhase
+from mlkube.api.status import PodPhase, Reason
 from mlkube.api.summary import parse_error
 from mlkube.controller.children import Controller, owned_by
 from mlkube.controller.kube import ApiError
@@ -109,11 +109,17 @@ def pods_of_job(ctl: Controller, job: Body) -> list[Body]:
 
 
 async def failure_message(
-    ctl: Controller, job: Body, failed: Mapping[str, Any], attempts: int
+    ctl: Controller,
+    job: Body,
+    failed: Mapping[str, Any],
+    attempts: int,
+    *,
+    memory_limit: str | None = None,
 ) -> str:
-    """Exit code, pod name, the trainer's error and the last log lines, in one message."""
+    """Exit code, pod name, the trainer's error and the last log lines, in one message
+    (first, when the kernel killed the trainer, the memory limit it went over)."""
     namespace, job_name = namespace_of(job), name_of(job)
-    pods = [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.FAILED]
+    pods = _failed_pods(ctl, job)
     parts = [
         f"Job {job_name} failed ({failed.get('reason') or 'Failed'}: "
         f"{failed.get('message') or 'no detail'}) after {attempts} attempt(s)"
@@ -122,6 +128,8 @@ async def failure_message(
         pod = pods[-1]
         pod_name = str(pod["metadata"]["name"])
         terminated = terminated_state(pod) or {}
+        if terminated.get("reason") == Reason.OOM_KILLED:
+            parts.insert(0, _oom_sentence(memory_limit))
         parts.append(f"pod {pod_name} exited with code {terminated.get('exitCode', 'unknown')}")
         message = str(terminated.get("message") or "").strip()
         error = parse_error(message)
@@ -133,6 +141,27 @@ async def failure_message(
     else:
         parts.append("no failed pod was found (it may have been deleted)")
     return "\n".join(parts)
+
+
+def failure_reason(ctl: Controller, job: Body) -> Reason:
+    """``OOMKilled`` when the kernel killed the last failed trainer, else ``TrainingFailed``."""
+    pods = _failed_pods(ctl, job)
+    terminated = (terminated_state(pods[-1]) if pods else None) or {}
+    if terminated.get("reason") == Reason.OOM_KILLED:
+        return Reason.OOM_KILLED
+    return Reason.TRAINING_FAILED
+
+
+def _failed_pods(ctl: Controller, job: Body) -> list[Body]:
+    return [p for p in pods_of_job(ctl, job) if status_of(p).get("phase") == PodPhase.FAILED]
+
+
+def _oom_sentence(limit: str | None) -> str:
+    """What the user changes: the memory limit the trainer went over, by its spec field."""
+    return (
+        f"the trainer was OOMKilled: it needed more memory than its limit ({limit or 'unset'}); "
+        "raise spec.training.resources.limits.memory"
+    )
 
 
 async def _log_tail(ctl: Controller, namespace: str, pod: str) -> str:

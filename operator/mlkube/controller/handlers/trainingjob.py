@@ -37,6 +37,8 @@ from mlkube.controller.builders import build_trainer_job
 from mlkube.controller.children import Controller, ensure_child, owned_by, post_event
 from mlkube.controller.handlers.search import search_of, search_stage
 from mlkube.controller.spec import (
+    effective_resources,
+    effective_training,
     generation_of,
     model_ref,
     name_of,
@@ -48,6 +50,7 @@ from mlkube.controller.spec import (
 from mlkube.controller.status import (
     config_error,
     failure_message,
+    failure_reason,
     pods_of_job,
     terminated_state,
     write_status,
@@ -232,8 +235,12 @@ async def _observe_job(
         return await _complete(ctl, tj, model, job, common)
     failed = _job_condition(job, "Failed") if job is not None else None
     if job is not None and failed is not None:
-        message = await failure_message(ctl, job, failed, attempts)
-        await _fail(ctl, tj, model, Reason.TRAINING_FAILED, message=message, extra=common)
+        limit = effective_resources(
+            effective_training(model, tj).get("resources"), ctl.settings.trainer_resources
+        )["limits"].get("memory")
+        message = await failure_message(ctl, job, failed, attempts, memory_limit=limit)
+        reason = failure_reason(ctl, job)
+        await _fail(ctl, tj, model, reason, message=message, extra=common)
         return None
     running = int(job_status.get("active") or 0) > 0
     progress = progress_status(tj, common, running=running)
@@ -381,7 +388,7 @@ async def _fail(
         await post_event(
             ctl, model, "Model", reason, f"TrainingJob {name_of(tj)} failed: {short}", warning=True
         )
-        if reason == Reason.TRAINING_FAILED:
+        if reason in (Reason.TRAINING_FAILED, Reason.OOM_KILLED):
             _record_training(Phase.FAILED, desired.get("startTime"), desired["completionTime"])
     ctl.enqueue("Model", namespace_of(tj), name_of(model))
 
