@@ -10,7 +10,13 @@ from mlkube.api.status import PodPhase, Reason
 from mlkube.api.summary import parse_error
 from mlkube.controller.children import Controller, owned_by
 from mlkube.controller.kube import ApiError
-from mlkube.controller.spec import name_of, namespace_of, status_of
+from mlkube.controller.spec import (
+    effective_resources,
+    effective_training,
+    name_of,
+    namespace_of,
+    status_of,
+)
 
 
 def changed_fields(
@@ -141,6 +147,13 @@ async def failure_message(
     else:
         parts.append("no failed pod was found (it may have been deleted)")
     return "\n".join(parts)
+
+
+def trainer_memory_limit(ctl: Controller, model: Body, tj: Body) -> str | None:
+    """The memory limit the run's trainer had: its spec's, else the operator's default."""
+    requested = effective_training(model, tj).get("resources")
+    limits = effective_resources(requested, ctl.settings.trainer_resources)["limits"]
+    return limits.get("memory")
 
 
 def failure_reason(ctl: Controller, job: Body) -> Reason:

@@ -37,8 +37,6 @@ from mlkube.controller.builders import build_trainer_job
 from mlkube.controller.children import Controller, ensure_child, owned_by, post_event
 from mlkube.controller.handlers.search import search_of, search_stage
 from mlkube.controller.spec import (
-    effective_resources,
-    effective_training,
     generation_of,
     model_ref,
     name_of,
@@ -53,6 +51,7 @@ from mlkube.controller.status import (
     failure_reason,
     pods_of_job,
     terminated_state,
+    trainer_memory_limit,
     write_status,
 )
 from mlkube.controller.versions import reserved_version
@@ -235,9 +234,7 @@ async def _observe_job(
         return await _complete(ctl, tj, model, job, common)
     failed = _job_condition(job, "Failed") if job is not None else None
     if job is not None and failed is not None:
-        limit = effective_resources(
-            effective_training(model, tj).get("resources"), ctl.settings.trainer_resources
-        )["limits"].get("memory")
+        limit = trainer_memory_limit(ctl, model, tj)
         message = await failure_message(ctl, job, failed, attempts, memory_limit=limit)
         reason = failure_reason(ctl, job)
         await _fail(ctl, tj, model, reason, message=message, extra=common)
@@ -254,16 +251,13 @@ async def _observe_job(
 async def _report_config_error(
     ctl: Controller, tj: Body, model: Body, progress: dict[str, Any], message: str
 ) -> None:
-    """A trainer the kubelet cannot start (a missing Secret or key, for an S3 store): said
-    on the run's Ready condition and, once per new message, as an Event on the run and on
-    its Model. The Job stays, so fixing the Secret lets the same run go on."""
-    reason = Reason.POD_CONFIG_ERROR
-    previous = get_condition(status_of(tj).get("conditions") or [], READY)
-    status, generation = status_of(tj), generation_of(tj)
+    """A trainer the kubelet cannot start (a missing Secret or key): on the run's Ready
+    condition, and once per message an Event on the run and its Model; the Job stays."""
+    reason, status = Reason.POD_CONFIG_ERROR, status_of(tj)
     progress["conditions"] = _conditions(
-        status, generation, ready=False, reason=reason, message=message, reconciling=True
+        status, generation_of(tj), ready=False, reason=reason, message=message, reconciling=True
     )
-    if (previous or {}).get("message") != message:
+    if (get_condition(status.get("conditions") or [], READY) or {}).get("message") != message:
         await post_event(ctl, tj, "TrainingJob", reason, message, warning=True)
         await post_event(ctl, model, "Model", reason, f"{name_of(tj)}: {message}", warning=True)
 
