@@ -346,3 +346,19 @@ def test_monitor_status_becomes_the_live_score_gauges() -> None:
     assert REGISTRY.get_sample_value(score, {**labels, "version": "3", "slice": "empty"}) is None
     assert REGISTRY.get_sample_value("mlkube_monitor_live_performance_degraded", labels) == 1
     assert REGISTRY.get_sample_value("mlkube_monitor_prediction_drift", labels) == 1
+
+
+def test_performance_on_a_table_instead_of_the_log_is_a_clear_error(
+    version: Path, tmp_path: Path
+) -> None:
+    from mlkube.runtime.drift.check import DriftInputError
+
+    table = tmp_path / "live.csv"
+    x, _ = _iris()
+    table.write_text(",".join(FEATURES) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in x))
+    with pytest.raises(DriftInputError, match="no request ids"):
+        run_check(
+            version, table, DriftSettings(), NOW, report_path=tmp_path / "r.json",
+            options=LiveOptions(PerformanceSettings(min_score=0.9)),
+        )  # fmt: skip
+    assert not (tmp_path / "r.json").exists()

@@ -29,7 +29,7 @@ from mlkube.runtime.drift.labels import PredictionCounts, read_predictions
 from mlkube.runtime.drift.outputs import OutputDrift, OutputDriftResult
 from mlkube.runtime.drift.performance import PerformanceResult, as_report, check_performance
 from mlkube.runtime.drift.perfspec import PerformanceSettings, resolve
-from mlkube.runtime.drift.spec import DriftSettings
+from mlkube.runtime.drift.spec import DriftSettings, SpecError
 from mlkube.runtime.drift.window import Window
 
 
@@ -91,6 +91,11 @@ def run_live_checks(
     if performance is None and not outputs.enabled:
         return LiveChecks()
     if not log.is_dir():
+        if performance is not None and log.exists():
+            raise SpecError(
+                f"spec.performance joins labels with the inference log; {log} is a table "
+                "(spec.data.uri), which has no request ids: drop one of the two"
+            )
         return LiveChecks()
     checks = LiveChecks()
     if performance is None:
