@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import urllib.request
 from dataclasses import dataclass, field
 
 from demo.loop import GROUP, REPO, Loop, LoopError
@@ -72,15 +71,6 @@ class LabelsLeg:
 
         return self.loop.wait(f"one {MODEL} predictor pod of v{version}", ready)
 
-    def _post(self, address: str, path: str, body: Obj) -> Obj:
-        request = urllib.request.Request(
-            f"http://{address}:8080/v2/models/{MODEL}/{path}",
-            data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
-        )  # fmt: skip
-        with urllib.request.urlopen(request, timeout=10) as response:
-            answer: Obj = json.loads(response.read())
-        return answer
-
     def _traffic_and_labels(self, version: int, seed: int) -> None:
         """Shifted rows in batches of 10; the answers' ids and rows carry the labels back."""
         address = self._address(version)
@@ -94,7 +84,7 @@ class LabelsLeg:
             labels += [
                 {"id": answer["id"], "row": i, "label": label} for i, (_, label) in enumerate(batch)
             ]
-        accepted = self._post(address, "feedback", {"labels": labels})
+        accepted = self.loop.post(address, MODEL, "feedback", {"labels": labels})
         if accepted.get("accepted") != len(labels):
             raise LoopError(f"feedback not accepted: {accepted}")
         self.loop.say(f"  sent {len(traffic)} shifted rows to v{version} and their labels")

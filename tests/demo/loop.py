@@ -128,8 +128,12 @@ class Loop:
                 for i, name in enumerate(FEATURES)
             ]
         }  # fmt: skip
+        return self.post(address, model, "infer", body)
+
+    def post(self, address: str, model: str, route: str, body: Obj) -> Obj:
+        """POSTs JSON to ``/v2/models/<model>/<route>`` of a predictor pod; the answer."""
         request = urllib.request.Request(
-            f"http://{address}:8080/v2/models/{model}/infer",
+            f"http://{address}:8080/v2/models/{model}/{route}",
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:
