@@ -22,6 +22,7 @@ EXAMPLE = REPO / "manifests" / "examples" / "iris-live.yaml"
 MODEL = "iris-live"
 SHIFT = (0.0, 2.0, 2.0, 0.0)  # sepal width and petal length read 2 cm high
 STORE_CLAIM = "mlkube-models"
+ROWS = 300
 SELECTOR = f"mlkube.io/component=predictor,mlkube.io/model={MODEL}"
 
 
@@ -34,7 +35,7 @@ class LabelsSummary:
     timings: list[tuple[str, float]] = field(default_factory=list)
 
 
-def shifted_traffic(seed: int, rows: int = 300) -> list[tuple[tuple[float, ...], int]]:
+def shifted_traffic(seed: int, rows: int = ROWS) -> list[tuple[tuple[float, ...], int]]:
     """Iris rows with the sensor shift and a little noise, each with its true species."""
     from sklearn.datasets import load_iris
 
@@ -98,7 +99,9 @@ class LabelsLeg:
                 "status", {}
             )
             performance = status.get("performance") or {}
-            if status.get("checkedVersion") == version and performance.get("checkedAt"):
+            # the CronJob's own schedule may also run a check: wait for one that saw our
+            # labels (a check before they arrived says insufficient-labels, with no score)
+            if status.get("checkedVersion") == version and performance.get("labels", 0) >= ROWS:
                 return dict(performance)
             return None
 
