@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from mlkube.api.conditions import LIVE_PERFORMANCE, set_condition
 from mlkube.api.performance import (
     DRIFT_DIR_PREFIX,
+    LIVE_ROWS_KEEP,
     LIVE_ROWS_PREFIX,
     STATUS_HISTORY,
     HistoryEntry,
@@ -136,6 +137,10 @@ def _write_rows(
         for line in result.live_rows:
             handle.write(line)
     partial.replace(rows_dir / name)
+    # Bounded like the reports' directory: the newest files stay (a TrainingJob names
+    # the one its check wrote, at most one per cooldown), older ones go.
+    for old in sorted(rows_dir.glob(f"{LIVE_ROWS_PREFIX}*.jsonl"))[:-LIVE_ROWS_KEEP]:
+        old.unlink(missing_ok=True)
     return f"{DRIFT_DIR_PREFIX}{name}"
 
 
