@@ -42,7 +42,7 @@ FEATURES = ["f0", "f1", "f2", "f3"]
 # The drift benchmark's process timer (/usr/bin/time -v: wall, CPU, peak RSS), shared.
 _DRIFT = importlib.util.spec_from_file_location("drift_run", REPO / "benchmarks/drift/run.py")
 assert _DRIFT is not None and _DRIFT.loader is not None
-_drift = importlib.util.module_from_spec(_DRIFT)
+_drift = sys.modules["drift_run"] = importlib.util.module_from_spec(_DRIFT)
 _DRIFT.loader.exec_module(_drift)
 timed = _drift.timed
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

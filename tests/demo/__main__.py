@@ -85,7 +85,7 @@ def _up(_: argparse.Namespace) -> int:
         "  k get mlkube                      # Models, TrainingJobs, Monitors\n"
         "  k describe model iris             # versions, promotions, conditions\n"
         "  k get monitor iris -o yaml        # drift scores per feature\n"
-        f"  KUBECONFIG={plane.kubeconfig} .venv/bin/kubectl-mlkube perf iris-live -n {NAMESPACE}\n"
+        f"  KUBECONFIG={plane.kubeconfig} .venv/bin/kubectl-mlkube -n {NAMESPACE} perf iris-live\n"
         "  k get jobs,cronjobs,deployments,pods -o wide\n"
         f"{where_logs}\n"
         "Stop everything with: make demo-down"

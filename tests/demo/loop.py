@@ -160,8 +160,12 @@ class Loop:
                 for i, name in enumerate(FEATURES)
             ]
         }  # fmt: skip
+        return self.post(address, model, "infer", body, port=port)
+
+    def post(self, address: str, model: str, route: str, body: Obj, port: int = 8080) -> Obj:
+        """POSTs JSON to ``/v2/models/<model>/<route>`` of a predictor pod; the answer."""
         request = urllib.request.Request(
-            f"http://{address}:{port}/v2/models/{model}/infer",
+            f"http://{address}:{port}/v2/models/{model}/{route}",
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
         )  # fmt: skip
         with urllib.request.urlopen(request, timeout=10) as response:

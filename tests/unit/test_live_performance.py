@@ -346,3 +346,94 @@ def test_monitor_status_becomes_the_live_score_gauges() -> None:
     assert REGISTRY.get_sample_value(score, {**labels, "version": "3", "slice": "empty"}) is None
     assert REGISTRY.get_sample_value("mlkube_monitor_live_performance_degraded", labels) == 1
     assert REGISTRY.get_sample_value("mlkube_monitor_prediction_drift", labels) == 1
+
+
+def test_performance_on_a_table_instead_of_the_log_is_a_clear_error(
+    version: Path, tmp_path: Path
+) -> None:
+    from mlkube.runtime.drift.check import DriftInputError
+
+    table = tmp_path / "live.csv"
+    x, _ = _iris()
+    table.write_text(",".join(FEATURES) + "\n" + "".join(",".join(map(str, r)) + "\n" for r in x))
+    with pytest.raises(DriftInputError, match="no request ids"):
+        run_check(
+            version, table, DriftSettings(), NOW, report_path=tmp_path / "r.json",
+            options=LiveOptions(PerformanceSettings(min_score=0.9)),
+        )  # fmt: skip
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_regression_live_scores_equal_scikit_learn(tmp_path: Path) -> None:
+    """A regressor's live rmse, mae and r2 (sums, not pairs) against scikit-learn's."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rng = np.random.default_rng(3)
+    truth = rng.normal(100, 20, 400)
+    predicted = truth + rng.normal(5, 10, 400)
+    x = rng.normal(0, 1, (400, 4))
+    metadata = {"task": "regression", "version": 1, "metric": "rmse", "score": 9.0,
+                "metrics": {"rmse": 9.0}, "target": {"name": "price"}, "slices": [],
+                "features": [{"name": f, "kind": "numeric"} for f in FEATURES]}  # fmt: skip
+    copy = tmp_path / "default" / "iris" / "v1"
+    _log(copy, x, [float(p) for p in predicted])
+    _labels(copy, [(f"r{i}", float(v)) for i, v in enumerate(truth)] + [("r9", "n/a")])
+    positive = x[:, 0] > 0
+    for metric, expected in (
+        ("rmse", np.sqrt(mean_squared_error(truth, predicted))),
+        ("mae", mean_absolute_error(truth, predicted)),
+        ("r2", r2_score(truth, predicted)),
+    ):
+        settings = resolve(
+            PerformanceSettings(metric=metric, slices=(LiveSlice("pos", "sepal_length_cm > 0"),)),
+            metadata, None, timedelta(hours=24),
+        )  # fmt: skip
+        result = check_performance(copy.parent, metadata, settings, _window())
+        assert result.score == pytest.approx(expected, abs=1e-5), metric
+        assert result.counts["invalid"] == 1 and result.counts["matched"] == 400
+        if metric == "r2":
+            want = r2_score(truth[positive], predicted[positive])
+        elif metric == "mae":
+            want = mean_absolute_error(truth[positive], predicted[positive])
+        else:
+            want = np.sqrt(mean_squared_error(truth[positive], predicted[positive]))
+        assert result.slices[1][1] == pytest.approx(want, abs=1e-5), metric
+
+
+def test_feedback_labels_are_checked_against_string_classes() -> None:
+    from types import SimpleNamespace
+
+    from mlkube.runtime.serve.errors import BadRequestError
+    from mlkube.runtime.serve.feedback import Feedback
+
+    model = SimpleNamespace(
+        classes=np.array(["no", "yes"]), metadata={"task": "classification"},
+        name="churn", version=2,
+    )  # fmt: skip
+    feedback = Feedback(model, None, 100)  # type: ignore[arg-type]
+    assert feedback.parse(b'{"labels": [{"id": "a", "label": "yes", "row": 3}]}') == [
+        ("a", 3, "yes")
+    ]
+    for body, words in (
+        (b'{"labels": [{"id": "a", "label": 1}]}', "must be a string"),
+        (b'{"labels": [{"id": "a", "label": "maybe"}]}', "not a class"),
+        (b'{"labels": [{"id": "a", "label": "yes", "row": 100}]}', "from 0 to 99"),
+        (b'{"labels": [{"id": "a", "label": "yes", "colour": 1}]}', "unknown field"),
+    ):
+        with pytest.raises(BadRequestError, match=words):
+            feedback.parse(body)
+
+
+def test_live_rows_files_are_bounded(tmp_path: Path) -> None:
+    from mlkube.runtime.drift.groundtruth import _write_rows
+    from mlkube.runtime.drift.performance import PerformanceResult
+
+    result = PerformanceResult(
+        PerformanceVerdict.DEGRADED, "accuracy", 0.5, 0.9, [], {}, 1, 1.0, None, "",  # type: ignore[arg-type]
+        live_rows=[b'{"a": 1, "target": 0}\n'],
+    )  # fmt: skip
+    settings = PerformanceSettings(include_live=True)
+    written = [_write_rows(result, settings, tmp_path, NOW + timedelta(hours=i)) for i in range(12)]
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert len(kept) == 10 and f"drift/{kept[-1]}" == written[-1]
+    assert f"drift/{kept[0]}" == written[2]

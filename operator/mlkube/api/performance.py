@@ -28,6 +28,7 @@ DRIFT_DIR_PREFIX: Final = "drift/"
 LIVE_ROWS_PREFIX: Final = "live-rows-"
 LIVE_ROWS_PATTERN: Final = r"^drift/live-rows-[0-9]{8}T[0-9]{6}Z\.jsonl$"
 DEFAULT_LIVE_MAX_ROWS: Final = 50_000
+LIVE_ROWS_KEEP: Final = 10  # newest live-rows files kept in the drift directory
 DEFAULT_MIN_LABELS: Final = 100
 # Metrics the live check can compute from logged labels (no probabilities are logged).
 LIVE_CLASSIFICATION_METRICS: Final = ("accuracy", "f1", "f1_macro", "precision", "recall")

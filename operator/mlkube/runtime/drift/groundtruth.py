@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from mlkube.api.conditions import LIVE_PERFORMANCE, set_condition
 from mlkube.api.performance import (
     DRIFT_DIR_PREFIX,
+    LIVE_ROWS_KEEP,
     LIVE_ROWS_PREFIX,
     STATUS_HISTORY,
     HistoryEntry,
@@ -29,7 +30,7 @@ from mlkube.runtime.drift.labels import PredictionCounts, read_predictions
 from mlkube.runtime.drift.outputs import OutputDrift, OutputDriftResult
 from mlkube.runtime.drift.performance import PerformanceResult, as_report, check_performance
 from mlkube.runtime.drift.perfspec import PerformanceSettings, resolve
-from mlkube.runtime.drift.spec import DriftSettings
+from mlkube.runtime.drift.spec import DriftSettings, SpecError
 from mlkube.runtime.drift.window import Window
 
 
@@ -91,6 +92,11 @@ def run_live_checks(
     if performance is None and not outputs.enabled:
         return LiveChecks()
     if not log.is_dir():
+        if performance is not None and log.exists():
+            raise SpecError(
+                f"spec.performance joins labels with the inference log; {log} is a table "
+                "(spec.data.uri), which has no request ids: drop one of the two"
+            )
         return LiveChecks()
     checks = LiveChecks()
     if performance is None:
@@ -131,6 +137,10 @@ def _write_rows(
         for line in result.live_rows:
             handle.write(line)
     partial.replace(rows_dir / name)
+    # Bounded like the reports' directory: the newest files stay (a TrainingJob names
+    # the one its check wrote, at most one per cooldown), older ones go.
+    for old in sorted(rows_dir.glob(f"{LIVE_ROWS_PREFIX}*.jsonl"))[:-LIVE_ROWS_KEEP]:
+        old.unlink(missing_ok=True)
     return f"{DRIFT_DIR_PREFIX}{name}"
 
 

@@ -41,6 +41,7 @@ BUCKET_LABELS: Final = 65_536
 PARTITIONS: Final = 64
 CHUNK_ROWS: Final = 16_384
 DELAY_SAMPLE: Final = 10_000
+MEMO_VALUES: Final = 10_000
 
 Label = tuple[Any, Any, float]  # (comparable key, value for training, ts)
 
@@ -67,13 +68,26 @@ class LabelNormaliser:
         self.classification = metadata["task"] == "classification"
         classes = (metadata.get("target") or {}).get("classes") or []
         self.classes = {category_key(c): c for c in classes}
+        self.memo: dict[tuple[type, Any], str | None] = {}
+
+    def key(self, value: Any) -> str | None:
+        """``category_key`` of a label or output, remembered for the few distinct values."""
+        try:
+            return self.memo[type(value), value]
+        except KeyError:
+            key = category_key(value)
+            if len(self.memo) < MEMO_VALUES:
+                self.memo[type(value), value] = key
+            return key
+        except TypeError:  # unhashable: not a class, but say so through category_key
+            return category_key(value)
 
     def label(self, value: Any) -> tuple[Any, Any] | None:
         """(key, training value) of a label, or None when it cannot be one."""
         if isinstance(value, bool) or value is None:
             return None
         if self.classification:
-            key = category_key(value)
+            key = self.key(value)
             if key is None or (self.classes and key not in self.classes):
                 return None
             return key, self.classes.get(key, value)
@@ -85,7 +99,7 @@ class LabelNormaliser:
 
     def output(self, value: Any) -> Any:
         if self.classification:
-            return category_key(value)
+            return self.key(value)
         try:
             return float(value)
         except (TypeError, ValueError):
