@@ -25,6 +25,18 @@ wall / 1.08x CPU against ``bare (split)``; HistGradientBoosting (200 iterations,
 estimator module to build its trusted-type list), read + gate 0.2 s, fit 1.8 s,
 predict + metrics + profile + skops + metadata 0.25 s. So the fixed cost of the safe
 format's import, not validation, is what keeps short fits above 1.25x.
+
+Since issue 16 the trainer also converts the pipeline to ONNX (HistGradientBoosting is
+``unconvertible`` with the installed skl2onnx, after a conversion attempt of several
+seconds under load), and it imports skops and skl2onnx/onnxruntime on a thread while the
+data is read and the model fitted. Seen here on 2026-12-02 (``OMP_NUM_THREADS=1`` for
+both sides, because under a load average of 8-18 from other sessions HGB's OpenMP fit
+swung from 2 s to minutes; 3 repeats): mlkube train 35.3, 17.1, 17.1 s against bare
+(split) 21.7, 21.1, 20.8 s: median ratio 0.82x wall (the imports ran on the second
+core), but 1.42x CPU (10.1 s against 7.5 s): the CPU cost of the imports and the
+conversion attempt remains.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train/run.py --repeats 3 --estimators hgb
 """
 
 from __future__ import annotations
