@@ -217,3 +217,35 @@ def test_conditional_put_refuses_an_existing_object(moto_s3: Any) -> None:
     with pytest.raises(ObjectStoreError, match="more than the limit"):
         s3.get_bytes(where, 1)
     assert s3.get_bytes(S3Location("logs", "absent"), 10) is None
+
+
+def test_serve_settings_take_s3_locations_and_refuse_bad_ones() -> None:
+    from mlkube.runtime.serve.settings import SettingsError, load_settings
+
+    settings = load_settings({"model_dir": "s3://models/p/ns/m/v3"}, environ={})
+    assert settings.model_dir == S3Location("models", "p/ns/m/v3")
+    assert settings.inference_log_dir == S3Location("models", "p/ns/m/inference")
+    env = {"MLKUBE_SERVE_MODEL_DIR": "/store/ns/m/v3", "MLKUBE_SERVE_LOG_DIR": "s3://logs/x"}
+    from_env = load_settings({}, environ=env)
+    assert from_env.model_dir == Path("/store/ns/m/v3")
+    assert from_env.inference_log_dir == S3Location("logs", "x")
+    with pytest.raises(SettingsError, match="not a valid bucket name"):
+        load_settings({"model_dir": "s3://Models/v1"}, environ={})
+    with pytest.raises(SettingsError, match="log_batch_seconds"):
+        load_settings({"model_dir": "/m/v1", "log_batch_seconds": "0"}, environ={})
+
+
+def test_drift_reads_only_the_window_hours() -> None:
+    from datetime import UTC, datetime
+
+    from mlkube.runtime.drift.remote import window_hours
+    from mlkube.runtime.drift.window import Window
+
+    end = datetime(2026, 1, 2, 1, 30, tzinfo=UTC)
+    window = Window(datetime(2026, 1, 1, 22, 45, tzinfo=UTC), end)
+    assert window_hours(window) == [
+        "2026-01-01/22",
+        "2026-01-01/23",
+        "2026-01-02/00",
+        "2026-01-02/01",
+    ]
