@@ -187,7 +187,7 @@ def test_throttled_upload_is_counted_and_the_retry_succeeds(
     sink = S3LogSink(
         S3Location("logs", "inference"), "w", counts.counters(), batch_rows=1, clock=clock
     )
-    client = s3.client(connect_timeout=2.0, attempts=1)
+    client = s3.client(connect_timeout=2.0, attempts=0)
     real_put = client.put_object
     calls = {"n": 0}
 
