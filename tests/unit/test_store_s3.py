@@ -249,3 +249,21 @@ def test_drift_reads_only_the_window_hours() -> None:
         "2026-01-02/00",
         "2026-01-02/01",
     ]
+
+
+def test_errors_never_carry_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDLEAKCHECK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak/check/secret")
+    # some servers echo the key id (and, misconfigured, more) in their error message
+    echoed = botocore.exceptions.ClientError(
+        {"Error": {"Code": "InvalidAccessKeyId", "Message": "AKIDLEAKCHECK leak/check/secret"}},
+        "GetObject",
+    )
+    message = str(s3.describe(echoed, "cannot read s3://b/k"))
+    assert "InvalidAccessKeyId" in message
+    assert "AKIDLEAKCHECK" not in message and "leak/check/secret" not in message
+    unreachable = s3.describe(
+        botocore.exceptions.EndpointConnectionError(endpoint_url="http://AKIDLEAKCHECK@x"), "w"
+    )
+    assert isinstance(unreachable, s3.ObjectStoreUnavailableError)
+    assert "AKIDLEAKCHECK" not in str(unreachable)
