@@ -326,7 +326,13 @@ def main() -> int:
                     env=env,
                 ),
                 "log_throughput": throughput(
-                    uri, local, (digest, disk_digest), rows, tmp, env, opts
+                    uri=uri,
+                    local=local,
+                    digests=(digest, disk_digest),
+                    rows=rows,
+                    tmp=tmp,
+                    env=env,
+                    opts=opts,
                 ),
                 "drift": drift(store, uri, local, tmp, env),
             }

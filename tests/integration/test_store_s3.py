@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 
 from harness.objectstore import ObjectStore
 from integration.s3_support import IRIS_ROWS, mlkube, serving, train
@@ -19,6 +20,7 @@ def keys(where: S3Location) -> list[str]:
     return sorted(s3.list_keys(where))
 
 
+@pytest.mark.timeout(900)
 def test_train_commits_versions_and_never_overwrites(s3_store: str) -> None:
     first = train(s3_store)
     assert first["version"] == 1
@@ -60,6 +62,7 @@ def test_the_commit_is_a_conditional_put_the_server_honours(s3_store: str, tmp_p
     assert not s3.exists(version / "model.skops")
 
 
+@pytest.mark.timeout(900)
 def test_serve_from_s3_verifies_the_pinned_digest(s3_store: str, tmp_path: Path) -> None:
     summary = train(s3_store)
     uri, digest = summary["artifact"]["uri"], summary["artifact"]["sha256"]
@@ -117,6 +120,7 @@ def test_serve_from_s3_verifies_the_pinned_digest(s3_store: str, tmp_path: Path)
     assert unpinned.returncode == 2 and "sha256 mismatch" in unpinned.stderr
 
 
+@pytest.mark.timeout(900)
 def test_inference_log_to_s3_and_drift_check_from_it(
     s3_store: str, objectstore: ObjectStore, tmp_path: Path
 ) -> None:
@@ -144,3 +148,50 @@ def test_inference_log_to_s3_and_drift_check_from_it(
     assert report["samples"]["live"] == 45
     assert report["live"] == str(model / "inference")  # names the bucket, not a temp copy
     assert objectstore.secret_key not in checked.stdout + checked.stderr
+
+
+SEARCH = """
+apiVersion: mlkube.io/v1alpha1
+kind: Model
+metadata: {name: wine}
+spec:
+  task: classification
+  training:
+    data: {uri: "sklearn://wine", target: target}
+    validation: {testFraction: 0.2, folds: 3, metric: f1_macro, randomSeed: 7}
+    search:
+      method: grid
+      candidates:
+        - class: sklearn.neighbors.KNeighborsClassifier
+          grid: {n_neighbors: [3, 9]}
+"""
+
+
+@pytest.mark.timeout(900)
+def test_a_search_commits_its_winner_and_the_distributed_form_is_refused(
+    s3_store: str, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "wine.yaml"
+    manifest.write_text(SEARCH)
+    result = mlkube("train", "-f", str(manifest), "--store", s3_store)
+    assert result.returncode == 0, result.stderr
+    model = S3Location.parse(s3_store) / "default/wine"
+    assert versions.committed_versions(model) == [1]
+    assert not [k for k in keys(model) if not k.startswith("v1/")]  # trials stayed local
+    for step in (["--trial", "0"], ["--select"]):
+        refused = mlkube("train", "-f", str(manifest), "--store", s3_store, *step)
+        assert refused.returncode == 2 and "need a store shared by the trial pods" in refused.stderr
+    mounted = mlkube("train", "-f", str(manifest), "--store", s3_store, "--model-root", "/tmp/x")
+    assert mounted.returncode == 2 and "--model-root" in mounted.stderr
+
+
+@pytest.mark.timeout(900)
+def test_prune_below_removes_old_versions_commit_first(s3_store: str, tmp_path: Path) -> None:
+    train(s3_store)
+    model = S3Location.parse(s3_store) / "default/iris"
+    local = versions.fetch_version(model / "v1", tmp_path / "cache")
+    for n in (2, 3):  # copies stand in for older versions (prune looks at names only)
+        versions.publish_version(local, model / f"v{n}")
+    train(s3_store, "--prune-below", "4", "--keep", "1")
+    assert versions.committed_versions(model) == [1, 4]
+    assert not [k for k in keys(model) if k.startswith(("v2/", "v3/"))]

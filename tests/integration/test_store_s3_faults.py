@@ -7,12 +7,15 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from harness.objectstore import ObjectStore
 from integration.s3_support import IRIS, IRIS_ROWS, MLKUBE, CommitKiller, mlkube, serving, train
 from mlkube.runtime.store import s3, versions
 from mlkube.runtime.store.s3 import S3Location
 
 
+@pytest.mark.timeout(900)
 def test_a_trainer_killed_before_its_commit_leaves_no_version_and_the_retry_makes_one(
     s3_store: str, objectstore: ObjectStore, tmp_path: Path
 ) -> None:
@@ -52,6 +55,7 @@ def test_a_trainer_killed_before_its_commit_leaves_no_version_and_the_retry_make
     assert (local / "metadata.json").is_file()
 
 
+@pytest.mark.timeout(900)
 def test_logging_to_a_stopped_server_costs_rows_never_requests(tmp_path: Path) -> None:
     store = tmp_path / "store"
     summary = train(str(store))
@@ -84,6 +88,7 @@ def test_logging_to_a_stopped_server_costs_rows_never_requests(tmp_path: Path) -
         assert server.stop() == 0  # the shutdown is not held up by the dead endpoint either
 
 
+@pytest.mark.timeout(900)
 def test_a_wrong_secret_is_refused_without_showing_it(
     s3_store: str, objectstore: ObjectStore, tmp_path: Path
 ) -> None:

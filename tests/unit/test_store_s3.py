@@ -187,7 +187,7 @@ def test_throttled_upload_is_counted_and_the_retry_succeeds(
     sink = S3LogSink(
         S3Location("logs", "inference"), "w", counts.counters(), batch_rows=1, clock=clock
     )
-    client = s3.client(connect_timeout=2.0, attempts=1)
+    client = s3.client(connect_timeout=2.0, attempts=0)
     real_put = client.put_object
     calls = {"n": 0}
 
@@ -217,3 +217,53 @@ def test_conditional_put_refuses_an_existing_object(moto_s3: Any) -> None:
     with pytest.raises(ObjectStoreError, match="more than the limit"):
         s3.get_bytes(where, 1)
     assert s3.get_bytes(S3Location("logs", "absent"), 10) is None
+
+
+def test_serve_settings_take_s3_locations_and_refuse_bad_ones() -> None:
+    from mlkube.runtime.serve.settings import SettingsError, load_settings
+
+    settings = load_settings({"model_dir": "s3://models/p/ns/m/v3"}, environ={})
+    assert settings.model_dir == S3Location("models", "p/ns/m/v3")
+    assert settings.inference_log_dir == S3Location("models", "p/ns/m/inference")
+    env = {"MLKUBE_SERVE_MODEL_DIR": "/store/ns/m/v3", "MLKUBE_SERVE_LOG_DIR": "s3://logs/x"}
+    from_env = load_settings({}, environ=env)
+    assert from_env.model_dir == Path("/store/ns/m/v3")
+    assert from_env.inference_log_dir == S3Location("logs", "x")
+    with pytest.raises(SettingsError, match="not a valid bucket name"):
+        load_settings({"model_dir": "s3://Models/v1"}, environ={})
+    with pytest.raises(SettingsError, match="log_batch_seconds"):
+        load_settings({"model_dir": "/m/v1", "log_batch_seconds": "0"}, environ={})
+
+
+def test_drift_reads_only_the_window_hours() -> None:
+    from datetime import UTC, datetime
+
+    from mlkube.runtime.drift.remote import window_hours
+    from mlkube.runtime.drift.window import Window
+
+    end = datetime(2026, 1, 2, 1, 30, tzinfo=UTC)
+    window = Window(datetime(2026, 1, 1, 22, 45, tzinfo=UTC), end)
+    assert window_hours(window) == [
+        "2026-01-01/22",
+        "2026-01-01/23",
+        "2026-01-02/00",
+        "2026-01-02/01",
+    ]
+
+
+def test_errors_never_carry_a_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDLEAKCHECK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "leak/check/secret")
+    # some servers echo the key id (and, misconfigured, more) in their error message
+    echoed = botocore.exceptions.ClientError(
+        {"Error": {"Code": "InvalidAccessKeyId", "Message": "AKIDLEAKCHECK leak/check/secret"}},
+        "GetObject",
+    )
+    message = str(s3.describe(echoed, "cannot read s3://b/k"))
+    assert "InvalidAccessKeyId" in message
+    assert "AKIDLEAKCHECK" not in message and "leak/check/secret" not in message
+    unreachable = s3.describe(
+        botocore.exceptions.EndpointConnectionError(endpoint_url="http://AKIDLEAKCHECK@x"), "w"
+    )
+    assert isinstance(unreachable, s3.ObjectStoreUnavailableError)
+    assert "AKIDLEAKCHECK" not in str(unreachable)

@@ -141,7 +141,7 @@ class S3LogSink:
             if item.next_try > now:
                 continue
             try:
-                s3.client(connect_timeout=UPLOAD_CONNECT_SECONDS, attempts=1).put_object(
+                s3.client(connect_timeout=UPLOAD_CONNECT_SECONDS, attempts=0).put_object(
                     Bucket=item.key.bucket,
                     Key=item.key.key,
                     Body=item.body,

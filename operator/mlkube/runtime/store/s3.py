@@ -123,7 +123,10 @@ _clients: dict[tuple[object, ...], Any] = {}
 
 
 def client(*, connect_timeout: float = CONNECT_SECONDS, attempts: int = 3) -> Any:
-    """A boto3 S3 client for this process and environment (a forked worker gets its own)."""
+    """A boto3 S3 client for this process and environment (a forked worker gets its own).
+
+    ``attempts`` is the number of retries the SDK makes after a failed call (0: none).
+    """
     cache_key = (
         os.getpid(),
         connect_timeout,

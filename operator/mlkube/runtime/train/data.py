@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import urllib.parse
 import zlib
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from mlkube.runtime.store import s3
 from mlkube.runtime.train import TrainingInputError, TrainingUnavailableError
 from mlkube.runtime.train.fetch import download_http, redact_uri
 from mlkube.runtime.train.settings import TrainSettings
@@ -188,8 +188,6 @@ def _read_bounded(read: Callable[[int], bytes], limit: int, uri: str) -> bytes:
 def _download_s3(uri: str, settings: TrainSettings) -> bytes:
     """Reads ``s3://bucket/key`` with boto3; ``AWS_ENDPOINT_URL`` points it at any S3 API."""
     try:
-        import boto3
-        import botocore.config
         import botocore.exceptions
     except ImportError:
         raise TrainingInputError(
@@ -199,14 +197,11 @@ def _download_s3(uri: str, settings: TrainSettings) -> bytes:
     bucket, key = parts.netloc, parts.path.lstrip("/")
     if not bucket or not key:
         raise TrainingInputError(f"data uri {uri!r}: expected s3://<bucket>/<key>")
-    config = botocore.config.Config(
-        connect_timeout=settings.http_timeout_seconds,
-        read_timeout=settings.http_timeout_seconds,
-        retries={"max_attempts": 2},
-    )
-    client: Any = boto3.client(
-        "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config
-    )
+    try:
+        # the store's client: the same AWS environment and MLKUBE_S3_ADDRESSING_STYLE
+        client: Any = s3.client(connect_timeout=settings.http_timeout_seconds, attempts=2)
+    except s3.ObjectStoreError as error:
+        raise TrainingInputError(f"data {uri}: {error}") from None
     try:
         response = client.get_object(Bucket=bucket, Key=key)
         if int(response.get("ContentLength", 0)) > settings.http_max_bytes:
@@ -218,11 +213,11 @@ def _download_s3(uri: str, settings: TrainSettings) -> bytes:
     except botocore.exceptions.ClientError as error:
         info = error.response.get("Error", {})
         raise TrainingInputError(
-            f"data {uri}: {info.get('Code', 'error')}: {info.get('Message', error)}"
+            s3.redact(f"data {uri}: {info.get('Code', 'error')}: {info.get('Message', error)}")
         ) from None
     except botocore.exceptions.BotoCoreError as error:
         # endpoint unreachable, connection reset, read timeout: the Job may retry
-        raise TrainingUnavailableError(f"data {uri}: {error}") from None
+        raise TrainingUnavailableError(s3.redact(f"data {uri}: {error}")) from None
 
 
 def identifier(name: str) -> str:
