@@ -758,6 +758,9 @@ state = "{self.workdir / "containerd" / "state"}"
             ["-N", OUTPUT_CHAIN],
             # Still addressed to a Service here: kube-proxy did not translate it.
             ["-A", OUTPUT_CHAIN, "-d", SERVICE_CIDR, "-j", "REJECT"],
+            # The host's own bridge address, delivered on loopback (metrics-server listens
+            # there for the API server): it stays on this machine.
+            ["-A", OUTPUT_CHAIN, "-d", f"{POD_GATEWAY}/32", "-o", "lo", "-j", "RETURN"],
             # To a pod, not through the bridge. A translated ClusterIP packet is exempt: the
             # OUTPUT hooks all see the device of the route before translation, while the
             # packet itself was rerouted to the bridge.
