@@ -51,11 +51,15 @@ class Server:
     base: str
     log: Path
 
-    def predict(self, rows: list[list[float]]) -> dict[str, Any]:
+    def predict(self, rows: list[list[float]], request_id: str = "") -> dict[str, Any]:
+        return self.post("/v1/models/iris:predict", {"instances": rows}, request_id)
+
+    def post(self, path: str, body: dict[str, Any], request_id: str = "") -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if request_id:
+            headers["x-request-id"] = request_id
         request = urllib.request.Request(
-            f"{self.base}/v1/models/iris:predict",
-            data=json.dumps({"instances": rows}).encode(),
-            headers={"Content-Type": "application/json"},
+            f"{self.base}{path}", data=json.dumps(body).encode(), headers=headers
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             assert answer.status == 200

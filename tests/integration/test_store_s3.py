@@ -195,3 +195,44 @@ def test_prune_below_removes_old_versions_commit_first(s3_store: str, tmp_path: 
     train(s3_store, "--prune-below", "4", "--keep", "1")
     assert versions.committed_versions(model) == [1, 4]
     assert not [k for k in keys(model) if k.startswith(("v2/", "v3/"))]
+
+
+MONITOR = """
+apiVersion: mlkube.io/v1alpha1
+kind: Monitor
+metadata: {name: iris}
+spec:
+  modelRef: {name: iris}
+  window: {duration: 24h, minSamples: 10}
+  performance: {metric: accuracy, minScore: 0.5, minLabels: 10}
+"""
+
+
+@pytest.mark.timeout(900)
+def test_labels_to_s3_and_the_live_score_from_them(s3_store: str, tmp_path: Path) -> None:
+    """Feedback labels go beside the log in the bucket; the check joins them (issue 17 on
+    an S3 store): both partitions are staged from the window's prefixes only."""
+    summary = train(s3_store)
+    uri = summary["artifact"]["uri"]
+    model = S3Location.parse(uri).parent
+    args = ["--model-dir", uri, "--sha256", summary["artifact"]["sha256"], "--sample-rate", "1"]
+    env = {"MLKUBE_SERVE_LOG_BATCH_ROWS": "20"}
+    truth = [0, 2, 2]  # setosa, virginica, virginica: what IRIS_ROWS are
+    with serving(args, tmp_path / "serve.log", env=env) as server:
+        for i in range(10):
+            server.predict(IRIS_ROWS, request_id=f"r{i}")
+        labels = [
+            {"id": f"r{i}", "row": j, "label": y} for i in range(10) for j, y in enumerate(truth)
+        ]
+        assert server.post("/v2/models/iris/feedback", {"labels": labels}) == {"accepted": 30}
+        assert server.stop() == 0
+    assert any(k.endswith(".jsonl.gz") for k in keys(model / "inference" / "labels"))
+    monitor = tmp_path / "monitor.yaml"
+    monitor.write_text(MONITOR)
+    checked = mlkube("drift-check", "--model-dir", uri, "-f", str(monitor), "--no-plot")
+    assert checked.returncode == 0, checked.stderr
+    report_uri = checked.stdout.split("report: ", 1)[1].split()[0]
+    report = json.loads(s3.get_bytes(S3Location.parse(report_uri), 1 << 26) or b"")
+    performance = report["performance"]
+    assert performance["labels"]["matched"] == 30 and performance["metric"] == "accuracy"
+    assert 0.0 <= performance["score"] <= 1.0
