@@ -1,8 +1,9 @@
 """Fixtures of the real-node tier: a kubelet + containerd node running the project's images.
 
-The tier runs in a pytest session of its own (``make test-realnode``): its control plane
-gets a real kube-scheduler and a real node, which must not pick up the pods that the node
-agent tiers expect to run themselves. ``make test`` leaves this folder out.
+The tier runs in a pytest session of its own (``make test-realnode``, and ``make test``
+after the other tiers when the machine can host a node): its control plane gets a real
+kube-scheduler and a real node, which must not pick up the pods that the node agent tiers
+expect to run themselves, so the main session leaves this folder out.
 
 Every test that asks for ``real_node`` shares one node per module, stopped (and the
 machine cleaned) when the module ends, failed or not. Workloads come from the operator's
