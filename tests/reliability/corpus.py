@@ -936,12 +936,12 @@ RESOURCES: Final[list[ResourceCase]] = [
         "allow-list",
     ),
     ResourceCase(
-        "resource-s3-without-secret",
-        "s3 storage and no secretRef",
-        [_model(storage={"uri": "s3://bucket/models"})],
+        "resource-s3-endpoint-not-allowed",
+        "an s3 endpoint the operator does not allow",
+        [_model(storage={"uri": "s3://bucket/models", "endpoint": "http://10.0.0.1:9000"})],
         "Model",
         "m",
-        "s3",
+        "MLKUBE_S3_ALLOWED_ENDPOINTS",
     ),
     ResourceCase(
         "resource-storage-traversal",
