@@ -111,7 +111,9 @@ def test_labels_lower_the_live_score_and_a_performance_run_learns_from_them(
 
 
 # -- issue 15: the same loop on an S3 store --------------------------------------------------
-# Where pods reach the test's S3 server: a Service-like address the node agents relay to it.
+# Where pods reach the test's S3 server: a Service-like address the node agents put on each
+# pod's own loopback, inside the namespaces they create, and relay to the server on
+# 127.0.0.1. Nothing outside those namespaces ever connects to it (network safety).
 S3_IN_PODS = ("10.96.0.10", 9000)
 
 

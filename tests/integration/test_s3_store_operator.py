@@ -100,7 +100,7 @@ def test_a_missing_secret_is_named_on_the_run_and_the_model(
 def test_an_endpoint_the_operator_does_not_allow_is_refused_on_the_model(
     operator: OperatorProcess, kit: OperatorKit
 ) -> None:
-    kit.apply(s3_model(endpoint="http://10.0.0.1:9000"))
+    kit.apply(s3_model(endpoint="http://127.0.0.2:9000"))
 
     def refused() -> dict[str, Any] | None:
         conditions = kit.status("model", "iris").get("conditions") or []

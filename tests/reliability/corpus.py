@@ -938,7 +938,7 @@ RESOURCES: Final[list[ResourceCase]] = [
     ResourceCase(
         "resource-s3-endpoint-not-allowed",
         "an s3 endpoint the operator does not allow",
-        [_model(storage={"uri": "s3://bucket/models", "endpoint": "http://10.0.0.1:9000"})],
+        [_model(storage={"uri": "s3://bucket/models", "endpoint": "http://127.0.0.2:9000"})],
         "Model",
         "m",
         "MLKUBE_S3_ALLOWED_ENDPOINTS",

@@ -230,7 +230,7 @@ def test_training_problems_the_schema_cannot_catch() -> None:
     assert "allow-list" in str(training_problem(good, override, settings))
     s3 = {**good, "spec": {**good["spec"], "storage": {"uri": "s3://bucket/x"}}}
     assert training_problem(s3, None, settings) is None
-    elsewhere = {"uri": "s3://bucket/x", "endpoint": "http://10.0.0.1:9000"}
+    elsewhere = {"uri": "s3://bucket/x", "endpoint": "http://127.0.0.2:9000"}
     s3["spec"]["storage"] = elsewhere
     assert "MLKUBE_S3_ALLOWED_ENDPOINTS" in str(training_problem(s3, None, settings))
 
