@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,13 @@ def test_logging_to_a_stopped_server_costs_rows_never_requests(tmp_path: Path) -
         for _ in range(200):
             assert server.predict(IRIS_ROWS)["predictions"] == [0, 2, 2]
         labels = {"model_name": "iris"}
+        # The uploads fail on the sink's own thread, after the requests have been answered.
+        deadline = time.monotonic() + 60
+        while (
+            server.metric("mlkube_serve_inference_log_write_errors_total", **labels) < 1
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
         assert server.metric("mlkube_serve_inference_log_write_errors_total", **labels) >= 1
         dropped = server.metric("mlkube_serve_inference_log_dropped_rows_total", **labels)
         stored = server.metric("mlkube_serve_inference_log_rows_total", **labels)
