@@ -53,6 +53,12 @@ CASES: dict[str, tuple[str, str, tuple[str, dict[str, Any]]]] = {
         ("sklearn.ensemble.RandomForestRegressor", {"n_estimators": 50}),
     ),
     "diabetes-ridge": ("diabetes", "regression", ("sklearn.linear_model.Ridge", {})),
+    # Its leaves reach protobuf as bools: "unconvertible" under protobuf 7 (pyproject pins <7).
+    "cancer-hgb": (
+        "breast_cancer",
+        "classification",
+        ("sklearn.ensemble.HistGradientBoostingClassifier", {"max_iter": 50}),
+    ),
 }
 
 

@@ -21,6 +21,7 @@ operator domains other than the standard ones (a custom domain needs a native li
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -176,7 +177,11 @@ def _convert(
         ]
     final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
     options = {id(final): {"zipmap": False}} if classifier else None
-    proto = to_onnx(pipeline, initial_types=inputs, options=options)
+    with warnings.catch_warnings():
+        # skl2onnx writes a tree leaf's missing-value flag as a bool; protobuf < 7.34 (pinned)
+        # stores it as the int it must be and warns once per leaf.
+        warnings.filterwarnings("ignore", "Field onnx.AttributeProto.ints: Expected an int")
+        proto = to_onnx(pipeline, initial_types=inputs, options=options)
     data: bytes = proto.SerializeToString()
     return data
 
