@@ -8,6 +8,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 K8S_VERSION=$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/k8s/go.mod")
 ETCD_VERSION=$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$here/etcd/go.mod")
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
+. "$here/../buildlock.sh"
+lock_build "$cache" controlplane "$0" "$@"
 bin="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl)
 

@@ -21,6 +21,8 @@ RUNC_VERSION=$(version_of "$here/runc" github.com/opencontainers/runc)
 CNI_VERSION=$(version_of "$here/cni" github.com/containernetworking/plugins)
 METRICS_VERSION=$(version_of "$here/metrics-server" sigs.k8s.io/metrics-server)
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
+. "$here/../buildlock.sh"
+lock_build "$cache" node "$0" "$@"
 bin="$cache/node-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION-runc-$RUNC_VERSION-cni-$CNI_VERSION/bin"
 tools=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr runc
   cni/bridge cni/host-local cni/loopback cni/portmap)

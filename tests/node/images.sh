@@ -14,6 +14,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
+. "$here/../buildlock.sh"
+lock_build "$cache" images "$0" "$@"
 out="$cache/images"
 mkdir -p "$out"
 

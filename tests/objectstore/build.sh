@@ -8,6 +8,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 WEED_VERSION=$(awk '$1 == "require" && $2 == "github.com/seaweedfs/seaweedfs" {print $3}' "$here/seaweedfs/go.mod")
 cache=${MLKUBE_CACHE:-$HOME/.cache/mlkube}
+. "$here/../buildlock.sh"
+lock_build "$cache" objectstore "$0" "$@"
 bin="$cache/seaweedfs-$WEED_VERSION/bin"
 if [ -x "$bin/weed" ]; then
   echo "$bin/weed"
