@@ -78,14 +78,11 @@ integration: venv controlplane objectstore
 
 # The real-node tier runs after the others when this machine can host a node (root on
 # Linux); otherwise one line says why it was skipped. MLKUBE_REALNODE=0 leaves it out.
+# tests/tiers.sh overlaps the one-time builds with lint and the tests (see its header).
 # It does not build metrics-server (its first build is long; the HPA test then says it
 # skipped); `make test-realnode` does.
-test: venv controlplane objectstore lint
-	$(BIN)/pytest tests -q --durations=15 --ignore=tests/realnode
-	@reason=$$($(BIN)/python -m harness.node why-not); \
-	if [ -n "$$reason" ]; then echo "real-node tier skipped: $$reason"; \
-	else bash tests/node/build.sh >/dev/null && bash tests/node/images.sh >/dev/null && \
-	$(REALNODE_TIER); fi
+test: venv
+	@bash tests/tiers.sh
 
 # Its own pytest session (issue 19), so its scheduler and node see only its pods.
 REALNODE_TIER = $(BIN)/pytest tests/realnode -q --durations=15

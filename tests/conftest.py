@@ -21,6 +21,9 @@ CRD_DIR = REPO / "crds"
 RESTRICTED = "pod-security.kubernetes.io/enforce"
 
 
+S3_FIXTURES = frozenset({"objectstore", "s3_store"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).parts
@@ -28,6 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "e2e" in parts:
             item.add_marker(pytest.mark.e2e)
+    # Modules with a test on the S3 server run last, whole (their module fixtures stay
+    # shared): on an empty cache tests/tiers.sh builds the server while the rest run.
+    s3_modules = {item.nodeid.split("::")[0] for item in items if _uses_s3(item)}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in s3_modules)
+
+
+def _uses_s3(item: pytest.Item) -> bool:
+    return bool(S3_FIXTURES.intersection(getattr(item, "fixturenames", ())))
 
 
 @pytest.fixture(scope="session")
