@@ -1,4 +1,4 @@
-"""Benchmark: ``mlkube serve`` against MLServer on the same scikit-learn models.
+"""Benchmark: ``mlkube serve`` against MLServer and KServe on the same scikit-learn models.
 
 What it does
     Two kinds of model, each a LogisticRegression and a 100-tree RandomForest on
@@ -10,9 +10,16 @@ What it does
       manifest (``sklearn://breast_cancer``), i.e. the pipeline production serves, with
       the trainer's imputation/ColumnTransformer in front of the estimator.
 
-    Every model is also joblib-dumped (from the very object mlkube serves) for MLServer
-    1.7.1 + mlserver-sklearn 1.7.1 (installed with uvloop==0.21.0, which it needs, into its
-    own venv under ``~/.cache/mlkube/bench-venvs/mlserver``). It starts every server at once:
+    Every model is also joblib-dumped (from the very object mlkube serves) for the peers,
+    each installed once into its own venv under ``~/.cache/mlkube/bench-venvs/`` with the
+    project venv's scikit-learn and joblib (``peers.py``): MLServer 1.7.1 +
+    mlserver-sklearn 1.7.1 (with uvloop==0.21.0, which it needs) in ``mlserver``, and
+    KServe 0.21.0 in ``kserve``. KServe's scikit-learn server (``sklearnserver``) is not
+    published as a package, only the ``kserve`` library is, so the KServe peer is
+    ``kserve_sklearn.py``: a minimal ``kserve.Model`` written here (joblib file in,
+    ``predict`` on the V2 request, its output back, as ``sklearnserver`` answers) served by
+    ``kserve.ModelServer``, on loopback, without gRPC and without per-request logging.
+    It starts every server at once, each on 127.0.0.1:
 
     - ``mlkube``          ``mlkube serve`` as a predictor runs it: ``--engine auto``
                           (onnxruntime on a verified ``model.onnx``, else scikit-learn) and
@@ -21,15 +28,16 @@ What it does
     - ``mlkube-sklearn``  the same with ``--engine sklearn`` (batching still on)
     - ``mlkube-w2``, ``mlkube-sklearn-w2``  with ``--workers 2`` (``--workers-2``)
     - ``mls-tuned``       MLServer with parallel_workers 0 and debug false
+    - ``kserve``          KServe's ModelServer, one uvicorn worker
+    - ``kserve-w2``       the same with ``workers=2`` (two spawned worker processes on one
+                          socket, under a parent that restarts a worker that does not
+                          answer its ping within 5 s: on a loaded machine it kills workers
+                          that are still starting, until two start in time)
     - ``mls-shipped``     MLServer as shipped (parallel_workers 1, debug true; ``--shipped``)
-
-    No KServe column: KServe's scikit-learn server (``sklearnserver``) is not published
-    on PyPI (only the ``kserve`` library is), so it cannot be installed into a bench venv;
-    it lives in KServe's source tree, and copying it here is not allowed.
 
     Each is driven with ``wrk`` (a Lua script POSTing the same V2 body file: one 2-D FP64
     tensor and no ``outputs``, a body every V2 server accepts; mlkube answers ``predict``
-    and ``predict_proba``, MLServer ``predict``) in the cells ``--cells`` (batch x
+    and ``predict_proba``, MLServer and KServe ``predict``) in the cells ``--cells`` (batch x
     connections; default 1x8, 1x64, 100x8). Servers are measured in turn for each cell
     and, in ``--full``, again in reverse order (A, B, B, A), because this 2-core machine
     drifts by up to 1.6x over minutes. Server CPU per request is the CPU time of the
@@ -45,7 +53,7 @@ Run
     .venv/bin/python benchmarks/serve/run.py            # quick: 4 s runs, one round
     .venv/bin/python benchmarks/serve/run.py --full     # 15 s runs, two rounds
     .venv/bin/python benchmarks/serve/run.py --models lr-trained,rf-trained,lr,rf
-    --no-peers skips MLServer (and building its venv): mlkube's engines only.
+    --no-peers skips MLServer and KServe (and building their venvs): mlkube's engines only.
     Needs psutil (``make venv`` installs the ``bench`` extra) and wrk.
 
 Output
@@ -69,8 +77,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -78,11 +84,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import orjson
-import psutil
-import sklearn
+from peers import (
+    KSERVE_PEERS,
+    MLSERVER_PEERS,
+    Server,
+    ensure_venvs,
+    free_port,
+    start_peer,
+    write_peer_model,
+)
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -95,7 +107,6 @@ from mlkube.runtime.serve.model import ServedModel, load_model
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
-VENV = Path.home() / ".cache" / "mlkube" / "bench-venvs" / "mlserver"
 MODELS = ("lr-trained", "rf-trained", "lr", "rf")
 DEFAULT_MODELS = "lr-trained,rf-trained"
 TRAINED = {
@@ -108,8 +119,9 @@ STEPS = ("decode", "build", "predict", "encode")
 # adaptive batching on; "mlkube-sklearn" forces scikit-learn (batching still on).
 MLKUBE_SERVERS = {"mlkube": (1, "auto"), "mlkube-sklearn": (1, "sklearn")}
 WORKERS_2 = {"mlkube-w2": (2, "auto"), "mlkube-sklearn-w2": (2, "sklearn")}
-PEERS = ("mls-tuned", "mls-shipped")
-PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
+PEERS = (MLSERVER_PEERS[0], *KSERVE_PEERS, MLSERVER_PEERS[1])
+SERVERS = (*MLKUBE_SERVERS, *WORKERS_2, *PEERS)
+Steps = dict[str, dict[str, float]]  # "model[+onnx]/batch" -> step -> ms per request
 LUA = """
 local f = io.open(os.getenv("BODY"), "rb"); local body = f:read("*a"); f:close()
 wrk.method = "POST"; wrk.body = body; wrk.headers["Content-Type"] = "application/json"
@@ -127,13 +139,6 @@ class Row:
     p99_ms: float
     cpu_ms_per_request: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fit_models() -> dict[str, Any]:
@@ -173,23 +178,8 @@ def train_models(store: Path, work: Path) -> dict[str, Any]:
     return out
 
 
-def write_peer_model(peer: Path, name: str, model: Any) -> None:
-    folder = peer / name
-    folder.mkdir(parents=True)
-    joblib.dump(model, folder / "model.joblib")
-    (folder / "model-settings.json").write_text(
-        json.dumps(
-            {
-                "name": name,
-                "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.joblib", "version": "v1"},
-            }
-        )
-    )
-
-
 def write_stores(models: dict[str, Any], work: Path) -> tuple[Path, Path]:
-    store, peer = work / "store", work / "mlserver"
+    store, peer = work / "store", work / "peer-models"
     names = [str(n) for n in load_breast_cancer().feature_names]
     features = [
         FeatureSchema(name=n, kind="numeric", dtype="float64", nullable=False) for n in names
@@ -249,147 +239,30 @@ def bodies(work: Path, batches: list[int]) -> dict[int, Path]:
     return out
 
 
-def ensure_peer_venv() -> Path:
-    python = VENV / "bin" / "python"
-    marker = VENV / ".mlkube-bench-ready"
-    if not marker.exists():
-        print(f"installing MLServer into {VENV} (once) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                *PEER_PINS,
-                f"scikit-learn=={sklearn.__version__}",
-                f"joblib=={joblib.__version__}",
-            ],
-            check=True,
-        )
-        marker.write_text("ok\n")
-    return VENV / "bin" / "mlserver"
-
-
-class Server:
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        port: int,
-        log: Path,
-        cwd: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.name, self.port = name, port
-        self.log = log
-        with log.open("wb") as handle:
-            self.process = subprocess.Popen(
-                argv,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        self.ps = psutil.Process(self.process.pid)
-
-    def wait_ready(self, models: list[str], timeout: float = 180) -> None:
-        import http.client
-
-        deadline = time.monotonic() + timeout
-        pending = list(models)
-        while pending:
-            if self.process.poll() is not None:
-                raise SystemExit(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"{self.name} not ready in {timeout} s:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", f"/v2/models/{pending[0]}/ready")
-                if conn.getresponse().status == 200:
-                    pending.pop(0)
-                conn.close()
-            except OSError:
-                time.sleep(0.3)
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for proc in [self.ps, *self.ps.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 def start_servers(
     store: Path,
     *,
     peer: Path,
     work: Path,
-    mlserver: Path | None,
+    bin_dirs: dict[str, Path],
     model_names: list[str],
     mlkube_servers: dict[str, tuple[int, str]],
     peers: tuple[str, ...],
 ) -> list[Server]:
+    """Every server at once (mlkube: one per model; each peer: one for all models)."""
     servers = []
     mlkube = [sys.executable, "-m", "mlkube", "serve", "--host", "127.0.0.1", "--sample-rate", "0"]
     for name, (workers, engine) in mlkube_servers.items():
         for model in model_names:
             port = free_port()
+            argv = [
+                *(*mlkube, "--model-dir", str(store / "default" / model / "v1")),
+                *("--port", str(port), "--workers", str(workers), "--engine", engine),
+            ]
             servers.append(
-                Server(
-                    f"{name}/{model}",
-                    [
-                        *mlkube,
-                        "--model-dir",
-                        str(store / "default" / model / "v1"),
-                        "--port",
-                        str(port),
-                        "--workers",
-                        str(workers),
-                        "--engine",
-                        engine,
-                    ],
-                    port=port,
-                    log=work / f"{name}-{model}.log",
-                )
+                Server(f"{name}/{model}", argv, port=port, log=work / f"{name}-{model}.log")
             )
-    for name in peers:
-        tuned = name == "mls-tuned"
-        if mlserver is None:
-            continue
-        folder = work / name
-        shutil.copytree(peer, folder)
-        port = free_port()
-        settings: dict[str, Any] = {
-            "http_port": port,
-            "grpc_port": free_port(),
-            "metrics_port": free_port(),
-        }
-        if tuned:
-            settings.update(parallel_workers=0, debug=False)
-        (folder / "settings.json").write_text(json.dumps(settings))
-        servers.append(
-            Server(
-                name, [str(mlserver), "start", "."], port=port, log=work / f"{name}.log", cwd=folder
-            )
-        )
+    servers += [start_peer(name, bin_dirs, peer=peer, work=work) for name in peers]
     for server in servers:
         models = [server.name.split("/")[1]] if "/" in server.name else model_names
         server.wait_ready(models)
@@ -487,7 +360,9 @@ def parse_args() -> argparse.Namespace:
         help="batch x connections cells (default 1x8,1x64,100x8)",
     )
     parser.add_argument(
-        "--no-peers", action="store_true", help="mlkube only: no MLServer venv, no peer cells"
+        "--no-peers",
+        action="store_true",
+        help="mlkube only: no MLServer or KServe venv, no peer cells",
     )
     parser.add_argument(
         "--workers-2", action="store_true", help="also mlkube with --workers 2 (both engines)"
@@ -508,14 +383,14 @@ def main() -> int:
     cell_list = [tuple(int(v) for v in c.split("x")) for c in args.cells.split(",")]
     batches = sorted({b for b, _ in cell_list})
     mlkube_servers = {**MLKUBE_SERVERS, **(WORKERS_2 if args.workers_2 else {})}
-    peers = PEERS if args.shipped else PEERS[:1]
+    peers = () if args.no_peers else tuple(p for p in PEERS if args.shipped or p != "mls-shipped")
     seconds = args.seconds or (15 if args.full else 4)
     rounds = 2 if args.full else 1
     work = RESULTS / f"serve-{time.strftime('%Y%m%d-%H%M%S')}"
     work.mkdir(parents=True)
     lua = work / "post.lua"
     lua.write_text(LUA)
-    mlserver = None if args.no_peers else ensure_peer_venv()
+    bin_dirs = ensure_venvs(peers)
     models = {**fit_models(), **train_models(work / "store", work)}
     models = {name: models[name] for name in model_names}
     store, peer = write_stores(models, work)
@@ -531,7 +406,7 @@ def main() -> int:
         store,
         peer=peer,
         work=work,
-        mlserver=mlserver,
+        bin_dirs=bin_dirs,
         model_names=model_names,
         mlkube_servers=mlkube_servers,
         peers=peers,
@@ -629,55 +504,47 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b and not np.isnan(b) else "-"
 
 
-def render(
-    rows: list[Row],
-    *,
-    steps: dict[str, dict[str, float]],
-    layouts: dict[str, str],
-    seconds: int,
-    rounds: int,
+def _mlkube_ratios(
+    server: str, model: str, batch: int, stats: dict[str, dict[str, float]], steps: Steps
 ) -> str:
-    servers = [*MLKUBE_SERVERS, *WORKERS_2, *PEERS]
+    """An mlkube row's ratio columns: against the peers, its own engine and the floor."""
+    s, tuned = stats[server], stats["mls-tuned"]
+    compiled = "sklearn" not in server and model in TRAINED
+    floor = sum(steps[f"{model}{'+onnx' if compiled else ''}/{batch}"].values())
+    same = server if "sklearn" in server else server.replace("mlkube", "mlkube-sklearn")
+    kserve = stats["kserve-w2" if server.endswith("-w2") else "kserve"]
+    return (
+        f"{_ratio(s['rps'], tuned['rps']):>8} {_ratio(s['rps'], kserve['rps']):>8} "
+        f"{_ratio(s['rps'], stats[same]['rps']):>9} "
+        f"{_ratio(s['p99'], tuned['p99']):>7} {s['rps'] * floor / 1000:8.0%} "
+        f"{floor / s['cpu']:9.0%}"
+    )
+
+
+def _cell_lines(cell: list[Row], steps: Steps) -> list[str]:
+    """One line per server measured in the cell (one model, batch and connections)."""
+    model, batch, connections = cell[0].model, cell[0].batch, cell[0].connections
+    stats = {name: _stats([r for r in cell if r.server == name]) for name in SERVERS}
+    lines = []
+    for server in (name for name in SERVERS if any(r.server == name for r in cell)):
+        s = stats[server]
+        ratios = ""
+        if server.startswith("mlkube"):
+            ratios = _mlkube_ratios(server, model, batch, stats, steps)
+        lines.append(
+            f"{model:10} {batch:5} {connections:4} {server:17} {s['rps']:9.1f} "
+            f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
+        )
+    return lines
+
+
+def _step_lines(steps: Steps, layouts: dict[str, str]) -> list[str]:
     lines = [
-        f"mlkube serve (engine auto = onnx when verified, with batching; and engine sklearn) vs "
-        f"MLServer 1.7.1 — wrk {seconds}s per run, {rounds} round(s); {os.cpu_count()} CPUs; "
-        "means over rounds",
-        "",
-        f"{'model':10} {'batch':>5} {'conn':>4} {'server':17} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x tuned':>8} {'x sklearn':>9} "
-        f"{'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
-    ]
-    cells = sorted({(r.model, r.batch, r.connections) for r in rows})
-    for model, batch, connections in cells:
-        cell = [r for r in rows if (r.model, r.batch, r.connections) == (model, batch, connections)]
-        stats = {name: _stats([r for r in cell if r.server == name]) for name in servers}
-        tuned = stats["mls-tuned"]
-        for server in servers:
-            if not any(r.server == server for r in cell):
-                continue
-            s = stats[server]
-            ratios = ""
-            if server.startswith("mlkube"):
-                compiled = "sklearn" not in server and model in TRAINED
-                floor = sum(steps[f"{model}{'+onnx' if compiled else ''}/{batch}"].values())
-                same = server if "sklearn" in server else server.replace("mlkube", "mlkube-sklearn")
-                ratios = (
-                    f"{_ratio(s['rps'], tuned['rps']):>8} "
-                    f"{_ratio(s['rps'], stats[same]['rps']):>9} "
-                    f"{_ratio(s['p99'], tuned['p99']):>7} {s['rps'] * floor / 1000:8.0%} "
-                    f"{floor / s['cpu']:9.0%}"
-                )
-            lines.append(
-                f"{model:10} {batch:5} {connections:4} {server:17} {s['rps']:9.1f} "
-                f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
-            )
-        lines.append("")
-    lines.append("in-process steps of the server (its own functions, no HTTP), ms/request:")
-    lines.append(
+        "in-process steps of the server (its own functions, no HTTP), ms/request:",
         f"  {'model/batch':20} {'input':6} "
         + " ".join(f"{s:>8}" for s in STEPS)
-        + f" {'total':>8} {'req/s/core':>10}"
-    )
+        + f" {'total':>8} {'req/s/core':>10}",
+    ]
     for key, values in steps.items():
         total = sum(values.values())
         lines.append(
@@ -685,8 +552,35 @@ def render(
             + " ".join(f"{values[s]:8.3f}" for s in STEPS)
             + f" {total:8.3f} {1000 / total:10.0f}"
         )
+    return lines
+
+
+def render(
+    rows: list[Row],
+    *,
+    steps: Steps,
+    layouts: dict[str, str],
+    seconds: int,
+    rounds: int,
+) -> str:
+    lines = [
+        f"mlkube serve (engine auto = onnx when verified, with batching; and engine sklearn) vs "
+        f"MLServer 1.7.1 and KServe 0.21.0 — wrk {seconds}s per run, {rounds} round(s); "
+        f"{os.cpu_count()} CPUs; means over rounds",
+        "",
+        f"{'model':10} {'batch':>5} {'conn':>4} {'server':17} {'req/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x tuned':>8} {'x kserve':>8} "
+        f"{'x sklearn':>9} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
+    ]
+    for cell in sorted({(r.model, r.batch, r.connections) for r in rows}):
+        lines += [
+            *_cell_lines([r for r in rows if (r.model, r.batch, r.connections) == cell], steps),
+            "",
+        ]
+    lines += _step_lines(steps, layouts)
     lines.append(
-        "'x tuned' = req/s / MLServer tuned; 'x sklearn' = req/s / mlkube's scikit-learn "
+        "'x tuned' = req/s / MLServer tuned; 'x kserve' = req/s / KServe with the same "
+        "workers (kserve-w2 for the -w2 rows); 'x sklearn' = req/s / mlkube's scikit-learn "
         "engine with the same workers; 'of floor' = req/s x in-process total (100%: one "
         "core's worth of requests at that speed); 'floor/cpu' = in-process total / server "
         "CPU per request. '+onnx' = the onnx engine's floor."
@@ -700,17 +594,18 @@ P99_TARGET_MS = 5.0
 
 
 def headline(rows: list[Row]) -> list[str]:
-    """Trainer-made models: mlkube (auto + batching) and sklearn-only vs MLServer tuned."""
+    """Trainer-made models: mlkube (auto + batching) and sklearn-only vs MLServer tuned
+    (the targets) and KServe with 2 workers."""
     trained = sorted({r.model for r in rows} & set(TRAINED))
     if not trained or not any(r.server == "mls-tuned" for r in rows):
         return []
-    names = ["mlkube", "mlkube-sklearn", "mls-tuned"]
+    names = ["mlkube", "mlkube-sklearn", "mls-tuned", "kserve-w2"]
     lines = [
         "headline: trainer-made models, req/s (p99 ms, server CPU ms/request); "
         f"targets x tuned (batch 1, 8 connections): {TARGETS}, p99 <= {P99_TARGET_MS} ms",
         f"{'model':10} {'batch':>5} {'conn':>4} "
         + " ".join(f"{n:>24}" for n in names)
-        + f" {'mlkube/tuned':>12} {'sklearn/tuned':>13} {'target':>7}",
+        + f" {'mlkube/tuned':>12} {'sklearn/tuned':>13} {'mlkube/ksv-w2':>13} {'target':>7}",
     ]
     cells = sorted({(r.model, r.batch, r.connections) for r in rows if r.model in trained})
     for model, batch, conn in cells:
@@ -728,7 +623,8 @@ def headline(rows: list[Row]) -> list[str]:
                 for n in names
             )
             + f" {ratio:12.2f}"
-            + f" {stats['mlkube-sklearn']['rps'] / stats['mls-tuned']['rps']:13.2f} {target:>7}"
+            + f" {stats['mlkube-sklearn']['rps'] / stats['mls-tuned']['rps']:13.2f}"
+            + f" {_ratio(stats['mlkube']['rps'], stats['kserve-w2']['rps']):>13} {target:>7}"
         )
     return lines
 
