@@ -46,6 +46,7 @@ import json
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ def grid_search_cv(frame: pd.DataFrame) -> dict[str, Any]:
         "seconds": time.monotonic() - started,
         "best_params": search.best_params_,
         "best_score": float(search.best_score_),
+        # every candidate on every fold, then the winner refitted on all training rows
+        "fits": len(search.cv_results_["params"]) * FOLDS + 1,
     }
 
 
@@ -147,7 +150,7 @@ def mlkube_search(plane: ControlPlane, frame: pd.DataFrame, work: Path) -> dict[
         data_dir = _claim(kube, "datasets")
         frame.to_parquet(data_dir / "synth.parquet")
         (data_dir / "synth.parquet").chmod(0o644)
-        _claim(kube, "mlkube-models")
+        models_dir = _claim(kube, "mlkube-models")
         started = time.monotonic()
         kube.create(f"{GROUP}/namespaces/{NAMESPACE}/models", _model())
         tj_path = f"{GROUP}/namespaces/{NAMESPACE}/trainingjobs/synth-v1"
@@ -159,11 +162,62 @@ def mlkube_search(plane: ControlPlane, frame: pd.DataFrame, work: Path) -> dict[
         seconds = time.monotonic() - started
         if status["phase"] == "Failed":
             raise RuntimeError(f"the search failed: {status.get('message')}")
-        return {"seconds": seconds, "status": status}
+        metadata = json.loads((models_dir / NAMESPACE / "synth/v1/metadata.json").read_text())
+        return {
+            "seconds": seconds,
+            "status": status,
+            "search": metadata["search"],
+            "timeline": timeline(kube, metadata["search"]["trials"]),
+        }
     finally:
         stop(operator)
         stop(agent)
         kube.close()
+
+
+def _time(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def timeline(kube: Kube, trials: list[dict[str, Any]]) -> dict[str, float]:
+    """Where the wall-clock outside the trials' own work went, from the API's timestamps
+    (whole seconds): each trial pod's run beyond its ``fitSeconds`` (interpreter,
+    imports, data read and checks), and the select Job from its creation to its end."""
+    fit = {row["trial"]: float(row.get("fitSeconds") or 0.0) for row in trials}
+    pods = kube.get(f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]
+    outside = []
+    for pod in pods:
+        annotations = pod["metadata"].get("annotations") or {}
+        index = annotations.get("batch.kubernetes.io/job-completion-index")
+        states = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        ended = (states[0].get("state") or {}).get("terminated")
+        if index is None or not ended or "synth-v1-train" not in pod["metadata"]["name"]:
+            continue
+        ran = _time(ended["finishedAt"]) - _time(ended["startedAt"])
+        outside.append(max(0.0, ran - fit.get(int(index), 0.0)))
+    jobs = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+    trials_job = kube.get(f"{jobs}/synth-v1-train")
+    select = kube.get(f"{jobs}/synth-v1-select")
+    return {
+        "trial_pods": len(outside),
+        "pod_seconds_outside_trial": round(sum(outside), 1),
+        "trials_job_seconds": _time(trials_job["status"]["completionTime"])
+        - _time(trials_job["status"]["startTime"]),
+        "select_gap_seconds": _time(select["metadata"]["creationTimestamp"])
+        - _time(trials_job["status"]["completionTime"]),
+        "select_job_seconds": _time(select["status"]["completionTime"])
+        - _time(select["metadata"]["creationTimestamp"]),
+    }
+
+
+def mlkube_fits(search: dict[str, Any]) -> dict[str, int]:
+    """Fits the search made: every fold of every trial, the pipelines trials kept, and
+    the select step's own fit of the winner when it had kept none."""
+    trials = search["trials"]
+    folds = sum(len(row.get("foldScores") or []) for row in trials)
+    kept = sum(row.get("pipeline") is True for row in trials)
+    refit = int(bool(search.get("refit")))
+    return {"folds": folds, "pipelines": kept, "refit": refit, "total": folds + kept + refit}
 
 
 def projection(trial_seconds: list[float], fixed: float, nodes: list[int]) -> dict[int, float]:
@@ -205,6 +259,15 @@ def main() -> int:
         f"mlkube (Indexed Job, parallelism 2): {ours['seconds']:.1f} s, best {best.get('params')}"
     )
     print(f"overhead ratio mlkube / GridSearchCV: {ratio:.2f}")
+    fits = mlkube_fits(ours["search"])
+    print(f"fits: mlkube {fits['total']} ({fits['folds']} folds, {fits['pipelines']} pipelines "
+          f"kept by trials, {fits['refit']} in the select step); "
+          f"GridSearchCV {reference['fits']}")  # fmt: skip
+    spent = ours["timeline"]
+    print(f"outside the trials' work: {spent['pod_seconds_outside_trial']} s in "
+          f"{spent['trial_pods']} trial pods (start-up, imports, data reads), "
+          f"{spent['select_gap_seconds']:.0f} s from the trials Job's end to the select Job, "
+          f"{spent['select_job_seconds']:.0f} s select Job")  # fmt: skip
     print(f"trials: {len(rows)}, sum of trial times {sum(trial_seconds):.1f} s; "
           f"outside the trials {fixed:.1f} s")  # fmt: skip
     projected = projection(trial_seconds, fixed, [1, 2, 4, 8])
@@ -217,6 +280,8 @@ def main() -> int:
         "mlkube_seconds": ours["seconds"], "ratio": ratio, "trial_seconds": trial_seconds,
         "fixed_seconds": fixed, "projected_by_nodes": projected,
         "mlkube_best": best, "trials": ours["status"].get("trials"),
+        "fits": {"mlkube": fits, "grid_search_cv": reference["fits"]},
+        "timeline": spent, "refit": ours["search"].get("refit"),
     }, indent=2, default=str))  # fmt: skip
     return 0
 
