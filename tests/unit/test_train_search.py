@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_wine
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 from train_support import manifest, run_cli, write_manifest
 
 from mlkube.runtime.train.search_spec import SearchSpec, expand_trials, parse_search
@@ -92,6 +94,41 @@ def test_the_winner_is_what_grid_search_cv_picks(
     assert summary["search"]["bestTrial"] == best["trial"]
     assert metadata["estimator"]["class"] == best["estimator"]
     assert metadata["crossValidation"]["mean"] == round(best["score"], 6)
+
+
+def test_folds_with_missing_values_are_scored_through_the_imputer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folds leave the median imputer out only where it changes nothing; with missing
+    values they score the whole pipeline, as GridSearchCV does on the same folds."""
+    data = load_wine(as_frame=True)
+    frame = data.frame.copy()
+    holes = np.random.default_rng(0).random((len(frame), 2)) < 0.04
+    for position, column in enumerate(["alcohol", "proline"]):
+        frame.loc[holes[:, position], column] = np.nan
+    frame.to_parquet(tmp_path / "wine.parquet")
+    search = {"candidates": [{"class": KNN, "grid": {"n_neighbors": [3, 7]}},
+                             {"class": TREE, "grid": {"max_depth": [2, 4]}}]}  # fmt: skip
+    document = _search_manifest(search, folds=4, randomSeed=2)
+    document["spec"]["training"]["data"]["uri"] = str(tmp_path / "wine.parquet")
+    _, metadata = _search(tmp_path, capsys, document)
+
+    x, y = frame.drop(columns="target").to_numpy(), frame["target"].to_numpy()
+    train, _ = train_test_split(
+        np.arange(len(y)), test_size=0.2, random_state=2, shuffle=True, stratify=y
+    )
+    train = np.sort(train)
+    reference = GridSearchCV(
+        Pipeline([("impute", SimpleImputer(strategy="median")), ("model", None)]),
+        [{"model": [_knn()], "model__n_neighbors": [3, 7]},
+         {"model": [DecisionTreeClassifier(random_state=2)], "model__max_depth": [2, 4]}],
+        scoring="f1_macro",
+        cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=2),
+    ).fit(x[train], y[train])  # fmt: skip
+    table = metadata["search"]["trials"]
+    assert [row["status"] for row in table] == ["Completed"] * 4
+    means = list(reference.cv_results_["mean_test_score"])
+    assert [row["score"] for row in table] == pytest.approx(means, abs=1e-9)
 
 
 def _knn() -> Any:

@@ -41,7 +41,12 @@ from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.api.status import TrialCounts, TrialResult, TrialStatus
 from mlkube.runtime.artifact import ArtifactError, read_metadata, write_version
 from mlkube.runtime.train import TrainingInputError
-from mlkube.runtime.train.pipeline import EstimatorChoice, build_pipeline, resolve_estimator
+from mlkube.runtime.train.pipeline import (
+    EstimatorChoice,
+    build_pipeline,
+    resolve_estimator,
+    scoring_model,
+)
 from mlkube.runtime.train.record import (
     Dataset,
     RunRequest,
@@ -90,14 +95,23 @@ def search_folds(spec: TrainingSpec, data: Dataset) -> tuple[Folds, int]:
 
 def _fold_scores(spec: TrainingSpec, estimator: Any, data: Dataset, folds: Folds) -> list[float]:
     metric = search_of(spec).metric
+    complete = _numeric_and_finite(data)
     scores = []
     for number, (train, test) in enumerate(folds):
-        model = build_pipeline(data.schema, estimator).fit(data.inputs[train], data.y[train])
+        model = scoring_model(data.schema, estimator, complete=complete)
+        model.fit(data.inputs[train], data.y[train])
         value = metric_value(metric, predict(model, data.inputs[test], data.y[test], spec.task))
         if value is None:
             raise ValueError(f"{metric} is undefined on fold {number}")
         scores.append(value)
     return scores
+
+
+def _numeric_and_finite(data: Dataset) -> bool:
+    """Whether every training row (so every fold's rows) is numeric with no missing or
+    infinite value: ``scoring_model`` may then leave the imputer out."""
+    inputs = data.inputs[data.train_pos]
+    return inputs.dtype.kind == "f" and bool(np.isfinite(inputs).all())
 
 
 def _result(plan: TrialPlan, metric: str, status: TrialStatus, **fields: Any) -> TrialResult:
