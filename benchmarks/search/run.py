@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -220,6 +222,13 @@ def mlkube_fits(search: dict[str, Any]) -> dict[str, int]:
     return {"folds": folds, "pipelines": kept, "refit": refit, "total": folds + kept + refit}
 
 
+def _loaded(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run``'s result with the machine's 1-minute load average before and after it."""
+    start = os.getloadavg()[0]
+    result = run()
+    return {**result, "load": f"{start:.1f} -> {os.getloadavg()[0]:.1f}"}
+
+
 def projection(trial_seconds: list[float], fixed: float, nodes: list[int]) -> dict[int, float]:
     """Wall-clock with N nodes (2 trials each, as here): longest-first onto the least
     loaded slot, plus the fixed cost (data reads, pod start-up, the select step)."""
@@ -239,16 +248,22 @@ def main() -> int:
     args = parser.parse_args()
     frame = synthetic(args.rows, args.features)
     print(f"data: {args.rows} rows x {args.features} features; grid: 16 candidates, {FOLDS} folds")
+    # GridSearchCV runs before and after mlkube: on a shared machine the load drifts
+    # over minutes, and the bracket shows by how much.
+    before = _loaded(lambda: grid_search_cv(frame))
+    print(f"GridSearchCV(n_jobs=2), before: {before['seconds']:.1f} s (load {before['load']}), "
+          f"best {before['best_params']}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="mlkube-search-bench-") as tmp:
         work = Path(tmp)
         plane = ControlPlane.start(work / "controlplane")
         try:
-            ours = mlkube_search(plane, frame, work)
+            ours = _loaded(lambda: mlkube_search(plane, frame, work))
         finally:
             plane.stop()
-    print(f"mlkube done in {ours['seconds']:.1f} s; now GridSearchCV", flush=True)
-    reference = grid_search_cv(frame)
-    print(f"GridSearchCV(n_jobs=2): {reference['seconds']:.1f} s, best {reference['best_params']}")
+    print(f"mlkube done in {ours['seconds']:.1f} s (load {ours['load']})", flush=True)
+    after = _loaded(lambda: grid_search_cv(frame))
+    print(f"GridSearchCV(n_jobs=2), after: {after['seconds']:.1f} s (load {after['load']})")
+    reference = {**after, "seconds": (before["seconds"] + after["seconds"]) / 2}
     rows = ours["status"].get("trialResults") or []
     trial_seconds = [float(r.get("fitSeconds") or 0.0) for r in rows]
     busy = sum(trial_seconds) / 2
@@ -258,7 +273,9 @@ def main() -> int:
     print(
         f"mlkube (Indexed Job, parallelism 2): {ours['seconds']:.1f} s, best {best.get('params')}"
     )
-    print(f"overhead ratio mlkube / GridSearchCV: {ratio:.2f}")
+    print(f"overhead ratio mlkube / GridSearchCV (mean of before and after): {ratio:.2f} "
+          f"(against each: {ours['seconds'] / before['seconds']:.2f}, "
+          f"{ours['seconds'] / after['seconds']:.2f})")  # fmt: skip
     fits = mlkube_fits(ours["search"])
     print(f"fits: mlkube {fits['total']} ({fits['folds']} folds, {fits['pipelines']} pipelines "
           f"kept by trials, {fits['refit']} in the select step); "
@@ -277,6 +294,7 @@ def main() -> int:
     results.mkdir(exist_ok=True)
     (results / "search.json").write_text(json.dumps({
         "rows": args.rows, "features": args.features, "grid_search_cv": reference,
+        "grid_search_cv_before": before, "grid_search_cv_after": after, "load": ours["load"],
         "mlkube_seconds": ours["seconds"], "ratio": ratio, "trial_seconds": trial_seconds,
         "fixed_seconds": fixed, "projected_by_nodes": projected,
         "mlkube_best": best, "trials": ours["status"].get("trials"),
