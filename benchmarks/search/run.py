@@ -5,35 +5,51 @@ and grid; 100,000 rows x 30 features of synthetic classification data.
 mlkube runs the whole path: a control plane, ``mlkube operator``, the node agent running
 each trial pod as a process (each reads the data itself from a claim), the select Job,
 then the version. The clock runs from creating the Model to the TrainingJob's Succeeded.
-GridSearchCV gets the training rows and the same StratifiedKFold, and refits its winner.
-Both use single-threaded estimators (a decision tree), so the 2 cores are the only
-parallelism either side has.
+GridSearchCV gets the training rows and the same StratifiedKFold, and refits its winner;
+it runs once before and once after mlkube (the machine is shared and its load drifts
+over minutes), and the ratio is against the mean of the two. Both use single-threaded
+estimators (a decision tree), so the 2 cores are the only parallelism either side has.
 
-Prints both wall-clock times, the overhead ratio (mlkube / GridSearchCV), what the trials
-themselves took, and the projected wall-clock with more nodes from the per-trial timings
-(waves of trials, longest-first, plus the fixed cost measured here: the select step and
-the pods' start-up). Results go to ``benchmarks/results/search.json``.
+Prints the wall-clock times with the load average of each phase, the overhead ratio
+(mlkube / GridSearchCV), the fits each side made, where the time outside the trials
+went (each trial pod's run beyond its own work; the select Job), what the trials took,
+and the projected wall-clock with more nodes from the per-trial timings (waves of
+trials, longest-first, plus the fixed cost measured here). Results go to
+``benchmarks/results/search.json``.
 
-Measured here (2 cores shared with three other engineers' test runs, load average 5-6,
-2026-12-02, one full run; decision tree, max_depth x min_samples_leaf 4 x 4, 5 folds):
+Measured here, 2026-12-03 (2 cores shared with the lead's CI run; decision tree,
+max_depth x min_samples_leaf 4 x 4, 5 folds), three runs of the default command:
 
-| | wall-clock |
-| --- | --- |
-| mlkube, Indexed Job, parallelism 2, node agent | 516.7 s |
-| GridSearchCV(n_jobs=2), one process | 332.3 s (247.3 s in an earlier run) |
-| overhead ratio | 1.55 (target 1.3: not met) |
+| run | mlkube | GridSearchCV(n_jobs=2) | ratio | fits: mlkube / GridSearchCV |
+| --- | --- | --- | --- | --- |
+| 1 | 294.2 s | 232.2 s (after) | 1.27 | 85 / 81 |
+| 2 | 353.6 s | 163.2 s (after; the load fell from ~5.5 to ~2.7) | 2.17 | 85 / 81 |
+| 3 | 237.5 s | 170.1 s before, 195.9 s after | 1.30 (1.40 / 1.21) | 87 / 81 |
 
-Both picked max_depth=16, min_samples_leaf=10. The 16 trials took 840.2 s together
-(21.5 s to 96.6 s each, folds plus the trial's own final fit); 96.6 s of the wall-clock
-was outside them (pod start-up and data reads, the select step). Where the rest goes:
-each trial fits 6 times (5 folds and the pipeline it keeps) where GridSearchCV fits 5
-and refits only its winner (96 fits against 81, about 1.19x), every pod imports
-scikit-learn and reads the 100k rows itself, the operator and the node agent share the
-same 2 cores, and the load from other runs differed between the two measurements.
-Projected wall-clock from the per-trial times, with 2 trial pods per node and the
-96.6 s counted as fixed (pessimistic: pod start-up spreads over nodes too): 1 node
-518 s, 2 nodes 316 s, 4 nodes 210 s, 8 nodes 193 s; past 4 nodes the longest trial
-(96.6 s) bounds it, so the speed-up is linear only while trials outnumber pod slots.
+Runs 1 and 2 timed GridSearchCV only after mlkube; run 3 brackets it and is the one to
+quote: 1.30 (1.40 and 1.21 against each side of the bracket; load average 2.3-3.1
+before, 3.1-3.6 during mlkube, 3.6-5.8 after), at the target of 1.3, not clearly under.
+The same 16 trials summed 436.5 s, 540.1 s and 346.6 s in the three runs, so the
+machine's speed moved by half from run to run: a single run's ratio moves by at least
++-0.1 here, and run 2's 2.17 is the load, not the code. Every run picked
+max_depth=16, min_samples_leaf=10, as GridSearchCV did.
+
+Before (2026-12-02): 516.7 s against 332.3 s, 1.55, 96 fits: every trial also fitted
+and wrote its own final pipeline. Now a trial keeps its pipeline only if no result
+recorded when its folds end ranks above it (5 to 7 of 16 here: the grid's order puts the
+deeper, better trees last, so many trials are briefly the best so far), and the select
+step loads the winner's; the folds leave out the median imputer on complete numeric
+data (its medians cost up to a fifth of a depth-4 tree's fit). What remains outside the
+trials' work is per pod: 81-110 s summed over the 16 trial pods (5-7 s each: an
+interpreter, importing scikit-learn and pandas, reading and checking the 100k rows),
+0-1 s from the trials Job's end to the select Job, a 7-10 s select Job, and about 1 s
+per pod between one pod's end and the next one's start (Job controller, node agent).
+GridSearchCV starts its two workers once; one process per trial is the design.
+Projected wall-clock from run 3's per-trial times, with 2 trial pods per node and the
+64.2 s outside the trials counted as fixed (pessimistic: pod start-up spreads over nodes
+too): 1 node 238 s, 2 nodes 153 s, 4 nodes 112 s, 8 nodes 103 s; past 4 nodes the
+longest trial (~50 s) bounds it, so the speed-up is linear only while trials outnumber
+pod slots.
 
 Run: ``.venv/bin/python benchmarks/search/run.py [--rows 100000] [--features 30]``.
 Needs the control-plane binaries the test harness builds.
