@@ -5,7 +5,8 @@ Covers: 12 trials with parallelism 3 give an Indexed Job with those numbers (and
 ``backoffLimitPerIndex``, the podFailurePolicy); an impossible trial is recorded as
 failed and the best of the rest becomes the version; an operator killed mid-search and
 started again loses no trial result and makes no second Job; the version's
-``metadata.json`` holds all 12 rows; the kubectl plugin shows the table and the winner.
+``metadata.json`` holds all 12 rows and the winner kept its own pipeline; the kubectl
+plugin shows the table and the winner.
 """
 
 from __future__ import annotations
@@ -172,11 +173,15 @@ def test_a_12_trial_search_survives_a_killed_operator(
         assert len(table) == 12
         assert metadata["search"]["bestTrial"] == best["trial"]
         assert table[IMPOSSIBLE]["status"] == "Failed"
+        # the winner kept its own pipeline, whatever order the trials ended in
+        assert table[best["trial"]]["pipeline"] is True and metadata["search"]["refit"] is False
+        assert rows[best["trial"]]["pipeline"] is True
         assert [r["score"] for r in table] == [r.get("score") for r in rows]
         assert metadata["artifact"]["sha256"] == model["status"]["versions"][0]["sha256"]
 
         shown = _plugin(control_plane, namespace, "trials", "wine-v1")
         assert f"{best['trial']}*" in shown and "11 succeeded, 1 failed, 12 in all" in shown
+        assert "PIPELINE" in shown.splitlines()[0]
         versions = _plugin(control_plane, namespace, "versions", "wine")
         assert f"trial {best['trial']} of 12" in versions
     except AssertionError:

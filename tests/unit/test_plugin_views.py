@@ -90,9 +90,9 @@ def lineage_model() -> dict[str, Any]:
 def _search_run(name: str) -> dict[str, Any]:
     rows = [
         {"trial": 0, "estimator": "SVC", "params": "C=1", "status": "Completed", "score": 0.8,
-         "fitSeconds": 1.0},
+         "fitSeconds": 1.0, "pipeline": False},
         {"trial": 1, "estimator": "SVC", "params": "C=10", "status": "Completed", "score": 0.9,
-         "fitSeconds": 1.2},
+         "fitSeconds": 1.2, "pipeline": True},
         {"trial": 2, "estimator": "LogisticRegression", "params": "penalty=l1",
          "status": "Failed", "fitSeconds": 0.1, "error": "l1 needs liblinear or saga"},
     ]  # fmt: skip
@@ -136,9 +136,11 @@ def test_trials_table_marks_the_best_and_counts_the_outcomes() -> None:
         "STATUS",
         "SCORE",
         "SECONDS",
+        "PIPELINE",
         "ERROR",
     ]
-    assert lines[2].split()[:5] == ["1*", "SVC", "C=10", "Completed", "0.9"]
+    assert lines[1].split()[:7] == ["0", "SVC", "C=1", "Completed", "0.8", "1", "skipped"]
+    assert lines[2].split()[:7] == ["1*", "SVC", "C=10", "Completed", "0.9", "1.2", "kept"]
     assert "l1 needs liblinear" in lines[3]
     assert lines[-1] == "2 succeeded, 1 failed, 3 in all (* best)"
     with pytest.raises(views.ViewError, match="not a search"):

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.datasets import load_wine
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 from train_support import manifest, run_cli, write_manifest
 
 from mlkube.runtime.train.search_spec import SearchSpec, expand_trials, parse_search
@@ -94,6 +96,41 @@ def test_the_winner_is_what_grid_search_cv_picks(
     assert metadata["crossValidation"]["mean"] == round(best["score"], 6)
 
 
+def test_folds_with_missing_values_are_scored_through_the_imputer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Folds leave the median imputer out only where it changes nothing; with missing
+    values they score the whole pipeline, as GridSearchCV does on the same folds."""
+    data = load_wine(as_frame=True)
+    frame = data.frame.copy()
+    holes = np.random.default_rng(0).random((len(frame), 2)) < 0.04
+    for position, column in enumerate(["alcohol", "proline"]):
+        frame.loc[holes[:, position], column] = np.nan
+    frame.to_parquet(tmp_path / "wine.parquet")
+    search = {"candidates": [{"class": KNN, "grid": {"n_neighbors": [3, 7]}},
+                             {"class": TREE, "grid": {"max_depth": [2, 4]}}]}  # fmt: skip
+    document = _search_manifest(search, folds=4, randomSeed=2)
+    document["spec"]["training"]["data"]["uri"] = str(tmp_path / "wine.parquet")
+    _, metadata = _search(tmp_path, capsys, document)
+
+    x, y = frame.drop(columns="target").to_numpy(), frame["target"].to_numpy()
+    train, _ = train_test_split(
+        np.arange(len(y)), test_size=0.2, random_state=2, shuffle=True, stratify=y
+    )
+    train = np.sort(train)
+    reference = GridSearchCV(
+        Pipeline([("impute", SimpleImputer(strategy="median")), ("model", None)]),
+        [{"model": [_knn()], "model__n_neighbors": [3, 7]},
+         {"model": [DecisionTreeClassifier(random_state=2)], "model__max_depth": [2, 4]}],
+        scoring="f1_macro",
+        cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=2),
+    ).fit(x[train], y[train])  # fmt: skip
+    table = metadata["search"]["trials"]
+    assert [row["status"] for row in table] == ["Completed"] * 4
+    means = list(reference.cv_results_["mean_test_score"])
+    assert [row["score"] for row in table] == pytest.approx(means, abs=1e-9)
+
+
 def _knn() -> Any:
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -152,7 +189,8 @@ def test_parallel_processes_give_the_same_version(
     (tmp_path / "two").mkdir()
     serial, serial_meta = _search(tmp_path / "one", capsys, document)
     parallel, parallel_meta = _search(tmp_path / "two", capsys, document, "--parallel", "2")
-    strip = ("fitSeconds", "sha256")
+    # which trials kept a pipeline depends on the order they ended in, not the result
+    strip = ("fitSeconds", "sha256", "pipeline", "beatenBy")
     rows = [
         [{k: v for k, v in r.items() if k not in strip} for r in m["search"]["trials"]]
         for m in (serial_meta, parallel_meta)
@@ -199,9 +237,11 @@ def test_a_rerun_keeps_ended_trials_and_redoes_stale_ones(
     _, first = _search(tmp_path, capsys, document)
     store = tmp_path / "store" / "default" / "wine"
     root = store / "search-v1"
-    interrupted = json.loads((root / "trial-0001.json").read_text())
+    # trial 0 ended first (in process, in order), so it kept its pipeline
+    interrupted = json.loads((root / "trial-0000.json").read_text())
     kept_sha = interrupted.pop("sha256")
-    (root / "trial-0001.json").write_text(json.dumps(interrupted))
+    assert interrupted.pop("pipeline") is True
+    (root / "trial-0000.json").write_text(json.dumps(interrupted))
     stale = json.loads((root / "trial-0002.json").read_text())
     (root / "trial-0002.json").write_text(json.dumps({**stale, "params": {"n_neighbors": 2}}))
     shutil.rmtree(store / "v1")
@@ -210,6 +250,91 @@ def test_a_rerun_keeps_ended_trials_and_redoes_stale_ones(
     assert again.code == 0, again.stderr
     second = json.loads((store / "v1" / "metadata.json").read_text())
     rows = second["search"]["trials"]
-    assert rows[1]["sha256"] == kept_sha
+    assert rows[0]["sha256"] == kept_sha and rows[0]["pipeline"] is True
     assert rows[2]["params"] == {"n_neighbors": 9} and rows[2]["status"] == "Completed"
     assert [r["score"] for r in rows] == [r["score"] for r in first["search"]["trials"]]
+
+
+# Trial 0 (a stump) scores below the two others, whose trees grow whole either way: the
+# same tree, the same mean, so trial 1 wins on the lower index, as GridSearchCV ranks.
+TIED = {"candidates": [{"class": TREE, "grid": {"max_depth": [1, 50, 100]}}]}
+
+
+def _trials_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], order: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Runs the trials one by one in ``order``, as pods that end in that order would."""
+    path = write_manifest(tmp_path, _search_manifest(TIED, folds=3))
+    rows = {}
+    for index in order:
+        result = run_cli(
+            capsys, "-f", path, "--store", tmp_path / "store", "--version", "1",
+            "--trial", str(index), "--termination-log", tmp_path / "log",
+        )  # fmt: skip
+        assert result.code == 0, result.stderr
+        rows[index] = result.summary
+    return rows
+
+
+def _select(tmp_path: Path, capsys: pytest.CaptureFixture[str], store: Path) -> Any:
+    path = write_manifest(tmp_path, _search_manifest(TIED, folds=3))
+    result = run_cli(
+        capsys, "-f", path, "--store", store, "--version", "1", "--select",
+        "--termination-log", tmp_path / "log",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    metadata = json.loads((store / "default/wine/v1/metadata.json").read_text())
+    return result, metadata
+
+
+@pytest.mark.parametrize(
+    ("order", "kept", "beaten_by"),
+    [
+        # trial 2 is first and keeps one; 0 ranks below it; 1 ties 2 at a lower index
+        ([2, 0, 1], {1, 2}, {0: 2}),
+        # the winner first: the tie at a higher index and the stump cannot win
+        ([1, 2, 0], {1}, {0: 1, 2: 1}),
+    ],
+)
+def test_only_a_trial_that_can_still_win_keeps_its_pipeline(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    order: list[int],
+    kept: set[int],
+    beaten_by: dict[int, int],
+) -> None:
+    rows = _trials_in_order(tmp_path, capsys, order)
+    assert rows[1]["score"] == rows[2]["score"] > rows[0]["score"]
+    root = tmp_path / "store" / "default" / "wine" / "search-v1"
+    assert {k for k, row in rows.items() if row["pipeline"]} == kept
+    assert {k: row["beatenBy"] for k, row in rows.items() if not row["pipeline"]} == beaten_by
+    assert all("sha256" not in rows[k] for k in beaten_by)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        f"trial-{k:04d}" for k in sorted(kept)
+    ]
+    _, metadata = _select(tmp_path, capsys, tmp_path / "store")
+    assert metadata["search"]["bestTrial"] == 1
+    assert metadata["search"]["refit"] is False
+    assert [r["status"] for r in metadata["search"]["trials"]] == ["Completed"] * 3
+
+
+def test_the_select_step_fits_the_winner_that_kept_no_pipeline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The winner's pod died in its final fit after the others had skipped theirs: its
+    result is recorded, its pipeline is not, and the select step fits the same one."""
+    _trials_in_order(tmp_path, capsys, [1, 2, 0])
+    shutil.copytree(tmp_path / "store", tmp_path / "killed")
+    root = tmp_path / "killed" / "default" / "wine" / "search-v1"
+    killed = json.loads((root / "trial-0001.json").read_text())
+    del killed["sha256"], killed["pipeline"]
+    (root / "trial-0001.json").write_text(json.dumps(killed))
+    shutil.rmtree(root / "trial-0001")
+
+    _, kept = _select(tmp_path, capsys, tmp_path / "store")
+    result, refit = _select(tmp_path, capsys, tmp_path / "killed")
+    assert "trial 1 kept no pipeline: fitting it on the training rows" in result.stderr
+    assert (refit["search"]["bestTrial"], refit["search"]["refit"]) == (1, True)
+    assert refit["search"]["trials"][1]["status"] == "Completed"
+    assert refit["metrics"] == kept["metrics"]
+    assert refit["estimator"] == kept["estimator"]

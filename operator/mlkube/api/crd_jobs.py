@@ -110,6 +110,10 @@ def training_job_schemas() -> tuple[Schema, Schema]:
                         ),
                         "score": number("Mean of the metric over the folds."),
                         "fitSeconds": number("Seconds the trial took.", minimum=0),
+                        "pipeline": boolean(
+                            "Whether it kept its pipeline fitted on all training rows "
+                            "(false: a trial recorded before it ranked above it)."
+                        ),
                         "error": string("Why it failed.", max_length=300),
                     },
                 ),

@@ -202,6 +202,12 @@ class TrialResult(TypedDict):
 
     ``score`` is the mean of ``foldScores`` (the search metric on the same folds of the
     same training rows for every trial); a failed trial has ``error`` and no score.
+
+    ``pipeline`` says whether the trial kept its pipeline fitted on all training rows:
+    ``True`` with its ``sha256`` (``trial-K/``), ``False`` when a result already recorded
+    ranked above it, so it could not win (``beatenBy``: that trial). A completed trial
+    without the key was stopped before its final fit ended; the select step fits the
+    winner itself when it kept no pipeline.
     """
 
     trial: int
@@ -214,6 +220,8 @@ class TrialResult(TypedDict):
     std: float | None
     fitSeconds: float
     error: NotRequired[str]
+    pipeline: NotRequired[bool]
+    beatenBy: NotRequired[int]
     sha256: NotRequired[str]
 
 
@@ -235,6 +243,7 @@ class TrialRow(TypedDict, total=False):
     status: TrialStatus
     score: float
     fitSeconds: float
+    pipeline: bool
     error: str
 
 

@@ -94,6 +94,8 @@ def trial_row(result: TrialResult) -> TrialRow:
     }
     if result.get("score") is not None:
         row["score"] = float(result["score"] or 0.0)
+    if "pipeline" in result:
+        row["pipeline"] = bool(result["pipeline"])
     if result.get("error"):
         row["error"] = str(result["error"])[:300]
     return row

@@ -7,7 +7,7 @@ TrainingJob body is unit-testable from plain dictionaries.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from mlkube.api import names
 from mlkube.api.status import Decision
@@ -193,6 +193,10 @@ def version_diff(model: Body, a: int, b: int) -> str:
     return table(["FIELD", f"v{a}", f"v{b}"], rows)
 
 
+# A trial keeps its fitted pipeline only while it can still win (docs/train.md).
+_PIPELINE_SHOWN: Final = {True: "kept", False: "skipped"}
+
+
 def trials_table(training_job: Body) -> str:
     """A search's trials as its TrainingJob's status has them; ``*`` marks the best."""
     status = training_job.get("status") or {}
@@ -208,11 +212,12 @@ def trials_table(training_job: Body) -> str:
             row.get("status"),
             row.get("score"),
             row.get("fitSeconds"),
+            _PIPELINE_SHOWN.get(row.get("pipeline")),
             row.get("error"),
         ]
         for row in status.get("trialResults") or []
     ]
-    headers = ["TRIAL", "ESTIMATOR", "PARAMS", "STATUS", "SCORE", "SECONDS", "ERROR"]
+    headers = ["TRIAL", "ESTIMATOR", "PARAMS", "STATUS", "SCORE", "SECONDS", "PIPELINE", "ERROR"]
     summary = (
         f"{counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed, "
         f"{counts.get('total', 0)} in all (* best)"

@@ -8,10 +8,19 @@ and the holdout is never seen until the winner is chosen, so the winner is the o
 ``GridSearchCV`` would choose on those folds.
 
 The store holds the search, not any process: each trial writes its result
-(``trial-K.json``: params, fold scores, fit time) and then its fitted pipeline
-(``trial-K/``, written like a version so it is loaded only after its sha256 checks).
-A trial that is rerun (its pod was killed) finds both and does nothing; the select step
-reads whatever the trials left, so a restarted operator loses nothing.
+(``trial-K.json``: params, fold scores, fit time) and only then decides whether to fit
+its pipeline on all training rows (``trial-K/``, written like a version so it is loaded
+only after its sha256 checks). Only a trial that can still win fits it: one that a
+result already recorded ranks above (a better mean, or the same mean at a lower index)
+cannot, since recorded scores never change, so it records ``pipeline: false`` and
+stops. The eventual winner ranks above every result it can read, so it always keeps
+its pipeline, in whatever order the trials end; the select step fits the winner itself
+only when its final fit never ended. That is how ``GridSearchCV`` spends its fits (k
+per trial, one refit), instead of k + 1 for every trial.
+
+A trial that is rerun (its pod was killed) finds what it had written: an ended trial
+does nothing, a scored one goes straight to the decision. The select step reads
+whatever the trials left, so a restarted operator loses nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +41,12 @@ from mlkube.api.search import LOWER_IS_BETTER
 from mlkube.api.status import TrialCounts, TrialResult, TrialStatus
 from mlkube.runtime.artifact import ArtifactError, read_metadata, write_version
 from mlkube.runtime.train import TrainingInputError
-from mlkube.runtime.train.pipeline import build_pipeline, resolve_estimator
+from mlkube.runtime.train.pipeline import (
+    EstimatorChoice,
+    build_pipeline,
+    resolve_estimator,
+    scoring_model,
+)
 from mlkube.runtime.train.record import (
     Dataset,
     RunRequest,
@@ -81,14 +95,23 @@ def search_folds(spec: TrainingSpec, data: Dataset) -> tuple[Folds, int]:
 
 def _fold_scores(spec: TrainingSpec, estimator: Any, data: Dataset, folds: Folds) -> list[float]:
     metric = search_of(spec).metric
+    complete = _numeric_and_finite(data)
     scores = []
     for number, (train, test) in enumerate(folds):
-        model = build_pipeline(data.schema, estimator).fit(data.inputs[train], data.y[train])
+        model = scoring_model(data.schema, estimator, complete=complete)
+        model.fit(data.inputs[train], data.y[train])
         value = metric_value(metric, predict(model, data.inputs[test], data.y[test], spec.task))
         if value is None:
             raise ValueError(f"{metric} is undefined on fold {number}")
         scores.append(value)
     return scores
+
+
+def _numeric_and_finite(data: Dataset) -> bool:
+    """Whether every training row (so every fold's rows) is numeric with no missing or
+    infinite value: ``scoring_model`` may then leave the imputer out."""
+    inputs = data.inputs[data.train_pos]
+    return inputs.dtype.kind == "f" and bool(np.isfinite(inputs).all())
 
 
 def _result(plan: TrialPlan, metric: str, status: TrialStatus, **fields: Any) -> TrialResult:
@@ -114,16 +137,16 @@ def _result(plan: TrialPlan, metric: str, status: TrialStatus, **fields: Any) ->
 def run_trial(
     spec: TrainingSpec, settings: TrainSettings, data: Dataset, plan: TrialPlan, root: Path
 ) -> TrialResult:
-    """Scores one trial on the folds, writes its result, then its fitted pipeline.
+    """Scores one trial on the folds and writes its result, then keeps its fitted
+    pipeline if it can still win.
 
     A trial whose params cannot work (an impossible combination, a fold where the metric
     is undefined) is recorded as failed and returns normally: the search goes on.
     """
     done = read_result(root, plan)
-    if done is not None and (done["status"] == TrialStatus.FAILED or "sha256" in done):
+    if done is not None and _ended(done):
         return done  # a rerun of a trial that had ended (its pod was killed after)
     metric = search_of(spec).metric
-    folds, _ = search_folds(spec, data)
     started = time.monotonic()
     try:
         estimator = resolve_estimator(
@@ -133,17 +156,50 @@ def run_trial(
             settings.estimator_allowlist,
             spec.validation.random_seed,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores = _fold_scores(spec, estimator, data, folds)
+        if done is None:  # a scored rerun keeps its recorded scores
+            folds, _ = search_folds(spec, data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = _fold_scores(spec, estimator, data, folds)
     except (TrainingInputError, ValueError, TypeError, ArithmeticError) as error:
         failed = _result(plan, metric, TrialStatus.FAILED, error=error, seconds=_since(started))
         _write_json(result_path(root, plan.index), failed)
         return failed
-    result = _result(plan, metric, TrialStatus.COMPLETED, scores=scores, seconds=_since(started))
-    _write_json(result_path(root, plan.index), result)
+    if done is None:
+        done = _result(plan, metric, TrialStatus.COMPLETED, scores=scores, seconds=_since(started))
+        _write_json(result_path(root, plan.index), done)  # first: a kill loses no score
+    return _keep_if_it_may_win(spec, data, plan, root, result=done, estimator=estimator)
+
+
+def _ended(result: TrialResult) -> bool:
+    """Failed, or decided about its pipeline (kept with its sha256, or skipped)."""
+    return (
+        result["status"] == TrialStatus.FAILED
+        or "sha256" in result
+        or result.get("pipeline") is False
+    )
+
+
+def _keep_if_it_may_win(
+    spec: TrainingSpec,
+    data: Dataset,
+    plan: TrialPlan,
+    root: Path,
+    *,
+    result: TrialResult,
+    estimator: EstimatorChoice,
+) -> TrialResult:
+    """Fits and writes the trial's pipeline on all training rows unless a recorded
+    result ranks above it; either way the result says which, in one more write."""
+    started = time.monotonic()
     target = pipeline_dir(root, plan.index)
     kept = _kept_pipeline(target, plan)
+    rival = ranked_above(spec, root, result) if kept is None else None
+    if rival is not None:
+        result["pipeline"] = False
+        result["beatenBy"] = rival["trial"]
+        _write_json(result_path(root, plan.index), result)
+        return result
     if kept is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -151,10 +207,27 @@ def run_trial(
             model.fit(data.inputs[data.train_pos], data.y[data.train_pos])
         written = write_version(target, model, {"trial": result, "libraries": libraries()})
         kept = str(written["artifact"]["sha256"])
+    result["pipeline"] = True
     result["sha256"] = kept
-    result["fitSeconds"] = round(_since(started), 3)  # the folds and the final fit
+    result["fitSeconds"] = round(result["fitSeconds"] + _since(started), 3)  # and the final fit
     _write_json(result_path(root, plan.index), result)
     return result
+
+
+def ranked_above(spec: TrainingSpec, root: Path, mine: TrialResult) -> TrialResult | None:
+    """The best result recorded so far if it ranks above ``mine`` (as ``best_trial``
+    ranks: the better mean, then the lower index), else None: ``mine`` may still win."""
+    recorded = [mine]
+    for plan in expand_trials(search_of(spec)):
+        if plan.index != mine["trial"]:
+            try:
+                other = read_result(root, plan)
+            except TrainingInputError:
+                other = None  # unreadable: counts as not recorded, so this trial fits
+            if other is not None:
+                recorded.append(other)
+    best = best_trial(recorded, mine["metric"])
+    return None if best is None or best["trial"] == mine["trial"] else best
 
 
 def _kept_pipeline(target: Path, plan: TrialPlan) -> str | None:
@@ -204,15 +277,14 @@ def read_result(root: Path, plan: TrialPlan) -> TrialResult | None:
 
 
 def read_results(spec: TrainingSpec, root: Path) -> list[TrialResult]:
-    """Every trial's result; a trial that left none, or no pipeline, counts as failed."""
+    """Every trial's result; a trial that left none counts as failed. A scored trial
+    stays completed with or without its pipeline: its scores are what rank it."""
     metric = search_of(spec).metric
     results = []
     for plan in expand_trials(search_of(spec)):
         result = read_result(root, plan)
         if result is None:
             result = _result(plan, metric, TrialStatus.FAILED, error="no result: its pod failed")
-        elif result["status"] == TrialStatus.COMPLETED and "sha256" not in result:
-            result = {**result, "status": TrialStatus.FAILED, "error": "no fitted pipeline"}
         results.append(result)
     return results
 

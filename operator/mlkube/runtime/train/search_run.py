@@ -4,21 +4,25 @@ Each starts like a single run (``run._prepare`` checks the version and the store
 any data is read, ``run._read`` reads and splits the data) so a search fails as early
 and as cleanly as one fit. The select step is the only writer of the version: it picks
 the best completed trial from the store, loads that trial's pipeline after its sha256
-checks, scores it on the holdout like any version and writes the whole trials table
-into ``metadata.json``, so the version faces the promotion gate as any other would.
+checks (or fits it on the training rows, when the winner's own final fit never ended:
+the trials that ranked below it kept none to fall back on), scores it on the holdout
+like any version and writes the whole trials table into ``metadata.json``, so the
+version faces the promotion gate as any other would.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import warnings
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from mlkube.api.status import SearchSummary, TrainerSummary, TrialResult
 from mlkube.runtime.artifact import load_pipeline, write_version
 from mlkube.runtime.train import TrainingInputError
-from mlkube.runtime.train.pipeline import resolve_estimator
+from mlkube.runtime.train.pipeline import EstimatorChoice, build_pipeline, resolve_estimator
 from mlkube.runtime.train.record import Dataset, Prepared, RunRequest, run_summary, version_metadata
 from mlkube.runtime.train.run import Progress, _prepare, _read, evaluate_fitted, reference_profile
 from mlkube.runtime.train.search import (
@@ -70,6 +74,8 @@ def search_model(
 
 def _report(progress: Progress, result: TrialResult) -> None:
     outcome = f"{result['metric']}={result['score']:.6f}" if result["score"] is not None else ""
+    if result.get("pipeline") is False:
+        outcome += f", no pipeline (trial {result.get('beatenBy')} ranks above)"
     progress(
         f"trial {result['trial']} {result['status']} {outcome}{result.get('error', '')} "
         f"({result['estimator'].rsplit('.', 1)[-1]} {result['params']}, {result['fitSeconds']}s)"
@@ -135,13 +141,13 @@ def select_best(
     prepared: Prepared,
     data: Dataset,
 ) -> TrainerSummary:
-    """Loads the winner's pipeline (sha256 checked), scores it, writes the version."""
+    """Loads the winner's pipeline (sha256 checked) or fits it, scores it, writes the
+    version."""
     spec = request.spec
     search = search_of(spec)
     root = search_root(request, prepared.version)
     results = read_results(spec, root)
     best = _winner(results, search.metric, progress)
-    model = load_pipeline(pipeline_dir(root, best["trial"]), best.get("sha256"))
     estimator = resolve_estimator(
         best["estimator"],
         best["params"],
@@ -149,6 +155,7 @@ def select_best(
         settings.estimator_allowlist,
         spec.validation.random_seed,
     )
+    model = _winner_pipeline(root, best, estimator, data, progress)
     fitted = evaluate_fitted(spec, model, estimator, data, progress)
     _, folds = search_folds(spec, data)
     fitted.cross = {
@@ -171,6 +178,7 @@ def select_best(
         "metric": search.metric,
         "folds": folds,
         "bestTrial": best["trial"],
+        "refit": "sha256" not in best,
         "counts": counts,
         "trials": results,
     }
@@ -183,3 +191,17 @@ def select_best(
         trials=counts, bestTrial=best["trial"], estimator=best["estimator"], params=best["params"]
     )
     return summary
+
+
+def _winner_pipeline(
+    root: Path, best: TrialResult, estimator: EstimatorChoice, data: Dataset, progress: Progress
+) -> Any:
+    """The winner's own pipeline from the store, or (it kept none) the same pipeline
+    fitted here on the same training rows: estimators are seeded, so it is the same."""
+    if "sha256" in best:
+        return load_pipeline(pipeline_dir(root, best["trial"]), best["sha256"])
+    progress(f"trial {best['trial']} kept no pipeline: fitting it on the training rows")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_pipeline(data.schema, estimator)
+        return model.fit(data.inputs[data.train_pos], data.y[data.train_pos])
