@@ -59,13 +59,16 @@ def compile_pipeline(
     *,
     features: list[FeatureSchema] | None = None,
     tolerance: float = TOLERANCE,
+    expected: tuple[NDArray[Any], NDArray[Any] | None] | None = None,
 ) -> Compiled:
     """Converts and verifies ``pipeline`` on ``holdout`` (the model's own input rows).
 
     ``features``: the schema in the holdout's column order; needed for an object array
-    (categorical features), whose columns become one ONNX input each."""
+    (categorical features), whose columns become one ONNX input each. ``expected``:
+    scikit-learn's labels (its ``predict``) and probabilities (or regression outputs:
+    the labels) for ``holdout``, when the caller has them already; else computed here."""
     try:
-        return _compile(pipeline, holdout, task, features, tolerance)
+        return _compile(pipeline, holdout, task, features, tolerance, expected=expected)
     except Exception as error:  # conversion must never fail training: record why instead
         return _refused("error", f"{type(error).__name__}: {error}", tolerance)
 
@@ -82,6 +85,8 @@ def _compile(
     task: str,
     features: list[FeatureSchema] | None,
     tolerance: float,
+    *,
+    expected: tuple[NDArray[Any], NDArray[Any] | None] | None,
 ) -> Compiled:
     columns = None
     if holdout.ndim != 2 or holdout.dtype not in (np.float64, np.object_):
@@ -91,6 +96,7 @@ def _compile(
         if columns is None:
             return _refused("unsupported", why, tolerance)
         holdout = np.concatenate([holdout, _probe_rows(holdout, columns)])
+        expected = None  # the probe rows have no expected answers
     classifier = task == "classification"
     if classifier and not hasattr(pipeline, "predict_proba"):
         return _refused(
@@ -107,8 +113,9 @@ def _compile(
     feed = Feeder(session, columns).feed(rows)
     if feed is None:
         return _refused("unsupported", "holdout values beyond float32's range", tolerance)
+    want = None if expected is None else _last(expected, len(rows))
     labels_equal, max_difference = _compare(
-        pipeline, rows, run_session(session, feed, classifier), classifier
+        pipeline, rows, run_session(session, feed, classifier), classifier, want
     )
     measured: dict[str, Any] = {"rows": len(rows), "maxDifference": max_difference}
     measured.update(labelsEqual=labels_equal, dtype="float32")
@@ -136,22 +143,33 @@ def _compile(
     return Compiled(data, record)
 
 
+def _last(
+    expected: tuple[NDArray[Any], NDArray[Any] | None], count: int
+) -> tuple[NDArray[Any], NDArray[Any] | None]:
+    labels, values = expected
+    return labels[-count:], None if values is None else values[-count:]
+
+
 def _compare(
     pipeline: Any,
     rows: NDArray[Any],
     got: tuple[NDArray[np.intp], NDArray[np.float64]],
     classifier: bool,
+    want: tuple[NDArray[Any], NDArray[Any] | None] | None = None,
 ) -> tuple[bool, float]:
     """Whether the ONNX labels equal scikit-learn's, and the largest value difference."""
     got_labels, got_values = got
     if classifier:
         classes = np.asarray(pipeline.classes_)
-        want_labels = np.asarray(pipeline.predict(rows))
-        want_values = np.asarray(pipeline.predict_proba(rows), dtype=np.float64)
+        if want is None or want[1] is None:
+            want = (pipeline.predict(rows), pipeline.predict_proba(rows))
+        want_labels = np.asarray(want[0])
+        want_values = np.asarray(want[1], dtype=np.float64)
         labels_equal = bool(np.array_equal(classes[got_labels], want_labels))
         difference = np.abs(got_values - want_values)
     else:
-        want_values = np.asarray(pipeline.predict(rows), dtype=np.float64).reshape(-1)
+        predicted = pipeline.predict(rows) if want is None else want[0]
+        want_values = np.asarray(predicted, dtype=np.float64).reshape(-1)
         labels_equal = True
         difference = np.abs(got_values - want_values) / np.maximum(1.0, np.abs(want_values))
     return labels_equal, float(difference.max()) if difference.size else 0.0

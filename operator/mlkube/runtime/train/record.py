@@ -28,6 +28,7 @@ from mlkube.runtime.train.pipeline import EstimatorChoice, input_layout
 from mlkube.runtime.train.quality import CheckedData
 from mlkube.runtime.train.slices import Node
 from mlkube.runtime.train.spec import TrainingSpec
+from mlkube.runtime.train.validate import Predictions
 
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
@@ -91,6 +92,9 @@ class Fitted:
     slices: list[dict[str, Any]]
     cross: dict[str, Any] | None
     warnings: list[str]
+    # the holdout's predictions, computed once for the metrics and reused by the ONNX
+    # check and the prediction profile (each pass over a forest costs as much as this one)
+    holdout: Predictions | None = None
 
 
 def libraries() -> dict[str, str]:

@@ -206,9 +206,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
     )
     metadata["compiled"] = compiled.record
-    metadata[PREDICTION_PROFILE] = prediction_profile(
-        fitted.model.predict(data.inputs[data.test_pos]), spec.task
-    )
+    metadata[PREDICTION_PROFILE] = prediction_profile(_holdout_predictions(fitted, data), spec.task)
     extra = {ONNX_FILE: compiled.onnx} if compiled.onnx is not None else None
     written = write_version(prepared.target_dir, fitted.model, metadata, extra)
     sha256 = written["artifact"]["sha256"]
@@ -222,10 +220,18 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     return summary
 
 
+def _holdout_predictions(fitted: Fitted, data: Dataset) -> Any:
+    if fitted.holdout is not None:
+        return fitted.holdout.y_pred
+    return fitted.model.predict(data.inputs[data.test_pos])
+
+
 def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
     """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
+    holdout = fitted.holdout
+    expected = None if holdout is None else (holdout.y_pred, holdout.proba)
     compiled = compile_pipeline(
-        fitted.model, data.inputs[data.test_pos], task, features=data.schema
+        fitted.model, data.inputs[data.test_pos], task, features=data.schema, expected=expected
     )
     record = compiled.record
     if record["verified"]:
@@ -350,7 +356,7 @@ def evaluate_fitted(
         )
     slice_results = _slice_results(spec, data.masks, holdout)
     fit_warnings = _report_warnings(caught, progress)
-    return Fitted(model, estimator, score, metrics, slice_results, None, fit_warnings)
+    return Fitted(model, estimator, score, metrics, slice_results, None, fit_warnings, holdout)
 
 
 def default_store_uri(store: Path) -> str:
