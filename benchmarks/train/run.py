@@ -26,15 +26,19 @@ estimator module to build its trusted-type list), read + gate 0.2 s, fit 1.8 s,
 predict + metrics + profile + skops + metadata 0.25 s. So the fixed cost of the safe
 format's import, not validation, is what keeps short fits above 1.25x.
 
-Since issue 16 the trainer also converts the pipeline to ONNX (HistGradientBoosting is
-``unconvertible`` with the installed skl2onnx, after a conversion attempt of several
-seconds under load), and it imports skops and skl2onnx/onnxruntime on a thread while the
-data is read and the model fitted. Seen here on 2026-12-02 (``OMP_NUM_THREADS=1`` for
-both sides, because under a load average of 8-18 from other sessions HGB's OpenMP fit
-swung from 2 s to minutes; 3 repeats): mlkube train 35.3, 17.1, 17.1 s against bare
-(split) 21.7, 21.1, 20.8 s: median ratio 0.82x wall (the imports ran on the second
-core), but 1.42x CPU (10.1 s against 7.5 s): the CPU cost of the imports and the
-conversion attempt remains.
+Since issue 16 the trainer also converts the pipeline to ONNX and verifies it on the
+holdout, importing skops and skl2onnx/onnxruntime on a thread while the data is read and
+the model fitted. HistGradientBoosting converts since protobuf is pinned below 7.34 (before,
+every attempt failed after seconds of formatting the error). Seen here on 2026-12-03, a
+quiet machine (load 1.5-3), ``OMP_NUM_THREADS=1`` for both sides, 3 repeats: mlkube train
+9.42 s wall, 9.08 s CPU against bare (split) 6.32 s, 6.37 s CPU: 1.43x wall, 1.45x CPU
+(target 1.25x: not met). The same run before three cuts gave 1.62x CPU: the quality
+gate's missing-share check went through pyarrow.compute (~1 s on first use), the holdout
+was predicted three times (metrics, the ONNX check, the prediction profile; now once),
+and ml_dtypes 0.7 (onnx's dependency) took ~1 s of CPU to load (0.6: 0.2 s; pinned).
+What is left of the 2.7 s: the skops/skl2onnx/onnxruntime imports (0.77 s after
+scikit-learn), the ONNX conversion and check (~0.5 s), the median imputer the bare fit
+does not have (0.45 s), metrics, slices, the reference profile and the skops file.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train/run.py --repeats 3 --estimators hgb
 """
