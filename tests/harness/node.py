@@ -229,8 +229,9 @@ def _processes(bin_dir: Path | None) -> list[str]:
 
 def host_snapshot(bin_dir: Path | None = None) -> dict[str, list[str]]:
     """What a node could leave behind: processes, links, routes, netns, mounts, iptables,
-    cgroups, host paths, sysctls. Scoped to a node's names, so other tools' work (the node
-    agent's ``mlkbr*`` bridges, say) running at the same time does not show."""
+    cgroups, host paths, sysctls, sockets listening on the bridge's address (the relays and
+    the DNS answerer, threads of this process). Scoped to a node's names, so other tools'
+    work (the node agent's ``mlkbr*`` bridges, say) running at the same time does not show."""
     links = [
         line.split(":")[1].strip().split("@")[0]
         for line in _lines("ip", "-o", "link", "show")
@@ -253,6 +254,11 @@ def host_snapshot(bin_dir: Path | None = None) -> dict[str, list[str]]:
         "cgroups": _cgroup_dirs(),
         "paths": [p for p in HOST_PATHS if os.path.lexists(p)],
         "sysctls": [f"{name}={_read_sysctl(name)}" for name in SYSCTLS],
+        "listeners": sorted(
+            f"{words[0]} {words[4]}"
+            for words in map(str.split, _lines("ss", "-H", "-ltnu"))
+            if words[4].startswith(f"{POD_GATEWAY}:")
+        ),
     }
 
 
