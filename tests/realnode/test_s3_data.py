@@ -171,7 +171,7 @@ def _refused(loop: Loop, name: str) -> dict[str, Any]:
     def condition() -> dict[str, Any] | None:
         model = loop.kube.find(f"{GROUP}/namespaces/{loop.ns}/models/{name}") or {}
         for found in (model.get("status") or {}).get("conditions") or []:
-            if found["type"] == "Ready" and found["status"] == "False":
+            if found["type"] == "Ready" and found["reason"] == "InvalidSpec":
                 return dict(found)
         return None
 
