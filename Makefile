@@ -86,7 +86,7 @@ test: venv
 
 # Its own pytest session (issue 19), so its scheduler and node see only its pods.
 REALNODE_TIER = $(BIN)/pytest tests/realnode -q --durations=15
-test-realnode: venv controlplane node-images
+test-realnode: venv controlplane objectstore node-images
 	@MLKUBE_METRICS_SERVER=1 bash tests/node/build.sh >/dev/null
 	$(REALNODE_TIER)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -66,6 +67,10 @@ STATE_FILE = Path("/run/mlkube-realnode.json")
 # harness relays each connection to the API server's loopback port. TLS stays end to end.
 API_RELAY_PORT = 6443
 API_ENDPOINTSLICE = "kubernetes-mlkube-node"
+# A test's loopback server exposed to the pods (``Node.expose``): a selector-less Service,
+# and this EndpointSlice pointing at a relay on the bridge's address.
+EXPOSED_SUFFIX = "mlkube-node"
+MANAGED_BY = "harness.node.mlkube.io"
 # Pods resolve Service names (kubernetes.default.svc, predictors) at the bridge's address,
 # where the harness answers for cluster.local from the API server and refuses anything
 # else: no query is forwarded off this machine.
@@ -224,8 +229,9 @@ def _processes(bin_dir: Path | None) -> list[str]:
 
 def host_snapshot(bin_dir: Path | None = None) -> dict[str, list[str]]:
     """What a node could leave behind: processes, links, routes, netns, mounts, iptables,
-    cgroups, host paths, sysctls. Scoped to a node's names, so other tools' work (the node
-    agent's ``mlkbr*`` bridges, say) running at the same time does not show."""
+    cgroups, host paths, sysctls, sockets listening on the bridge's address (the relays and
+    the DNS answerer, threads of this process). Scoped to a node's names, so other tools'
+    work (the node agent's ``mlkbr*`` bridges, say) running at the same time does not show."""
     links = [
         line.split(":")[1].strip().split("@")[0]
         for line in _lines("ip", "-o", "link", "show")
@@ -248,7 +254,27 @@ def host_snapshot(bin_dir: Path | None = None) -> dict[str, list[str]]:
         "cgroups": _cgroup_dirs(),
         "paths": [p for p in HOST_PATHS if os.path.lexists(p)],
         "sysctls": [f"{name}={_read_sysctl(name)}" for name in SYSCTLS],
+        "listeners": sorted(
+            f"{words[0]} {words[4]}"
+            for words in map(str.split, _lines("ss", "-H", "-ltnu"))
+            if words[4].startswith(f"{POD_GATEWAY}:")
+        ),
     }
+
+
+def service_programmed(cluster_ip: str, port: int) -> bool:
+    """kube-proxy has a rule for the ClusterIP and port, and an endpoint behind it."""
+    rules = _lines("iptables", "-w", "-t", "nat", "-S")
+    service = [
+        line
+        for line in rules
+        if line.startswith("-A KUBE-SERVICES") and f"-d {cluster_ip}/32" in line
+        if f"--dport {port}" in line
+    ]
+    if not service:
+        return False
+    chain = service[0].split(" -j ")[-1].split()[0]
+    return any(line.startswith(f"-A {chain} ") and "KUBE-SEP-" in line for line in rules)
 
 
 # -- the node ------------------------------------------------------------------------------
@@ -268,7 +294,8 @@ class Node:
     _chains_before: dict[str, set[str]] = field(default_factory=dict, repr=False)
     _bridge_before: bool = False
     _lock: IO[str] | None = field(default=None, repr=False)
-    _relay: ApiRelay | None = field(default=None, repr=False)
+    _relays: list[Relay] = field(default_factory=list, repr=False)
+    _exposed: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _dns: ClusterDns | None = field(default=None, repr=False)
 
     # -- paths -------------------------------------------------------------------------
@@ -563,28 +590,72 @@ state = "{self.workdir / "containerd" / "state"}"
 
     def _start_api_relay(self) -> None:
         port = int(self.plane.server.rsplit(":", 1)[1])
-        self._relay = ApiRelay((POD_GATEWAY, API_RELAY_PORT), ("127.0.0.1", port))
-        self._relay.start()
+        self._start_relay(API_RELAY_PORT, ("127.0.0.1", port))
         self._dns = ClusterDns((POD_GATEWAY, 53), self.plane.server, self.plane.ssl_context())
         self._dns.start()
 
-    def _publish_api(self) -> None:
+    def _start_relay(self, port: int, target: tuple[str, int]) -> None:
+        """A relay from the bridge's gateway address, ``port``, to a server on loopback (and
+        nowhere else: what the pods reach through it stays on this machine)."""
+        if not ipaddress.ip_address(target[0]).is_loopback:
+            raise NodeError(f"a relay connects to loopback only, not {target[0]}")
+        relay = Relay((POD_GATEWAY, port), target)
+        relay.start()
+        self._relays.append(relay)
+
+    def _apply_endpoints(
+        self, service: str, namespace: str, slice_name: str, port: tuple[str, int]
+    ) -> None:
+        """The EndpointSlice of a selector-less Service (``port``: its name and number): the
+        relay on the bridge's gateway address."""
         slice_ = {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
             "metadata": {
-                "name": API_ENDPOINTSLICE,
-                "namespace": "default",
+                "name": slice_name,
+                "namespace": namespace,
                 "labels": {
-                    "kubernetes.io/service-name": "kubernetes",
-                    "endpointslice.kubernetes.io/managed-by": "harness.node.mlkube.io",
+                    "kubernetes.io/service-name": service,
+                    "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
                 },
             },
             "addressType": "IPv4",
             "endpoints": [{"addresses": [POD_GATEWAY], "conditions": {"ready": True}}],
-            "ports": [{"name": "https", "port": API_RELAY_PORT, "protocol": "TCP"}],
+            "ports": [{"name": port[0], "port": port[1], "protocol": "TCP"}],
         }
         self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(slice_))
+
+    def _publish_api(self) -> None:
+        self._apply_endpoints("kubernetes", "default", API_ENDPOINTSLICE, ("https", API_RELAY_PORT))
+
+    def expose(
+        self, name: str, port: int, target: tuple[str, int], namespace: str = "default"
+    ) -> str:
+        """Makes a server on loopback (a test's S3 server) a Service the pods can reach:
+        ``<name>.<namespace>.svc.cluster.local:<port>`` is a ClusterIP that kube-proxy sends
+        to a relay on the bridge's gateway address (same port), which connects to ``target``.
+
+        Returns the ClusterIP once kube-proxy routes it. The relay stops with the node, which
+        also deletes the Service and its EndpointSlice."""
+        self._start_relay(port, target)
+        self._exposed.append((namespace, name))
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"ports": [{"name": "tcp", "port": port, "targetPort": port}]},
+        }
+        self.plane.kubectl("apply", "-f", "-", input_text=json.dumps(service))
+        self._apply_endpoints(name, namespace, f"{name}-{EXPOSED_SUFFIX}", ("tcp", port))
+        cluster_ip = self.plane.kubectl(
+            "get", "service", name, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
+        ).stdout.strip()
+        deadline = time.monotonic() + 60
+        while not service_programmed(cluster_ip, port):
+            if time.monotonic() > deadline:
+                raise NodeError(f"kube-proxy did not program {cluster_ip}:{port} in 60 s")
+            time.sleep(0.5)
+        return cluster_ip
 
     def write_kubeconfig(self, path: Path, stem: Path) -> None:
         config = {
@@ -827,9 +898,9 @@ state = "{self.workdir / "containerd" / "state"}"
             self._remove_containers()
             self.stop_process("containerd")
             self._kill_shims()
-            if self._relay is not None:
-                self._relay.stop()
-                self._relay = None
+            for relay in self._relays:
+                relay.stop()
+            self._relays.clear()
             if self._dns is not None:
                 self._dns.stop()
                 self._dns = None
@@ -846,6 +917,11 @@ state = "{self.workdir / "containerd" / "state"}"
                     "delete", "endpointslice", API_ENDPOINTSLICE, "-n", "default",
                     "--ignore-not-found", check=False,
                 )  # fmt: skip
+                for namespace, name in self._exposed:
+                    self.plane.kubectl(
+                        "delete", f"service/{name}", f"endpointslice/{name}-{EXPOSED_SUFFIX}",
+                        "-n", namespace, "--ignore-not-found", "--wait=false", check=False,
+                    )  # fmt: skip
             STATE_FILE.unlink(missing_ok=True)
         finally:
             self._release_lock()
@@ -1000,15 +1076,18 @@ state = "{self.workdir / "containerd" / "state"}"
         return {"name": self.name, "workdir": str(self.workdir), "pids": self.pids}
 
 
-class ApiRelay:
-    """Relays TCP connections from ``listen`` to ``target`` (threads; TLS passes through)."""
+class Relay:
+    """Relays TCP connections from ``listen`` to ``target`` (threads; TLS passes through):
+    the API server's relay, and each server a test exposes (``Node.expose``)."""
 
     def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
         self.target = target
         self._server = socket.create_server(listen, reuse_port=False)
         self._server.settimeout(0.5)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="node-api-relay", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept, name=f"node-relay-{listen[1]}", daemon=True
+        )
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
 
@@ -1028,11 +1107,14 @@ class ApiRelay:
     def _accept(self) -> None:
         while not self._stopping.is_set():
             try:
-                client, _ = self._server.accept()
+                client, (peer, _) = self._server.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
+            if ipaddress.ip_address(peer) not in ipaddress.ip_network(POD_CIDR):
+                client.close()  # the pods (and the host on their bridge) only
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from harness.controlplane import SERVICE_CIDR, ControlPlane
 from harness.node import (
+    API_RELAY_PORT,
     BRIDGE,
     FORWARD_CHAIN,
     IMAGE_REFERENCE_RUNTIME,
     OUTPUT_CHAIN,
+    POD_GATEWAY,
     Node,
     host_snapshot,
 )
@@ -90,6 +92,7 @@ def test_node_leaves_no_trace_and_pods_have_no_way_out(
         assert during["cgroups"], "no kubepods cgroup while the node runs"
         assert during["processes"], "no node process seen while the node runs"
         assert during["netns"], "no pod network namespace while a pod runs"
+        assert f"tcp {POD_GATEWAY}:{API_RELAY_PORT}" in during["listeners"], during["listeners"]
     finally:
         node.stop()
     after = host_snapshot(bin_dir)

@@ -30,11 +30,11 @@ import pytest
 from demo.loop import Loop
 from harness import metrics_server
 from harness.controlplane import ControlPlane
-from harness.node import IMAGE_REFERENCE_OPERATOR, Node, host_snapshot
+from harness.node import IMAGE_REFERENCE_OPERATOR, Node
 from mlkube.api.names import predictor_name
 from nodeagent.kube import Kube
 from realnode.install import full_reference, read_recipe, run_kubectl_lines
-from realnode.workloads import apply, create_store, get, iris_model, pods_images
+from realnode.workloads import apply, create_store, get, iris_model, traceless_node
 
 OPERATOR_NAMESPACE = "mlkube-system"
 
@@ -47,18 +47,8 @@ def real_node(
 ) -> Iterator[Node]:
     """This module's node, and after it the check that the whole loop left no trace: more
     pods, volumes, CronJob runs and operator Pods than test_cleanup's single pod."""
-    bin_dir, images = node_requirements
-    before = host_snapshot(bin_dir)
-    node = Node.start(
-        control_plane, tmp_path_factory.mktemp("node"), bin_dir=bin_dir, images=pods_images(images)
-    )
-    try:
+    with traceless_node(control_plane, node_requirements, tmp_path_factory.mktemp("node")) as node:
         yield node
-    finally:
-        node.stop()
-    after = host_snapshot(bin_dir)
-    differs = {key: (before[key], after[key]) for key in before if after[key] != before[key]}
-    assert not differs, f"the loop's node left traces: {differs}"
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from typing import Any
 
-from harness.node import Node
+from harness.node import Node, service_programmed
 from mlkube.controller.builders.predictor import (
     build_predictor_deployment,
     build_predictor_service,
@@ -25,7 +25,6 @@ from realnode.workloads import (
     get,
     iris_model,
     job_pod,
-    run,
     trainer_job,
     wait_job,
 )
@@ -43,23 +42,6 @@ def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: dict[str, Any] = json.loads(response.read())
         return answer
-
-
-def programmed(cluster_ip: str, port: int) -> bool:
-    """kube-proxy has a rule for the ClusterIP and an endpoint behind it."""
-    rules = run("iptables", "-w", "-t", "nat", "-S")
-    service = [
-        line
-        for line in rules.splitlines()
-        if line.startswith("-A KUBE-SERVICES") and f"-d {cluster_ip}/32" in line
-        if f"--dport {port}" in line
-    ]
-    if not service:
-        return False
-    chain = service[0].split(" -j ")[-1].split()[0]
-    return any(
-        line.startswith(f"-A {chain} ") and "KUBE-SEP-" in line for line in rules.splitlines()
-    )
 
 
 def test_predictor_answers_through_its_cluster_ip(real_node: Node, node_namespace: str) -> None:
@@ -84,7 +66,7 @@ def test_predictor_answers_through_its_cluster_ip(real_node: Node, node_namespac
     svc = get(plane, "service", name, "-n", node_namespace)
     cluster_ip, port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["port"]
     deadline = time.monotonic() + 60
-    while not programmed(cluster_ip, port):
+    while not service_programmed(cluster_ip, port):
         assert time.monotonic() < deadline, f"kube-proxy did not program {cluster_ip}:{port}"
         time.sleep(0.5)
 

@@ -7,11 +7,13 @@ hostPath PersistentVolume in the node's work directory, owned by the pods' UID.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import yaml
 
 from harness.controlplane import REPO, ControlPlane
-from harness.node import IMAGE_REFERENCE_OPERATOR, IMAGE_REFERENCE_RUNTIME, Node
+from harness.node import IMAGE_REFERENCE_OPERATOR, IMAGE_REFERENCE_RUNTIME, Node, host_snapshot
 from mlkube.controller.builders.training import build_trainer_job
 from mlkube.controller.settings import OperatorSettings
 
@@ -35,6 +37,24 @@ RESOURCES = {
 def pods_images(images: dict[str, Path]) -> dict[str, Path]:
     """The sandbox and runtime images: what the tier's pods run (the operator's is not yet)."""
     return {ref: path for ref, path in images.items() if ref != IMAGE_REFERENCE_OPERATOR}
+
+
+@contextlib.contextmanager
+def traceless_node(
+    plane: ControlPlane, requirements: tuple[Path, dict[str, Path]], workdir: Path
+) -> Iterator[Node]:
+    """A module's node, and after it stopped, the check that the host snapshot equals the
+    one taken before it started (a module that adds more to a node than test_cleanup's pod)."""
+    bin_dir, images = requirements
+    before = host_snapshot(bin_dir)
+    node = Node.start(plane, workdir, bin_dir=bin_dir, images=pods_images(images))
+    try:
+        yield node
+    finally:
+        node.stop()
+    after = host_snapshot(bin_dir)
+    differs = {key: (before[key], after[key]) for key in before if after[key] != before[key]}
+    assert not differs, f"the node left traces: {differs}"
 
 
 def iris_model(namespace: str, resources: dict[str, Any] | None = None) -> dict[str, Any]:
