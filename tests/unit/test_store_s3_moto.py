@@ -9,6 +9,7 @@ uploads that fail (a missing bucket) or are throttled (a 503 ``SlowDown``).
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +268,21 @@ def test_errors_never_carry_a_credential(monkeypatch: pytest.MonkeyPatch) -> Non
     )
     assert isinstance(unreachable, s3.ObjectStoreUnavailableError)
     assert "AKIDLEAKCHECK" not in str(unreachable)
+
+
+@pytest.mark.parametrize("call", ["get_bytes", "download", "put_bytes"])
+def test_a_missing_client_is_one_clear_error(
+    call: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An image without boto3: every entry point says so, not ModuleNotFoundError.
+    for module in ("boto3", "botocore", "botocore.config", "botocore.exceptions"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(s3, "_clients", {})
+    where = location("s3://bucket/key")
+    calls = {
+        "get_bytes": lambda: s3.get_bytes(where, 10),
+        "download": lambda: s3.download(where, tmp_path / "out", 10),
+        "put_bytes": lambda: s3.put_bytes(where, b"x"),
+    }
+    with pytest.raises(ObjectStoreError, match="needs boto3"):
+        calls[call]()

@@ -27,6 +27,7 @@ ADDRESSING_STYLES: Final = ("auto", "path", "virtual")
 SECRET_ENV: Final = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 CONNECT_SECONDS: Final = 5.0
 READ_SECONDS: Final = 60.0
+NEEDS_BOTO3: Final = "s3:// needs boto3 (pip install 'mlkube[s3]')"
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 
 
@@ -139,7 +140,7 @@ def client(*, connect_timeout: float = CONNECT_SECONDS, attempts: int = 3) -> An
         import boto3
         import botocore.config
     except ImportError:
-        raise ObjectStoreError("s3:// needs boto3 (pip install 'mlkube[s3]')") from None
+        raise ObjectStoreError(NEEDS_BOTO3) from None
     style = addressing_style()
     config = botocore.config.Config(
         s3={"addressing_style": style} if style != "auto" else None,
@@ -155,16 +156,26 @@ def client(*, connect_timeout: float = CONNECT_SECONDS, attempts: int = 3) -> An
     return made
 
 
+def _exceptions() -> Any:
+    """botocore's exceptions module, or the one-line error that the client is missing
+    (before this, a function's own import failed first with a bare ModuleNotFoundError)."""
+    try:
+        import botocore.exceptions
+    except ImportError:
+        raise ObjectStoreError(NEEDS_BOTO3) from None
+    return botocore.exceptions
+
+
 def describe(error: BaseException, what: str) -> ObjectStoreError:
     """A one-line error for a failed call on ``what``, credentials redacted."""
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
-    if isinstance(error, botocore.exceptions.ClientError):
+    if isinstance(error, botocore_exceptions.ClientError):
         info = error.response.get("Error", {})
         code = info.get("Code", "error")
         message = info.get("Message") or code
         return ObjectStoreError(redact(f"{what}: {code}: {message}{_whose(code)}"))
-    if isinstance(error, botocore.exceptions.NoCredentialsError):
+    if isinstance(error, botocore_exceptions.NoCredentialsError):
         return ObjectStoreError(
             f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
             "or give the pod an identity)"
@@ -195,7 +206,7 @@ def error_code(error: BaseException) -> str:
 
 def get_bytes(where: S3Location, limit: int) -> bytes | None:
     """The object's bytes (``None`` when it does not exist); refuses more than ``limit``."""
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     try:
         response = client().get_object(Bucket=where.bucket, Key=where.key)
@@ -204,11 +215,11 @@ def get_bytes(where: S3Location, limit: int) -> bytes | None:
             response["Body"].close()
             raise ObjectStoreError(f"{where} is {size} bytes, more than the limit of {limit}")
         data: bytes = response["Body"].read(limit + 1)
-    except botocore.exceptions.ClientError as error:
+    except botocore_exceptions.ClientError as error:
         if error_code(error) in ("NoSuchKey", "404", "NotFound"):
             return None
         raise describe(error, f"cannot read {where}") from None
-    except botocore.exceptions.BotoCoreError as error:
+    except botocore_exceptions.BotoCoreError as error:
         raise describe(error, f"cannot read {where}") from None
     if len(data) > limit:
         raise ObjectStoreError(f"{where} is more than the limit of {limit} bytes")
@@ -217,7 +228,7 @@ def get_bytes(where: S3Location, limit: int) -> bytes | None:
 
 def download(where: S3Location, target: Path, limit: int) -> int:
     """Streams the object into ``target`` (created, never replaced); returns its size."""
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     try:
         response = client().get_object(Bucket=where.bucket, Key=where.key)
@@ -232,21 +243,21 @@ def download(where: S3Location, target: Path, limit: int) -> int:
                 if written > limit:
                     raise ObjectStoreError(f"{where} is more than the limit of {limit} bytes")
                 handle.write(chunk)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as error:
         raise describe(error, f"cannot read {where}") from None
     return written
 
 
 def exists(where: S3Location) -> bool:
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     try:
         client().head_object(Bucket=where.bucket, Key=where.key)
-    except botocore.exceptions.ClientError as error:
+    except botocore_exceptions.ClientError as error:
         if error_code(error) in ("NoSuchKey", "404", "NotFound"):
             return False
         raise describe(error, f"cannot read {where}") from None
-    except botocore.exceptions.BotoCoreError as error:
+    except botocore_exceptions.BotoCoreError as error:
         raise describe(error, f"cannot read {where}") from None
     return True
 
@@ -255,7 +266,7 @@ def put_bytes(where: S3Location, data: bytes, *, if_absent: bool = False, **extr
     """Writes one object. With ``if_absent`` the write is conditional (``If-None-Match: *``)
     and returns ``False`` when the object already exists; a server that does not know the
     condition is asked whether the object exists first."""
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     arguments: dict[str, Any] = {"Bucket": where.bucket, "Key": where.key, "Body": data, **extra}
     try:
@@ -263,7 +274,7 @@ def put_bytes(where: S3Location, data: bytes, *, if_absent: bool = False, **extr
             try:
                 client().put_object(IfNoneMatch="*", **arguments)
                 return True
-            except botocore.exceptions.ClientError as error:
+            except botocore_exceptions.ClientError as error:
                 code = error_code(error)
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     return False
@@ -272,7 +283,7 @@ def put_bytes(where: S3Location, data: bytes, *, if_absent: bool = False, **extr
             if exists(where):
                 return False
         client().put_object(**arguments)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as error:
         raise describe(error, f"cannot write {where}") from None
     return True
 
@@ -280,7 +291,7 @@ def put_bytes(where: S3Location, data: bytes, *, if_absent: bool = False, **extr
 def list_keys(where: S3Location, *, delimiter: str = "") -> Iterator[str]:
     """Keys under ``where`` (or, with ``delimiter="/"``, the names of its sub-prefixes
     followed by its direct objects), relative to it."""
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     arguments: dict[str, Any] = {"Bucket": where.bucket, "Prefix": where.prefix}
     if delimiter:
@@ -291,14 +302,14 @@ def list_keys(where: S3Location, *, delimiter: str = "") -> Iterator[str]:
                 yield str(common["Prefix"])[len(where.prefix) :].rstrip("/") + "/"
             for item in page.get("Contents", []):
                 yield str(item["Key"])[len(where.prefix) :]
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as error:
         raise describe(error, f"cannot list {where}") from None
 
 
 def delete(where: S3Location) -> None:
-    import botocore.exceptions
+    botocore_exceptions = _exceptions()
 
     try:
         client().delete_object(Bucket=where.bucket, Key=where.key)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+    except (botocore_exceptions.ClientError, botocore_exceptions.BotoCoreError) as error:
         raise describe(error, f"cannot delete {where}") from None
