@@ -1,15 +1,11 @@
 """Compiled inference: the fitted pipeline as ONNX, checked against scikit-learn before use.
 
-Why: scikit-learn's per-call overhead is most of a prediction's cost at small batches (a
-breast_cancer LogisticRegression ~0.28 ms, a 100-tree forest ~5 ms per call), while
-onnxruntime runs the same fitted pipelines in microseconds. Speed must never buy a wrong
-answer, so the trainer converts the pipeline (skl2onnx, float32 input), runs the ONNX
-model on the holdout rows and keeps it only when every label is identical and every
-probability (classification) or prediction (regression) is within ``TOLERANCE``. The
-verdict, the largest difference seen, the tolerance and the file's sha256 go into
-``metadata.json`` (``compiled``); a pipeline that does not convert or does not match is
-recorded with the reason and served by scikit-learn. Nothing here may fail a training
-run: every error becomes a recorded reason.
+Why: a small batch costs scikit-learn ~0.28 ms (LogisticRegression) to ~5 ms (a 100-tree
+forest) per call, onnxruntime microseconds. Speed must never buy a wrong answer: the
+trainer converts the pipeline (skl2onnx, float32) and keeps it only when, on the holdout,
+every label is identical and every probability or regression output is within
+``TOLERANCE``; ``metadata.json``'s ``compiled`` records the verdict, the largest difference
+and the sha256, or why it was not kept (served by scikit-learn). Nothing here fails a run.
 
 Loading (``open_session``) follows the store's digest rules (see docs/security.md): the
 bytes are read once and hashed, and onnxruntime builds the session from those bytes. An
@@ -113,12 +109,18 @@ def _compile(
     feed = Feeder(session, columns).feed(rows)
     if feed is None:
         return _refused("unsupported", "holdout values beyond float32's range", tolerance)
-    want = None if expected is None else _last(expected, len(rows))
-    labels_equal, max_difference = _compare(
-        pipeline, rows, run_session(session, feed, classifier), classifier, want
-    )
+    got = run_session(session, feed, classifier)
+    labels_equal, max_difference = _compare(pipeline, rows, got, classifier, expected)
     measured: dict[str, Any] = {"rows": len(rows), "maxDifference": max_difference}
     measured.update(labelsEqual=labels_equal, dtype="float32")
+    return _verdict(data, measured, tolerance, columns)
+
+
+def _verdict(
+    data: bytes, measured: dict[str, Any], tolerance: float, columns: list[dict[str, Any]] | None
+) -> Compiled:
+    """Kept when the labels are equal and every difference is within ``tolerance``."""
+    labels_equal, max_difference = measured["labelsEqual"], measured["maxDifference"]
     if not labels_equal or not max_difference <= tolerance:
         why = "labels differ" if not labels_equal else "outputs differ"
         return _refused(
@@ -143,13 +145,6 @@ def _compile(
     return Compiled(data, record)
 
 
-def _last(
-    expected: tuple[NDArray[Any], NDArray[Any] | None], count: int
-) -> tuple[NDArray[Any], NDArray[Any] | None]:
-    labels, values = expected
-    return labels[-count:], None if values is None else values[-count:]
-
-
 def _compare(
     pipeline: Any,
     rows: NDArray[Any],
@@ -157,8 +152,11 @@ def _compare(
     classifier: bool,
     want: tuple[NDArray[Any], NDArray[Any] | None] | None = None,
 ) -> tuple[bool, float]:
-    """Whether the ONNX labels equal scikit-learn's, and the largest value difference."""
+    """Whether the ONNX labels equal scikit-learn's, and the largest value difference
+    (``want``: scikit-learn's labels and values for rows ending with ``rows``)."""
     got_labels, got_values = got
+    if want is not None:
+        want = (want[0][-len(rows) :], None if want[1] is None else want[1][-len(rows) :])
     if classifier:
         classes = np.asarray(pipeline.classes_)
         if want is None or want[1] is None:
