@@ -94,7 +94,7 @@ class Fitted:
     warnings: list[str]
     # the holdout's predictions, computed once for the metrics and reused by the ONNX
     # check and the prediction profile (each pass over a forest costs as much as this one)
-    holdout: Predictions | None = None
+    holdout: Predictions
 
 
 def libraries() -> dict[str, str]:

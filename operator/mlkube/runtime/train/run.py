@@ -206,7 +206,7 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
     )
     metadata["compiled"] = compiled.record
-    metadata[PREDICTION_PROFILE] = prediction_profile(_holdout_predictions(fitted, data), spec.task)
+    metadata[PREDICTION_PROFILE] = prediction_profile(fitted.holdout.y_pred, spec.task)
     extra = {ONNX_FILE: compiled.onnx} if compiled.onnx is not None else None
     written = write_version(prepared.target_dir, fitted.model, metadata, extra)
     sha256 = written["artifact"]["sha256"]
@@ -220,16 +220,9 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     return summary
 
 
-def _holdout_predictions(fitted: Fitted, data: Dataset) -> Any:
-    if fitted.holdout is not None:
-        return fitted.holdout.y_pred
-    return fitted.model.predict(data.inputs[data.test_pos])
-
-
 def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
     """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
-    holdout = fitted.holdout
-    expected = None if holdout is None else (holdout.y_pred, holdout.proba)
+    expected = (fitted.holdout.y_pred, fitted.holdout.proba)
     compiled = compile_pipeline(
         fitted.model, data.inputs[data.test_pos], task, features=data.schema, expected=expected
     )
