@@ -24,6 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 import mlkube.controller.metrics
 import mlkube.runtime.serve.metrics
 from harness.controlplane import REPO
+from mlkube.runtime.serve.metrics import MODEL_LABELS, Family
 
 PROMETHEUS = REPO / "manifests" / "prometheus"
 GRAFANA = REPO / "manifests" / "grafana"
@@ -36,12 +37,16 @@ def exported() -> dict[str, set[str]]:
     series: dict[str, set[str]] = {"up": {"job", "instance"}}
     for module in (mlkube.controller.metrics, mlkube.runtime.serve.metrics):
         for collector in vars(module).values():
-            if not isinstance(collector, MetricWrapperBase):
+            if isinstance(collector, MetricWrapperBase):
+                name, kind, labels = collector._name, collector._type, set(collector._labelnames)
+            elif isinstance(collector, Family):
+                name, kind = collector.name, collector.kind
+                labels = {*MODEL_LABELS, *collector.labels}
+            else:
                 continue
-            labels = set(collector._labelnames)
-            for suffix in SUFFIXES[collector._type]:
+            for suffix in SUFFIXES[kind]:
                 extra = {"le"} if suffix == "_bucket" else set()
-                series[collector._name + suffix] = labels | extra
+                series[name + suffix] = labels | extra
     return series
 
 

@@ -5,13 +5,16 @@ server's ``load_model``, and a real ``mlkube serve`` on loopback. The model here
 nullable feature but no imputer, so a ``null`` passes schema validation and then the
 model itself refuses the rows: the one bad request the batcher must isolate.
 
-- in process, with the prediction thread: requests of sizes 3, 1, 7, 2, 1 (bad), 5, 4
-  queued at once are coalesced into calls of at most ``max_rows`` rows; the call holding
-  the bad request is retried request by request, so only the bad request fails, and
-  every caller gets exactly its own rows' labels and probabilities;
-- over HTTP, V2 and V1 callers of interleaved sizes and bad requests sent from many
-  threads each get their own rows (checked against scikit-learn row by row), the bad
-  ones a 400 naming the problem, and ``/metrics`` shows the model-call histograms;
+- in process, with the prediction thread and on the event loop: requests of sizes 3, 1,
+  7, 2, 1 (bad), 5, 4 queued at once are coalesced into calls of at most ``max_rows``
+  rows; the call holding the bad request is retried request by request, so only the bad
+  request fails, and every caller gets exactly its own rows' labels and probabilities.
+  On the event loop the first call gathers the others only because the server counts
+  them under way; a lone request is predicted before the loop runs anything else;
+- over HTTP, on the prediction thread and on the event loop, V2 and V1 callers of
+  interleaved sizes and bad requests sent from many threads each get their own rows
+  (checked against scikit-learn row by row), the bad ones a 400 naming the problem, and
+  ``/metrics`` shows the model-call histograms;
 - ``--batch-rows 0`` turns batching off and still answers; settings refuse bad values;
 - a pipeline trained with ``n_jobs=-1`` serves with ``n_jobs=1``.
 """
@@ -65,8 +68,8 @@ def request_rows(sizes: list[int]) -> list[np.ndarray[Any, Any]]:
     return out
 
 
-def test_queued_requests_share_calls_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
-    model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
+def strict_batches(model: Any) -> tuple[list[np.ndarray[Any, Any]], list[Any]]:
+    """The rows of ``SIZES``'s requests and their decoded batches (``BAD``'s holds a null)."""
     schema = Schema(model.features, 1000)
     rows = request_rows(SIZES)
     batches = []
@@ -75,15 +78,25 @@ def test_queued_requests_share_calls_and_a_bad_one_fails_alone(tmp_path: Path) -
         if index == BAD:
             doc["inputs"][0]["data"][0] = None
         batches.append(decode_v2_inputs(doc["inputs"], schema))
+    return rows, batches
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["thread", "inline"])
+def test_queued_requests_share_calls_and_a_bad_one_fails_alone(
+    tmp_path: Path, threaded: bool
+) -> None:
+    model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
+    rows, batches = strict_batches(model)
     calls: list[tuple[int, int]] = []
     batcher = Batcher(
         model.predict,
         max_rows=10,
         max_wait=0.05,
-        threaded=True,
+        threaded=threaded,
         thread_initializer=model.configure_thread,
         observe=lambda r, n: calls.append((r, n)),
     )
+    batcher.watch_requests(lambda: len(SIZES))  # as uvicorn would count them
 
     async def send_all() -> list[Prediction | BaseException]:
         return await asyncio.gather(*(batcher.predict(b) for b in batches), return_exceptions=True)
@@ -108,6 +121,24 @@ def test_queued_requests_share_calls_and_a_bad_one_fails_alone(tmp_path: Path) -
         )
 
 
+def test_inline_calls_gather_only_when_others_are_under_way(tmp_path: Path) -> None:
+    """Without the server's count, concurrent inline requests are predicted one by one:
+    nothing is held back on the guess that someone might come."""
+    model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
+    _, batches = strict_batches(model)
+    del batches[BAD]
+    calls: list[tuple[int, int]] = []
+    batcher = Batcher(
+        model.predict, max_rows=10, max_wait=0.05, observe=lambda r, n: calls.append((r, n))
+    )
+
+    async def send_all() -> None:
+        await asyncio.gather(*(batcher.predict(b) for b in batches))
+
+    asyncio.run(send_all())
+    assert calls == [(b.rows, 1) for b in batches]
+
+
 def test_an_idle_inline_model_answers_a_lone_request(tmp_path: Path) -> None:
     model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
     batch = decode_v2_inputs(v2_matrix(X[:2])["inputs"], Schema(model.features, 10))
@@ -116,9 +147,24 @@ def test_an_idle_inline_model_answers_a_lone_request(tmp_path: Path) -> None:
         model.predict, max_rows=256, max_wait=1.0, observe=lambda r, n: calls.append((r, n))
     )
     assert batcher.threading == "inline"
-    result = asyncio.run(batcher.predict(batch))
+    batcher.watch_requests(lambda: 1)  # only this request is under way
+    loop_ran: list[bool] = []
+
+    def predict(b: Any) -> Prediction:
+        loop_ran.append(bool(ran))
+        return model.predict(b)
+
+    batcher._predict = predict
+    ran: list[int] = []
+
+    async def alone() -> Prediction:
+        asyncio.get_running_loop().call_soon(ran.append, 1)  # runs at the loop's next pass
+        return await batcher.predict(batch)
+
+    result = asyncio.run(alone())
     assert result.labels.tolist() == Y[:2].tolist()
     assert calls == [(2, 1)]
+    assert loop_ran == [False]  # predicted before the loop ran anything else
 
 
 def _client(
@@ -151,12 +197,14 @@ def _client(
             failures.append(f"{route} {start}+{size}: labels of other rows: {labels}")
 
 
-def test_concurrent_clients_each_get_their_own_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["thread", "inline"])
+def test_concurrent_clients_each_get_their_own_rows(tmp_path: Path, mode: str) -> None:
     model_dir = write_strict_model(tmp_path)
+    inline_ms = "0.000001" if mode == "thread" else "1000"
     server = Server.start(
         tmp_path,
         ["--model-dir", str(model_dir), "--engine", "sklearn", "--batch-rows", "64"],
-        env={"MLKUBE_SERVE_INLINE_PREDICT_MS": "0.000001"},  # the prediction thread
+        env={"MLKUBE_SERVE_INLINE_PREDICT_MS": inline_ms},
     )
     pipeline = load_pipeline(model_dir)
     failures: list[str] = []
@@ -182,7 +230,7 @@ def test_concurrent_clients_each_get_their_own_rows(tmp_path: Path) -> None:
         assert calls is not None and rows is not None and answered is not None
         assert answered == good  # every good request was answered by exactly one call
         assert 1 <= calls <= good
-        info = metric_value(metrics, "mlkube_serve_model_info", threading="thread", **labels)
+        info = metric_value(metrics, "mlkube_serve_model_info", threading=mode, **labels)
         assert info == 1.0
     finally:
         assert server.stop() == 0

@@ -99,6 +99,7 @@ class ServeApp:
         self.in_flight = 0
         model = dataplane.model
         self.metrics.info(model.estimator_class, dataplane.batcher.threading)
+        self.metrics.watch_in_flight(lambda: self.in_flight)
         self._ready_body = orjson.dumps({"name": model.name, "ready": True})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,6 +121,10 @@ class ServeApp:
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def watch_requests(self, count: Callable[[], int]) -> None:
+        """``count()``: the requests this worker's server is handling (for batching)."""
+        self.dataplane.batcher.watch_requests(count)
 
     def close(self) -> None:
         """Stops reporting ready, finishes predictions in threads, flushes the inference log."""
@@ -212,7 +217,6 @@ class ServeApp:
         body = await _read_body(receive, self.settings.max_body_bytes, self.settings.body_timeout)
         self._check_capacity()
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             if route == "infer":
                 answer, json_length = await self.dataplane.infer(
@@ -229,7 +233,6 @@ class ServeApp:
             ]
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
 
 
 def _route(path: str) -> tuple[str, str, str | None]:

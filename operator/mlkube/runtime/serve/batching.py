@@ -8,14 +8,20 @@ runs (on the event loop for fast models, on the worker's one prediction thread f
 ones), and when it ends the next call takes everything that queued meanwhile, up to
 ``max_rows`` rows, then splits the answer back per request.
 
-At low load it adds no latency: a request that finds the model idle is predicted at
-once (in its own coroutine on the event loop, or handed straight to the prediction
-thread), never held to fill a batch. After a call, before the next, the batcher lets the
-event loop run (no timer) so requests whose bodies are already here can join, and stops
-gathering as soon as a pass brings nobody new, the rows reach ``max_rows``, or
-``max_wait`` seconds have gone by. On the event loop a call blocks the loop, so only the
-prediction thread gives requests a chance to arrive while a call runs: slow models are
-where batching pays.
+At low load it adds no latency: a request that finds the model idle and no other request
+under way is predicted at once (in its own coroutine on the event loop, or handed
+straight to the prediction thread), never held to fill a batch. Before a call the
+batcher lets the event loop run (no timer) so requests whose bodies are already here
+can join, and stops gathering as soon as a pass brings nobody new, the rows reach
+``max_rows``, or ``max_wait`` seconds have gone by. It gathers before every call after
+the first, and before a first call on the event loop too when the server counts other
+requests under way (``watch_requests``: uvicorn's live request tasks).
+
+That is how calls on the event loop coalesce: a call blocks the loop, but requests that
+arrived with this one (read in the same pass of the loop) decode first and share the
+call. On the prediction thread requests also queue while a call runs. An inline call is
+made once, in the coroutine of the request that found the model idle; what queued
+beyond ``max_rows`` is drained by a task, so no caller's answer waits on other calls.
 
 One bad request never fails its batch-mates: rows are validated against the schema
 before they queue, and if the model still refuses a combined call
@@ -98,6 +104,7 @@ class Batcher:
         self._queued_rows = 0
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests: Callable[[], int] | None = None
         self.executor: ThreadPoolExecutor | None = None
         if threaded:
             self.executor = ThreadPoolExecutor(
@@ -109,6 +116,11 @@ class Batcher:
         """``thread`` when calls run on the prediction thread, ``inline`` on the event loop."""
         return "thread" if self.executor is not None else "inline"
 
+    def watch_requests(self, count: Callable[[], int]) -> None:
+        """``count()`` is the number of requests under way in this worker (this one
+        included): more than are queued here means others may join a first call."""
+        self._requests = count
+
     async def predict(self, batch: Batch) -> Prediction:
         """This request's prediction, made alone or as part of a coalesced call."""
         loop = asyncio.get_running_loop()
@@ -118,11 +130,9 @@ class Batcher:
         if not self._running:
             self._running = True
             if self.executor is None:
-                await self._drain()  # nothing running: predicted right here, no task
+                await self._call_inline()  # nothing running: predicted right here
             else:
-                task = loop.create_task(self._drain())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn_drain(loop)
         return await waiting.future
 
     def close(self) -> None:
@@ -130,9 +140,31 @@ class Batcher:
         if self.executor is not None:
             self.executor.shutdown(wait=True)
 
+    def _spawn_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _others_under_way(self) -> bool:
+        """Whether requests that are not queued yet are being handled (they may join)."""
+        return self._requests is not None and self._requests() > len(self._queue)
+
+    async def _call_inline(self) -> None:
+        """One call on the event loop, in the coroutine of the request that found the
+        model idle; what is still queued after it goes to a draining task."""
+        try:
+            if self.max_rows > 0 and self._others_under_way():
+                await self._gather()
+            await self._run(self._take())
+        finally:
+            self._running = False
+        if self._queue:
+            self._running = True
+            self._spawn_drain(asyncio.get_running_loop())
+
     async def _drain(self) -> None:
         try:
-            gather = False  # the first call starts at once: nobody waits on an idle model
+            gather = False  # the first call starts at once: it ran no pass of the loop
             while self._queue:
                 if gather and self.max_rows > 0:
                     await self._gather()

@@ -183,12 +183,16 @@ def _serve(settings: ServeSettings, model: Any, sock: socket.socket) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # nothing here reads the client's address
         timeout_graceful_shutdown=int(settings.graceful_timeout),
     )
     # uvicorn re-raises the signal it stopped on once it is done; a handler that does
     # nothing turns that into a normal return, so a graceful SIGTERM exits with 0.
     signal.signal(signal.SIGTERM, _graceful_exit_done)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    # uvicorn's live request tasks: when others are under way, a call gathers them first.
+    app.watch_requests(lambda: len(server.server_state.tasks))
+    server.run(sockets=[sock])
 
 
 def _freeze_heap() -> None:

@@ -26,8 +26,8 @@ Response shapes:
 from __future__ import annotations
 
 import random
+import secrets
 import time
-import uuid
 from collections import Counter
 from typing import Any, Final
 
@@ -177,7 +177,7 @@ class DataPlane:
                 raise BadRequestError("'id' must be a string")
             check_request_id(raw_id, "'id'")
             # Every answer carries an id, so a label can name the prediction later.
-            request_id = raw_id or request_id or uuid.uuid4().hex
+            request_id = raw_id or request_id or secrets.token_hex(16)
             wanted = self._requested_outputs(doc.get("outputs"))
             if binary_json_length is not None:
                 binary = wants_binary(doc, wanted)
@@ -313,7 +313,7 @@ class DataPlane:
         self._logger.submit(
             Record(
                 ts=time.time(),
-                request_id=request_id or uuid.uuid4().hex,
+                request_id=request_id or secrets.token_hex(16),
                 status=status,
                 batch=batch,
                 outputs=labels,
