@@ -139,6 +139,7 @@ class Row:
     p99_ms: float
     cpu_ms_per_request: float
     errors: int
+    steal_pct: float = float("nan")
 
 
 def fit_models() -> dict[str, Any]:
@@ -310,6 +311,18 @@ def run_wrk(url: str, body: Path, connections: int, seconds: int, lua: Path) -> 
     }
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) CPU time of the machine so far, from /proc/stat (0, 0 elsewhere).
+
+    Steal is time the hypervisor gave this VM's CPUs to someone else: on a shared host it
+    is what turns a quiet run's 4 ms p99 into 15 ms, so every cell prints it."""
+    try:
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def step_costs(model: ServedModel, body: bytes, budget_seconds: float) -> dict[str, float]:
     """Milliseconds per request of each server step, in process, over ``budget_seconds``.
 
@@ -466,8 +479,11 @@ def measure(
 ) -> Row:
     url = f"http://127.0.0.1:{server.port}/v2/models/{model}/infer"
     cpu_before = server.cpu_seconds()
+    steal_before, total_before = cpu_jiffies()
     result = run_wrk(url, body_paths[batch], connections, seconds, lua)
     cpu = server.cpu_seconds() - cpu_before
+    steal_after, total_after = cpu_jiffies()
+    steal = (steal_after - steal_before) / max(total_after - total_before, 1) * 100
     row = Row(
         model,
         batch,
@@ -478,10 +494,11 @@ def measure(
         result["p99"],
         cpu / max(result["requests"], 1) * 1000,
         int(result["errors"]),
+        steal if total_after > total_before else float("nan"),
     )
     print(
         f"  {model} b{batch} c{connections} {row.server:14s} "
-        f"{result['rps']:9.1f} req/s p99 {result['p99']:.2f} ms",
+        f"{result['rps']:9.1f} req/s p99 {result['p99']:.2f} ms steal {row.steal_pct:.1f}%",
         flush=True,
     )
     return row
@@ -497,6 +514,7 @@ def _stats(rows: list[Row]) -> dict[str, float]:
         "p99": mean([r.p99_ms for r in rows]),
         "cpu": mean([r.cpu_ms_per_request for r in rows]),
         "err": sum(r.errors for r in rows),
+        "steal": mean([r.steal_pct for r in rows]),
     }
 
 
@@ -533,7 +551,8 @@ def _cell_lines(cell: list[Row], steps: Steps) -> list[str]:
             ratios = _mlkube_ratios(server, model, batch, stats, steps)
         lines.append(
             f"{model:10} {batch:5} {connections:4} {server:17} {s['rps']:9.1f} "
-            f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {ratios}"
+            f"{s['p50']:8.2f} {s['p99']:8.2f} {s['cpu']:10.3f} {s['err']:4} {s['steal']:6.1f} "
+            f"{ratios}"
         )
     return lines
 
@@ -569,7 +588,7 @@ def render(
         f"{os.cpu_count()} CPUs; means over rounds",
         "",
         f"{'model':10} {'batch':>5} {'conn':>4} {'server':17} {'req/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'x tuned':>8} {'x kserve':>8} "
+        f"{'p99 ms':>8} {'cpu ms/req':>10} {'err':>4} {'steal%':>6} {'x tuned':>8} {'x kserve':>8} "
         f"{'x sklearn':>9} {'p99/tun':>7} {'of floor':>8} {'floor/cpu':>9}",
     ]
     for cell in sorted({(r.model, r.batch, r.connections) for r in rows}):
@@ -583,7 +602,9 @@ def render(
         "workers (kserve-w2 for the -w2 rows); 'x sklearn' = req/s / mlkube's scikit-learn "
         "engine with the same workers; 'of floor' = req/s x in-process total (100%: one "
         "core's worth of requests at that speed); 'floor/cpu' = in-process total / server "
-        "CPU per request. '+onnx' = the onnx engine's floor."
+        "CPU per request. '+onnx' = the onnx engine's floor. 'steal%' = share of the "
+        "machine's CPU time the hypervisor took during the run (a noisy neighbour; it "
+        "inflates p99 most)."
     )
     lines += ["", *headline(rows)]
     return "\n".join(lines)
@@ -605,7 +626,8 @@ def headline(rows: list[Row]) -> list[str]:
         f"targets x tuned (batch 1, 8 connections): {TARGETS}, p99 <= {P99_TARGET_MS} ms",
         f"{'model':10} {'batch':>5} {'conn':>4} "
         + " ".join(f"{n:>24}" for n in names)
-        + f" {'mlkube/tuned':>12} {'sklearn/tuned':>13} {'mlkube/ksv-w2':>13} {'target':>7}",
+        + f" {'mlkube/tuned':>12} {'sklearn/tuned':>13} {'mlkube/ksv-w2':>13} {'target':>7}"
+        + f" {'steal%':>6}",
     ]
     cells = sorted({(r.model, r.batch, r.connections) for r in rows if r.model in trained})
     for model, batch, conn in cells:
@@ -625,6 +647,7 @@ def headline(rows: list[Row]) -> list[str]:
             + f" {ratio:12.2f}"
             + f" {stats['mlkube-sklearn']['rps'] / stats['mls-tuned']['rps']:13.2f}"
             + f" {_ratio(stats['mlkube']['rps'], stats['kserve-w2']['rps']):>13} {target:>7}"
+            + f" {stats['mlkube']['steal']:6.1f}"
         )
     return lines
 
