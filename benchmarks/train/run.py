@@ -40,6 +40,13 @@ What is left of the 2.7 s: the skops/skl2onnx/onnxruntime imports (0.77 s after
 scikit-learn), the ONNX conversion and check (~0.5 s), the median imputer the bare fit
 does not have (0.45 s), metrics, slices, the reference profile and the skops file.
 
+Later on 2026-12-03, once all-numeric data with no missing value got no imputer (the
+server refuses a missing value in a feature that was never missing): mlkube train 8.06 s
+wall, 8.31 s CPU against bare (split) 6.29 s, 6.34 s: 1.36x wall, 1.39x CPU, the fastest
+runs 1.24x (3 repeats, load ~1). Still above 1.25x: skops's import builds its trusted-type
+tables by importing every scikit-learn estimator (~0.55 s after scikit-learn), skl2onnx
+~0.2 s; on the prefetch thread they mostly wait on the interpreter lock the fit holds.
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train/run.py --repeats 3 --estimators hgb
 """
 
