@@ -139,6 +139,26 @@ def test_inline_calls_gather_only_when_others_are_under_way(tmp_path: Path) -> N
     assert calls == [(b.rows, 1) for b in batches]
 
 
+def test_a_request_cancelled_while_gathering_leaves_the_others_answered(tmp_path: Path) -> None:
+    model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
+    _, batches = strict_batches(model)
+    del batches[BAD]
+    batcher = Batcher(model.predict, max_rows=100, max_wait=1.0)
+    batcher.watch_requests(lambda: len(batches))
+
+    async def scenario() -> list[Prediction | BaseException]:
+        tasks = [asyncio.create_task(batcher.predict(b)) for b in batches]
+        await asyncio.sleep(0)  # the first request is gathering; the others have queued
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert isinstance(results[0], asyncio.CancelledError)
+    for batch, result in zip(batches[1:], results[1:], strict=True):
+        assert isinstance(result, Prediction), result
+        assert result.labels.tolist() == model.predict(batch).labels.tolist()
+
+
 def test_an_idle_inline_model_answers_a_lone_request(tmp_path: Path) -> None:
     model = load_model(write_strict_model(tmp_path), None, engine="sklearn")
     batch = decode_v2_inputs(v2_matrix(X[:2])["inputs"], Schema(model.features, 10))

@@ -156,11 +156,11 @@ class Batcher:
             if self.max_rows > 0 and self._others_under_way():
                 await self._gather()
             await self._run(self._take())
-        finally:
+        finally:  # also when this request is cancelled while gathering: others still queue
             self._running = False
-        if self._queue:
-            self._running = True
-            self._spawn_drain(asyncio.get_running_loop())
+            if self._queue:
+                self._running = True
+                self._spawn_drain(asyncio.get_running_loop())
 
     async def _drain(self) -> None:
         try:
