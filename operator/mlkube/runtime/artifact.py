@@ -222,13 +222,25 @@ def _write_extra_files(staging: Path, files: Mapping[str, bytes]) -> None:
         (staging / name).write_bytes(content)
 
 
+def _write_artifact(path: Path, pipeline: Any, artifact: bytes | None) -> None:
+    """``pipeline`` in skops form at ``path``: the given bytes, or dumped here."""
+    if artifact is not None:
+        path.write_bytes(artifact)
+        return
+    import skops.io as sio
+
+    sio.dump(pipeline, path)
+
+
 def write_version(
     version_dir: Path,
     pipeline: Any,
     metadata_without_artifact: Mapping[str, Any],
     extra_files: Mapping[str, bytes] | None = None,
+    artifact: bytes | None = None,
 ) -> Metadata:
     """Writes a version atomically: temp dir beside the target, then a rename.
+    ``artifact``: ``pipeline`` already in skops form (the trainer's helper made it).
 
     ``extra_files`` (plain names, e.g. the compiled ``model.onnx``) are written before
     ``metadata.json``, which stays the last file written.
@@ -236,8 +248,6 @@ def write_version(
     Raises ``ArtifactError`` if the version directory already exists; never overwrites.
     Returns the metadata as written (with ``artifact`` filled in).
     """
-    import skops.io as sio
-
     if version_dir.exists():
         raise ArtifactError(f"{version_dir} already exists; versions are never overwritten")
     parent = version_dir.parent
@@ -248,7 +258,7 @@ def write_version(
         raise ArtifactError(f"cannot write to the store at {parent}: {error.strerror}") from None
     try:
         model_path = staging / MODEL_FILE
-        sio.dump(pipeline, model_path)
+        _write_artifact(model_path, pipeline, artifact)
         _write_extra_files(staging, extra_files or {})
         metadata = dict(metadata_without_artifact)
         metadata["format"] = METADATA_FORMAT

@@ -17,7 +17,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -28,6 +28,7 @@ from mlkube.runtime.profile import PREDICTION_PROFILE, prediction_profile
 from mlkube.runtime.train import TrainingInputError
 from mlkube.runtime.train.data import load_data
 from mlkube.runtime.train.fetch import redact_uri
+from mlkube.runtime.train.helper import WRITER_MODULES, WriterHelper, start_helper, usable_cpus
 from mlkube.runtime.train.liverows import add_live_rows
 from mlkube.runtime.train.localstore import check_store_writable, next_version
 from mlkube.runtime.train.pipeline import (
@@ -169,15 +170,13 @@ def reference_profile(
     return build_reference_profile(train_rows, schema, source_rows=source)
 
 
-_WRITER_MODULES: Final = ("skops.io", "skl2onnx", "onnxruntime")
-
-
 def _prefetch_writers() -> threading.Thread:
     """Imports what runs after the fit (skops, the ONNX converter: seconds) on a thread
-    while the data is read and the model fitted; a failed import fails again where used."""
+    while the data is read and the model fitted, where one core is all there is (with
+    two, ``helper`` does that in a process); a failed import fails again where used."""
 
     def load() -> None:
-        for name in _WRITER_MODULES:
+        for name in WRITER_MODULES:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
@@ -194,21 +193,31 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         f"training {spec.namespace}/{spec.name} v{prepared.version} "
         f"with {prepared.estimator.class_path}"
     )
-    prefetch = _prefetch_writers()
+    prefetch = _prefetch_writers() if usable_cpus() < 2 else None
     data = _read(spec, settings, prepared.queries, progress, request)
-    fitted = _fit(spec, prepared.estimator, data, progress)
-    prefetch.join()
-    profile = reference_profile(
-        data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
-    )
-    compiled = _compile(spec.task, data, fitted, progress)
+    helper = None
+    if prefetch is None:  # two cores: the writing work goes to a forked helper process
+        helper = start_helper(data.inputs[data.test_pos], spec.task, data.schema)
+    try:
+        fitted = _fit(spec, prepared.estimator, data, progress)
+        if helper is not None:
+            helper.submit(fitted.model, (fitted.holdout.y_pred, fitted.holdout.proba))
+        profile = reference_profile(
+            data.checked.frame.iloc[data.train_pos], data.schema, settings, spec.validation
+        )
+        if prefetch is not None:
+            prefetch.join()
+        artifact, compiled = _compiled(helper, spec.task, data, fitted, progress)
+    finally:
+        if helper is not None:
+            helper.close()
     metadata = version_metadata(
         request, prepared, data, fitted, profile=profile, elapsed=progress.elapsed()
     )
     metadata["compiled"] = compiled.record
     metadata[PREDICTION_PROFILE] = prediction_profile(fitted.holdout.y_pred, spec.task)
     extra = {ONNX_FILE: compiled.onnx} if compiled.onnx is not None else None
-    written = write_version(prepared.target_dir, fitted.model, metadata, extra)
+    written = write_version(prepared.target_dir, fitted.model, metadata, extra, artifact)
     sha256 = written["artifact"]["sha256"]
     progress(f"wrote {prepared.target_dir} (sha256 {sha256[:12]}…)")
     summary = run_summary(
@@ -220,12 +229,20 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     return summary
 
 
-def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Compiled:
-    """The ONNX form of the pipeline, verified on the holdout; never fails the run."""
-    expected = (fitted.holdout.y_pred, fitted.holdout.proba)
-    compiled = compile_pipeline(
-        fitted.model, data.inputs[data.test_pos], task, features=data.schema, expected=expected
-    )
+def _compiled(
+    helper: WriterHelper | None, task: str, data: Dataset, fitted: Fitted, progress: Progress
+) -> tuple[bytes | None, Compiled]:
+    """The skops bytes (None: write_version dumps the pipeline) and the compiled model:
+    the helper's answer, or made here when there is none."""
+    answer = helper.result() if helper is not None else None
+    if answer is None:
+        expected = (fitted.holdout.y_pred, fitted.holdout.proba)
+        compiled = compile_pipeline(
+            fitted.model, data.inputs[data.test_pos], task, features=data.schema, expected=expected
+        )
+        artifact = None
+    else:
+        artifact, compiled = answer
     record = compiled.record
     if record["verified"]:
         progress(
@@ -234,7 +251,7 @@ def _compile(task: str, data: Dataset, fitted: Fitted, progress: Progress) -> Co
         )
     else:
         progress(f"not compiled to ONNX ({record['verdict']}): {record['reason']}")
-    return compiled
+    return artifact, compiled
 
 
 def _prepare(request: RunRequest, settings: TrainSettings) -> Prepared:
