@@ -210,6 +210,53 @@ def test_throttled_upload_is_counted_and_the_retry_succeeds(
     assert list(objects(moto_s3)) == ["inference/2026-01-02/03/w-000001.jsonl.gz"]
 
 
+def test_a_batch_that_fails_as_the_server_stops_is_retried_not_dropped(
+    moto_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counts, clock, pauses = Counts(), Clock(), []
+    sink = S3LogSink(
+        S3Location("logs", "inference"),
+        "w",
+        counts.counters(),
+        batch_rows=100,
+        clock=clock,
+        sleep=pauses.append,
+    )
+    client = s3.client(connect_timeout=2.0, attempts=0)
+    real_put = client.put_object
+    calls = {"n": 0}
+
+    def failing_twice(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.2")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(client, "put_object", failing_twice)
+    sink.append("2026-01-02/03", lines(5), 5)  # an open batch: sealed by close
+    sink.close()
+    assert counts.rows == 5 and counts.dropped == 0 and counts.errors == 2
+    assert len(pauses) == 2
+    assert list(objects(moto_s3)) == ["inference/2026-01-02/03/w-000001.jsonl.gz"]
+
+
+def test_closing_on_a_dead_endpoint_drops_after_the_attempts(moto_s3: Any) -> None:
+    counts, clock, pauses = Counts(), Clock(), []
+    sink = S3LogSink(
+        S3Location("no-such-bucket", "inference"),
+        "w",
+        counts.counters(),
+        batch_rows=100,
+        max_attempts=3,
+        clock=clock,
+        sleep=pauses.append,
+    )
+    sink.append("2026-01-02/03", lines(5), 5)
+    sink.close()
+    assert counts.errors == 3 and counts.dropped == 5 and counts.rows == 0
+    assert sink.pending_bytes == 0
+
+
 def test_conditional_put_refuses_an_existing_object(moto_s3: Any) -> None:
     where = S3Location("logs", "v1/metadata.json")
     assert s3.put_bytes(where, b"{}", if_absent=True) is True

@@ -11,7 +11,9 @@ the hour changes; the batch is then sealed (gzip) into
 A sealed batch is uploaded at once; a failed upload is counted (``on_error``) and tried
 again after a back-off, at most ``max_attempts`` times, after which its rows are dropped
 and counted (``on_dropped``). Sealed batches waiting for a retry are bounded by
-``max_pending_bytes``: beyond it the oldest goes (counted). So the memory the sink holds is
+``max_pending_bytes``: beyond it the oldest goes (counted). At shutdown each pending batch
+is tried again after short pauses, within its attempts and ``CLOSE_SECONDS``, so a
+momentary failure as the server stops costs no rows. So the memory the sink holds is
 at most one open batch plus ``max_pending_bytes``, whatever the endpoint does.
 """
 
@@ -32,6 +34,9 @@ MAX_BACKOFF_SECONDS: Final = 60.0
 # An upload to a dead endpoint fails after one short connect attempt, so the writer thread
 # goes back to its queue quickly (the queue drops and counts rows meanwhile).
 UPLOAD_CONNECT_SECONDS: Final = 2.0
+# At shutdown a failed upload (a loaded or restarting endpoint) gets a few quick retries.
+CLOSE_SECONDS: Final = 10.0
+CLOSE_PAUSE_SECONDS: Final = 0.25
 
 
 @dataclass
@@ -63,6 +68,7 @@ class S3LogSink:
     max_pending_bytes: int = 64 << 20
     max_attempts: int = 5
     clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     _lines: list[bytes] = field(default_factory=list)
     _rows: int = 0
     _bytes: int = 0
@@ -99,12 +105,19 @@ class S3LogSink:
         self.pump()
 
     def close(self) -> None:
-        """Seals the open batch and tries each sealed batch once more; drops the rest."""
+        """Seals the open batch and uploads what is pending before the server exits: a
+        batch whose upload fails is tried again after a short pause, up to its
+        ``max_attempts`` and within ``CLOSE_SECONDS``; what is left is dropped (counted)."""
         if self._lines:
             self._seal()
-        for item in self._pending:
-            item.next_try = 0.0
-        self.pump()
+        give_up = self.clock() + CLOSE_SECONDS
+        while self._pending:
+            for item in self._pending:
+                item.next_try = 0.0
+            self.pump()
+            if not self._pending or self.clock() >= give_up:
+                break
+            self.sleep(CLOSE_PAUSE_SECONDS)  # each round uploads a batch or spends a try
         for item in self._pending:
             self.counters.on_dropped(item.rows)
         self._pending.clear()
