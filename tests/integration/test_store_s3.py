@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import time
 from pathlib import Path
 
 import orjson
@@ -18,6 +20,22 @@ from mlkube.runtime.store.s3 import S3Location
 
 def keys(where: S3Location) -> list[str]:
     return sorted(s3.list_keys(where))
+
+
+def logged_rows(inference: S3Location, rows: int, seconds: float = 60.0) -> dict[str, int]:
+    """Rows per logged object (the planted 2001 partition aside), once they add up to
+    ``rows`` or ``seconds`` have passed: SeaweedFS's S3 listing can lag a just-written
+    object under load, and the drift check must list what the server wrote."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = {
+            key: gzip.decompress(s3.get_bytes(inference / key, 1 << 26) or b"").count(b"\n")
+            for key in keys(inference)
+            if not key.startswith("2001-")
+        }
+        if sum(found.values()) >= rows or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 @pytest.mark.timeout(900)
@@ -136,16 +154,17 @@ def test_inference_log_to_s3_and_drift_check_from_it(
             server.predict(IRIS_ROWS)
         code = server.stop()
     assert code == 0, server.log.read_text()
-    logged = [k for k in keys(model / "inference") if not k.startswith("2001-")]
+    logged = logged_rows(model / "inference", 45)
     assert logged and all(k.endswith(".jsonl.gz") for k in logged)
     assert len(logged) >= 2  # 45 rows in batches of 20 rows: several objects
+    assert sum(logged.values()) == 45, logged
 
     checked = mlkube("drift-check", "--model-dir", uri, "--no-plot")
     assert checked.returncode == 0, checked.stderr
     report_uri = checked.stdout.split("report: ", 1)[1].split()[0]
     assert report_uri.startswith(f"{model}/drift/") and report_uri.endswith(".json")
     report = json.loads(s3.get_bytes(S3Location.parse(report_uri), 1 << 26) or b"")
-    assert report["samples"]["live"] == 45
+    assert report["samples"]["live"] == 45, report
     assert report["live"] == str(model / "inference")  # names the bucket, not a temp copy
     assert objectstore.secret_key not in checked.stdout + checked.stderr
 
