@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,31 @@ def test_empty_window_is_insufficient_data_with_a_message(store: Path, tmp_path:
     assert "no live rows" in result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["verdict"] == "insufficient-data" and report["samples"]["live"] == 0
+
+
+def test_rows_logged_earlier_in_the_same_second_are_in_the_window(tmp_path: Path) -> None:
+    """Without ``--now`` the window ends at this instant, not at the start of its second:
+    a check run right after the server stopped must see the rows it just logged."""
+    from mlkube.cli import main
+
+    root = tmp_path / "store"
+    store_version(root, synthetic_frame(500, seed=1, drifted=False)[FEATURES])
+    live = synthetic_frame(300, seed=7, drifted=False)[FEATURES]
+    while not 0.05 <= time.time() % 1 < 0.5:  # room in this second for rows, then the check
+        time.sleep(0.01)
+    logged = datetime.now(UTC)
+    rows = _log_rows(live, logged - timedelta(seconds=len(live) - 1))  # the last one: now
+    _write_log(root, rows, hour=logged)
+    model = root / "default/churn"
+    flags = {
+        "--model-dir": model / "v1",
+        "--live": model / "inference",
+        "--report": tmp_path / "r.json",
+    }
+    code = main(["drift-check", "--no-plot", *(str(x) for pair in flags.items() for x in pair)])
+    assert code == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["samples"]["live"] == 300, report["samples"]
 
 
 def test_nan_only_column_is_a_data_quality_finding(store: Path, tmp_path: Path) -> None:

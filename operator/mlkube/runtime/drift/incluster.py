@@ -369,7 +369,7 @@ def run_monitor(
     namespace, _, name = reference.partition("/")
     if not namespace or not name or "/" in name:
         raise DriftInputError(f"--monitor takes NAMESPACE/NAME, got {reference!r}")
-    moment = now or datetime.now(UTC).replace(microsecond=0)
+    moment = now or datetime.now(UTC)  # to the microsecond: the window ends at this moment
     check = MonitorCheck(
         api_client or load_client(), settings or ClusterSettings.from_env(), namespace, name, moment
     )
