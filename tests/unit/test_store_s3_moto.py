@@ -181,6 +181,21 @@ def test_pending_batches_are_bounded_in_bytes(moto_s3: Any) -> None:
     assert counts.rows == 0
 
 
+def fail_first_puts(monkeypatch: pytest.MonkeyPatch, count: int, error: Exception) -> None:
+    """The shared client's first ``count`` PutObject calls raise ``error``; the rest pass."""
+    client = s3.client(connect_timeout=2.0, attempts=0)
+    real_put = client.put_object
+    calls = {"n": 0}
+
+    def put(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= count:
+            raise error
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(client, "put_object", put)
+
+
 def test_throttled_upload_is_counted_and_the_retry_succeeds(
     moto_s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,20 +203,11 @@ def test_throttled_upload_is_counted_and_the_retry_succeeds(
     sink = S3LogSink(
         S3Location("logs", "inference"), "w", counts.counters(), batch_rows=1, clock=clock
     )
-    client = s3.client(connect_timeout=2.0, attempts=0)
-    real_put = client.put_object
-    calls = {"n": 0}
-
-    def throttled(**kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise botocore.exceptions.ClientError(
-                {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
-                "PutObject",
-            )
-        return real_put(**kwargs)
-
-    monkeypatch.setattr(client, "put_object", throttled)
+    slow_down = botocore.exceptions.ClientError(
+        {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+        "PutObject",
+    )
+    fail_first_puts(monkeypatch, 1, slow_down)
     sink.append("2026-01-02/03", lines(2), 2)
     assert counts.errors == 1 and counts.rows == 0
     clock.now += sink.wait_seconds() or 0
@@ -222,17 +228,8 @@ def test_a_batch_that_fails_as_the_server_stops_is_retried_not_dropped(
         clock=clock,
         sleep=pauses.append,
     )
-    client = s3.client(connect_timeout=2.0, attempts=0)
-    real_put = client.put_object
-    calls = {"n": 0}
-
-    def failing_twice(**kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] <= 2:
-            raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.2")
-        return real_put(**kwargs)
-
-    monkeypatch.setattr(client, "put_object", failing_twice)
+    refused = botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.2")
+    fail_first_puts(monkeypatch, 2, refused)
     sink.append("2026-01-02/03", lines(5), 5)  # an open batch: sealed by close
     sink.close()
     assert counts.rows == 5 and counts.dropped == 0 and counts.errors == 2

@@ -92,7 +92,6 @@ def test_a_run_writes_the_same_with_one_core_or_two(
             return started[-1]
 
         monkeypatch.setattr(run, "usable_cpus", lambda cpus=cpus: cpus)
-        monkeypatch.setattr(helper_module, "usable_cpus", lambda cpus=cpus: cpus)
         monkeypatch.setattr(run, "start_helper", start)
         directory = tmp_path / f"cpus-{cpus:g}"
         directory.mkdir()
@@ -137,7 +136,6 @@ def test_a_run_whose_helper_dies_still_writes_its_version(
         return helper
 
     monkeypatch.setattr(run, "usable_cpus", lambda: 2.0)
-    monkeypatch.setattr(helper_module, "usable_cpus", lambda: 2.0)
     monkeypatch.setattr(run, "start_helper", start_and_kill)
     document = manifest("cancer", uri="sklearn://breast_cancer", params={"max_iter": 2000})
     result = train_in(capsys, tmp_path, document)

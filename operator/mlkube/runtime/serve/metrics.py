@@ -15,6 +15,7 @@ resolves one model's series once so the request path only adds.
 
 from __future__ import annotations
 
+import collections
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,14 +148,16 @@ class _Histogram:
 class _Series:
     """One model version's loop-owned counts (shared by every app serving it)."""
 
-    requests: dict[tuple[str, str], int] = field(default_factory=dict)
-    latency: dict[str, _Histogram] = field(default_factory=dict)
+    requests: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    latency: collections.defaultdict[str, _Histogram] = field(
+        default_factory=lambda: collections.defaultdict(lambda: _Histogram(LATENCY.buckets))
+    )
     batch_size: _Histogram = field(default_factory=lambda: _Histogram(BATCH_SIZE.buckets))
     call_rows: _Histogram = field(default_factory=lambda: _Histogram(MODEL_CALL_ROWS.buckets))
     call_requests: _Histogram = field(
         default_factory=lambda: _Histogram(MODEL_CALL_REQUESTS.buckets)
     )
-    predictions: dict[str, int] = field(default_factory=dict)
+    predictions: collections.Counter[str] = field(default_factory=collections.Counter)
     in_flight: Callable[[], int] = lambda: 0
 
 
@@ -190,13 +193,17 @@ class _LoopCollector:
         yield gauge
 
 
+_FAMILY_TYPES: Final = {
+    "counter": CounterMetricFamily,
+    "histogram": HistogramMetricFamily,
+    "gauge": GaugeMetricFamily,
+}
+
+
 def _family(spec: Family) -> Any:
-    kinds = {
-        "counter": CounterMetricFamily,
-        "histogram": HistogramMetricFamily,
-        "gauge": GaugeMetricFamily,
-    }
-    return kinds[spec.kind](spec.name, spec.documentation, labels=[*MODEL_LABELS, *spec.labels])
+    return _FAMILY_TYPES[spec.kind](
+        spec.name, spec.documentation, labels=[*MODEL_LABELS, *spec.labels]
+    )
 
 
 def _counter(spec: Family, values: Iterator[tuple[tuple[str, str], tuple[str, ...], int]]) -> Any:
@@ -231,12 +238,8 @@ class ModelMetrics:
 
     def request_done(self, route: str, code: int, seconds: float) -> None:
         series = self._series
-        key = (route, str(code))
-        series.requests[key] = series.requests.get(key, 0) + 1
-        histogram = series.latency.get(route)
-        if histogram is None:
-            histogram = series.latency[route] = _Histogram(LATENCY.buckets)
-        histogram.observe(seconds)
+        series.requests[route, str(code)] += 1
+        series.latency[route].observe(seconds)
 
     def model_call(self, rows: int, requests: int) -> None:
         """One model call of ``rows`` rows that answered ``requests`` requests."""
@@ -249,15 +252,14 @@ class ModelMetrics:
         series.batch_size.observe(rows)
         counts = series.predictions
         if not is_classifier:
-            counts[""] = counts.get("", 0) + rows
+            counts[""] += rows
         elif rows == 1:
-            label = str(labels[0])
-            counts[label] = counts.get(label, 0) + 1
+            counts[str(labels[0])] += 1
         else:
             values, numbers = np.unique(labels, return_counts=True)
-            for value, number in zip(values.tolist(), numbers.tolist(), strict=True):
-                label = str(value)
-                counts[label] = counts.get(label, 0) + number
+            counts.update(
+                {str(v): n for v, n in zip(values.tolist(), numbers.tolist(), strict=True)}
+            )
 
 
 def exposition() -> tuple[bytes, bytes]:

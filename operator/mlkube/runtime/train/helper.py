@@ -106,9 +106,8 @@ class WriterHelper:
 
 
 def start_helper(holdout: Any, task: str, features: list[Any]) -> WriterHelper | None:
-    """A helper when two cores are usable and a process can be forked, else None."""
-    if usable_cpus() < 2:
-        return None
+    """A helper, or None when a process cannot be forked; the caller has checked that
+    two cores are usable (``usable_cpus``)."""
     try:
         return WriterHelper(holdout, task, features)
     except OSError:

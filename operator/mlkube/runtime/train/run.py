@@ -195,9 +195,10 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
     )
     prefetch = _prefetch_writers() if usable_cpus() < 2 else None
     data = _read(spec, settings, prepared.queries, progress, request)
+    holdout = data.inputs[data.test_pos]
     helper = None
     if prefetch is None:  # two cores: the writing work goes to a forked helper process
-        helper = start_helper(data.inputs[data.test_pos], spec.task, data.schema)
+        helper = start_helper(holdout, spec.task, data.schema)
     try:
         fitted = _fit(spec, prepared.estimator, data, progress)
         if helper is not None:
@@ -207,7 +208,9 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
         )
         if prefetch is not None:
             prefetch.join()
-        artifact, compiled = _compiled(helper, spec.task, data, fitted, progress)
+        artifact, compiled = _compiled(
+            helper, fitted, progress, task=spec.task, holdout=holdout, features=data.schema
+        )
     finally:
         if helper is not None:
             helper.close()
@@ -230,7 +233,13 @@ def train_model(request: RunRequest, settings: TrainSettings, progress: Progress
 
 
 def _compiled(
-    helper: WriterHelper | None, task: str, data: Dataset, fitted: Fitted, progress: Progress
+    helper: WriterHelper | None,
+    fitted: Fitted,
+    progress: Progress,
+    *,
+    task: str,
+    holdout: Any,
+    features: list[Any],
 ) -> tuple[bytes | None, Compiled]:
     """The skops bytes (None: write_version dumps the pipeline) and the compiled model:
     the helper's answer, or made here when there is none."""
@@ -238,7 +247,7 @@ def _compiled(
     if answer is None:
         expected = (fitted.holdout.y_pred, fitted.holdout.proba)
         compiled = compile_pipeline(
-            fitted.model, data.inputs[data.test_pos], task, features=data.schema, expected=expected
+            fitted.model, holdout, task, features=features, expected=expected
         )
         artifact = None
     else:
