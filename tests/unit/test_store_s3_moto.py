@@ -104,11 +104,17 @@ def test_addressing_style_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s3.addressing_style() == "path"
 
 
-def test_sink_batches_by_rows_into_gzip_objects_per_hour(moto_s3: Any) -> None:
+def new_sink(
+    bucket: str = "logs", *, prefix: str = "inference", writer: str = "w", **options: Any
+) -> tuple[S3LogSink, Counts, Clock]:
+    """A sink under ``bucket/prefix`` with fresh counters and a fake clock."""
     counts, clock = Counts(), Clock()
-    sink = S3LogSink(
-        S3Location("logs", "ns/m/inference"), "w1", counts.counters(), batch_rows=10, clock=clock
-    )
+    sink = S3LogSink(S3Location(bucket, prefix), writer, counts.counters(), clock=clock, **options)
+    return sink, counts, clock
+
+
+def test_sink_batches_by_rows_into_gzip_objects_per_hour(moto_s3: Any) -> None:
+    sink, counts, _clock = new_sink(prefix="ns/m/inference", writer="w1", batch_rows=10)
     sink.append("2026-01-02/03", lines(6), 6)
     assert objects(moto_s3) == {}  # below the batch size, within its time
     sink.append("2026-01-02/03", lines(6), 6)  # 12 rows >= 10: sealed and uploaded
@@ -127,10 +133,7 @@ def test_sink_batches_by_rows_into_gzip_objects_per_hour(moto_s3: Any) -> None:
 
 
 def test_sink_seals_a_batch_when_its_seconds_are_up(moto_s3: Any) -> None:
-    counts, clock = Counts(), Clock()
-    sink = S3LogSink(
-        S3Location("logs", "inference"), "w", counts.counters(), batch_seconds=30, clock=clock
-    )
+    sink, counts, clock = new_sink(batch_seconds=30)
     sink.append("2026-01-02/03", lines(3), 3)
     assert sink.wait_seconds() == 30
     clock.now += 29
@@ -143,15 +146,7 @@ def test_sink_seals_a_batch_when_its_seconds_are_up(moto_s3: Any) -> None:
 
 
 def test_failed_uploads_are_counted_retried_with_a_bound_then_dropped(moto_s3: Any) -> None:
-    counts, clock = Counts(), Clock()
-    sink = S3LogSink(
-        S3Location("no-such-bucket", "inference"),
-        "w",
-        counts.counters(),
-        batch_rows=1,
-        max_attempts=3,
-        clock=clock,
-    )
+    sink, counts, clock = new_sink("no-such-bucket", batch_rows=1, max_attempts=3)
     sink.append("2026-01-02/03", lines(4), 4)
     assert counts.errors == 1 and counts.dropped == 0 and sink.pending_bytes > 0
     for _ in range(5):
@@ -165,15 +160,7 @@ def test_failed_uploads_are_counted_retried_with_a_bound_then_dropped(moto_s3: A
 
 
 def test_pending_batches_are_bounded_in_bytes(moto_s3: Any) -> None:
-    counts, clock = Counts(), Clock()
-    sink = S3LogSink(
-        S3Location("no-such-bucket", "inference"),
-        "w",
-        counts.counters(),
-        batch_rows=100,
-        max_pending_bytes=4096,
-        clock=clock,
-    )
+    sink, counts, _clock = new_sink("no-such-bucket", batch_rows=100, max_pending_bytes=4096)
     for i in range(50):
         sink.append("2026-01-02/03", lines(100, f"batch-{i}-" + "z" * 200), 100)
         assert sink.pending_bytes <= 4096 + 64 * 1024  # one sealed batch may exceed alone
@@ -199,10 +186,7 @@ def fail_first_puts(monkeypatch: pytest.MonkeyPatch, count: int, error: Exceptio
 def test_throttled_upload_is_counted_and_the_retry_succeeds(
     moto_s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts, clock = Counts(), Clock()
-    sink = S3LogSink(
-        S3Location("logs", "inference"), "w", counts.counters(), batch_rows=1, clock=clock
-    )
+    sink, counts, clock = new_sink(batch_rows=1)
     slow_down = botocore.exceptions.ClientError(
         {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
         "PutObject",
@@ -219,15 +203,8 @@ def test_throttled_upload_is_counted_and_the_retry_succeeds(
 def test_a_batch_that_fails_as_the_server_stops_is_retried_not_dropped(
     moto_s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counts, clock, pauses = Counts(), Clock(), []
-    sink = S3LogSink(
-        S3Location("logs", "inference"),
-        "w",
-        counts.counters(),
-        batch_rows=100,
-        clock=clock,
-        sleep=pauses.append,
-    )
+    pauses: list[float] = []
+    sink, counts, _clock = new_sink(batch_rows=100, sleep=pauses.append)
     refused = botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.2")
     fail_first_puts(monkeypatch, 2, refused)
     sink.append("2026-01-02/03", lines(5), 5)  # an open batch: sealed by close
@@ -238,15 +215,9 @@ def test_a_batch_that_fails_as_the_server_stops_is_retried_not_dropped(
 
 
 def test_closing_on_a_dead_endpoint_drops_after_the_attempts(moto_s3: Any) -> None:
-    counts, clock, pauses = Counts(), Clock(), []
-    sink = S3LogSink(
-        S3Location("no-such-bucket", "inference"),
-        "w",
-        counts.counters(),
-        batch_rows=100,
-        max_attempts=3,
-        clock=clock,
-        sleep=pauses.append,
+    pauses: list[float] = []
+    sink, counts, _clock = new_sink(
+        "no-such-bucket", batch_rows=100, max_attempts=3, sleep=pauses.append
     )
     sink.append("2026-01-02/03", lines(5), 5)
     sink.close()
